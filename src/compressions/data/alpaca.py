@@ -1,0 +1,55 @@
+"""Alpaca-format data (`instruction`, `input`, `output`[, `source`]): JSON / JSON.gz lists such as the
+Alpaca+ files, or hub datasets such as `yahma/alpaca-cleaned`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from compressions.data import paths
+from compressions.data.records import RecordIssues
+from compressions.errors import DataError
+
+FIELDS = ("instruction", "input", "output")
+
+
+@dataclass(frozen=True)
+class AlpacaExample:
+    instruction: str
+    input: str
+    output: str
+    source: str = ""
+
+
+def parse_alpaca(rows, source: str, on_error: str = "skip") -> list[AlpacaExample]:
+    issues = RecordIssues(source, on_error)
+    examples = []
+    for i, row in enumerate(rows):
+        missing = [k for k in FIELDS if not isinstance(row.get(k), str)]
+        if missing:
+            issues.report(i, f"missing or non-string field(s) {', '.join(missing)}")
+        elif not row["instruction"].strip():
+            issues.report(i, "empty instruction")
+        else:
+            examples.append(AlpacaExample(row["instruction"], row["input"], row["output"], row.get("source") or ""))
+    return examples
+
+
+def load_alpaca(
+    source: str, data_dir: str | Path | None = None, on_error: str = "skip", split: str = "train"
+) -> list[AlpacaExample]:
+    from compressions.data.squad import read_json
+
+    where = paths.resolve(source, data_dir)
+    if isinstance(where, Path):
+        rows = read_json(where)
+        if not isinstance(rows, list):
+            raise DataError(f"{where}: expected a JSON list of records")
+        return parse_alpaca(rows, str(where), on_error)
+    import datasets
+
+    try:
+        rows = datasets.load_dataset(where, split=split)
+    except Exception as err:
+        raise DataError(f"could not load hub dataset {where!r} split {split!r}: {str(err).splitlines()[0]}") from None
+    return parse_alpaca(rows, where, on_error)

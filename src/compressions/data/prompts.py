@@ -1,0 +1,71 @@
+"""SQuAD prompt formats. A prompt is split around the context, `prefix + context + suffix`, so that
+every method (truncation, pruning, soft tokens) swaps only the context and nothing else changes.
+
+Formats:
+- `chat`: the model's chat template; the user turn holds instruction, context and question; the
+  assistant turn starts with the anchor (e.g. "Answer:") when one is set.
+- `completion`: plain text `Context:\n...\nQuestion: ...\nAnswer:`; optional solved examples first.
+The context sits between newlines so tokenising the three parts apart equals tokenising them together
+at the boundaries for BPE tokenizers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from transformers import PreTrainedTokenizerBase
+
+from compressions.data.squad import SquadExample
+from compressions.errors import ConfigError
+
+FORMATS = ("chat", "completion")
+_SLOT = "\u2063CONTEXT\u2063"  # invisible separators: never in real text, untouched by templates
+
+
+@dataclass
+class SquadPromptConfig:
+    format: str = field(default="chat", metadata={"help": "chat | completion"})
+    instruction: str = field(
+        default="Answer the question with a short span copied from the context.",
+        metadata={"help": "first line of the prompt (user turn in chat)"},
+    )
+    anchor: str = field(default="Answer:", metadata={"help": "text the answer follows; '' for none"})
+    shots: int = field(default=0, metadata={"help": "solved examples shown first (from the train split)"})
+
+    def validate(self) -> None:
+        if self.format not in FORMATS:
+            raise ConfigError(f"prompt.format must be one of {FORMATS}, got {self.format!r}")
+        if self.shots < 0:
+            raise ConfigError(f"prompt.shots must be >= 0, got {self.shots}")
+
+
+@dataclass(frozen=True)
+class PromptParts:
+    prefix: str
+    suffix: str
+
+
+def _block(context: str, question: str) -> str:
+    return f"Context:\n{context}\nQuestion: {question}"
+
+
+def squad_prompt(
+    tokenizer: PreTrainedTokenizerBase,
+    question: str,
+    config: SquadPromptConfig,
+    shots: list[SquadExample] = (),
+) -> PromptParts:
+    """The text before and after the context for one question."""
+    anchor = config.anchor
+    if config.format == "completion":
+        solved = "".join(f"{_block(s.context, s.question)}\n{anchor} {s.answers[0]}\n\n" for s in shots)
+        text = f"{config.instruction}\n\n{solved}{_block(_SLOT, question)}\n{anchor}"
+    else:
+        messages = []
+        for s in shots:
+            messages.append({"role": "user", "content": f"{config.instruction}\n\n{_block(s.context, s.question)}"})
+            messages.append({"role": "assistant", "content": f"{anchor} {s.answers[0]}".strip()})
+        messages.append({"role": "user", "content": f"{config.instruction}\n\n{_block(_SLOT, question)}"})
+        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True) + anchor
+    prefix, suffix = text.split(_SLOT)
+    return PromptParts(prefix, suffix)

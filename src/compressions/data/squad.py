@@ -1,0 +1,120 @@
+"""SQuAD v1.1: the official JSON (.json or .json.gz) or the hub dataset `rajpurkar/squad`.
+
+Local files split by article in file order (`train_articles` first articles = train, the rest =
+validation): with the shared dev-A file that is articles 1-20 / 21-24. Hub data keeps its own splits.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from compressions.data import paths
+from compressions.data.records import RecordIssues
+from compressions.errors import DataError
+
+SPLITS = ("train", "validation", "all")
+
+
+@dataclass(frozen=True)
+class SquadExample:
+    id: str
+    title: str
+    context: str
+    question: str
+    answers: list[str]
+    answer_starts: list[int]
+    article: int = 0  # index of the article in its file, for article-level splits
+
+
+def read_json(path: Path):
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as f:
+        return json.load(f)
+
+
+def parse_squad(data: dict, source: str, on_error: str = "skip") -> list[SquadExample]:
+    """Official-format dict -> examples; malformed questions are reported by file and index."""
+    issues = RecordIssues(source, on_error)
+    examples = []
+    if not isinstance(data, dict) or not isinstance(data.get("data"), list):
+        raise DataError(f"{source}: not SQuAD JSON (expected a top-level 'data' list)")
+    for a, article in enumerate(data["data"]):
+        for p, paragraph in enumerate(article.get("paragraphs", [])):
+            context = paragraph.get("context")
+            for q, qa in enumerate(paragraph.get("qas", [])):
+                where = f"article {a}, paragraph {p}, question {q}"
+                example = _parse_qa(qa, context, article.get("title", ""), a, where, issues)
+                if example is not None:
+                    examples.append(example)
+    return examples
+
+
+def _parse_qa(qa: dict, context, title: str, article: int, where: str, issues: RecordIssues):
+    if not isinstance(context, str) or not context.strip():
+        issues.report(where, "empty or missing context")
+        return None
+    missing = [k for k in ("id", "question", "answers") if k not in qa]
+    if missing:
+        issues.report(where, f"missing field(s) {', '.join(missing)}")
+        return None
+    answers = qa["answers"]
+    if not answers:
+        issues.report(where, "no reference answers")
+        return None
+    for answer in answers:
+        start, text = answer.get("answer_start"), answer.get("text")
+        if not isinstance(text, str) or not isinstance(start, int) or context[start : start + len(text)] != text:
+            issues.report(where, f"answer {text!r} is not in the context at {start}")
+            return None
+    return SquadExample(
+        id=str(qa["id"]),
+        title=title,
+        context=context,
+        question=qa["question"],
+        answers=[a["text"] for a in answers],
+        answer_starts=[a["answer_start"] for a in answers],
+        article=article,
+    )
+
+
+def split_by_article(examples: list[SquadExample], split: str, train_articles: int = 20) -> list[SquadExample]:
+    if split not in SPLITS:
+        raise DataError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+    if split == "all":
+        return list(examples)
+    keep_train = split == "train"
+    return [e for e in examples if (e.article < train_articles) == keep_train]
+
+
+def load_squad(
+    source: str = "squad",
+    split: str = "validation",
+    data_dir: str | Path | None = None,
+    on_error: str = "skip",
+    train_articles: int = 20,
+) -> list[SquadExample]:
+    where = paths.resolve(source, data_dir)
+    if isinstance(where, Path):
+        examples = parse_squad(read_json(where), str(where), on_error)
+        return split_by_article(examples, split, train_articles)
+    return _load_hub(where, split, on_error)
+
+
+def _load_hub(name: str, split: str, on_error: str) -> list[SquadExample]:
+    import datasets
+
+    try:
+        rows = datasets.load_dataset(name, split=split)
+    except Exception as err:  # offline, unknown id, unknown split: one line for the user
+        raise DataError(f"could not load hub dataset {name!r} split {split!r}: {str(err).splitlines()[0]}") from None
+    # one paragraph per row, grouped by title so articles keep their file order for splits
+    by_title: dict[str, list] = {}
+    for row in rows:
+        answers = [{"text": t, "answer_start": s} for t, s in zip(row["answers"]["text"], row["answers"]["answer_start"])]
+        qa = {"id": row["id"], "question": row["question"], "answers": answers}
+        by_title.setdefault(row["title"], []).append({"context": row["context"], "qas": [qa]})
+    articles = [{"title": title, "paragraphs": paragraphs} for title, paragraphs in by_title.items()]
+    return parse_squad({"data": articles}, name, on_error)

@@ -1,0 +1,170 @@
+"""The SQuAD evaluation harness: any context method -> prompts -> batched greedy answers -> EM/F1.
+
+Every method sees the same prompt around the context (data/prompts.py); only the context changes.
+`max_new_tokens` defaults to the answer-length diagnostic on the train split (covers 99% of answers).
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+import time
+from dataclasses import dataclass, field
+
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from compressions.baselines import UNBUDGETED, build_method, check_method
+from compressions.data.prompts import SquadPromptConfig, squad_prompt
+from compressions.data.squad import SquadExample, load_squad
+from compressions.errors import ConfigError
+from compressions.evaluation.answer_lengths import answer_token_lengths, length_report
+from compressions.evaluation.squad_metrics import aggregate_squad, normalize_answer, squad_scores
+from compressions.experiments.run_folder import RunFolder
+from compressions.models import DEFAULT_MODEL, load_model
+from compressions.models.generation import generate_greedy
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SquadEvalConfig:
+    model: str = field(default=DEFAULT_MODEL, metadata={"help": "alias, local dir or hub id"})
+    dtype: str = "float32"
+    device: str = "cpu"
+    data: str = field(default="squad", metadata={"help": "file, short name in the data dir, or hub id"})
+    data_dir: str | None = field(default=None, metadata={"help": "default: $COMPRESSIONS_DATA_DIR"})
+    split: str = field(default="validation", metadata={"help": "train | validation | all (local: by article)"})
+    train_articles: int = field(default=20, metadata={"help": "local files: first N articles are train"})
+    limit: int | None = field(default=None, metadata={"help": "first N questions of the split"})
+    method: str = "full"
+    budget: int | None = field(default=None, metadata={"help": "context token budget M"})
+    method_options: dict = field(default_factory=dict)
+    prompt: SquadPromptConfig = field(default_factory=SquadPromptConfig)
+    max_new_tokens: int | None = field(default=None, metadata={"help": "default: answer-length diagnostic"})
+    batch_size: int = 8
+    seed: int = 0
+    n_samples: int = field(default=20, metadata={"help": "predictions kept in sample_predictions.json"})
+    on_error: str = field(default="skip", metadata={"help": "malformed records: skip | raise"})
+    out: str | None = field(default=None, metadata={"help": "run folder (default runs/eval/<method>)"})
+
+    def validate(self) -> None:
+        """Fail on bad input before any data or model is loaded."""
+        self.prompt.validate()
+        check_method(self.method, self.budget)
+        if self.limit is not None and self.limit < 1:
+            raise ConfigError(f"limit must be >= 1, got {self.limit}")
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
+
+    @property
+    def run_name(self) -> str:
+        return self.method if self.method in UNBUDGETED else f"{self.method}-M{self.budget}"
+
+
+def pick_shots(train: list[SquadExample], k: int) -> list[SquadExample]:
+    """k solved examples with the shortest contexts, from distinct paragraphs (deterministic)."""
+    seen, shots = set(), []
+    for example in sorted(train, key=lambda e: (len(e.context), e.id)):
+        if len(shots) == k:
+            break
+        if example.context not in seen:
+            seen.add(example.context)
+            shots.append(example)
+    return shots
+
+
+def first_line(text: str) -> str:
+    return text.strip().split("\n", 1)[0].strip()
+
+
+def evaluate_squad(
+    config: SquadEvalConfig,
+    examples: list[SquadExample] | None = None,
+    train_examples: list[SquadExample] | None = None,
+    model: PreTrainedModel | None = None,
+    tokenizer: PreTrainedTokenizerBase | None = None,
+    progress: bool = True,
+) -> dict:
+    """Run one method over the questions and write the run folder; returns metrics.json's content.
+
+    `examples` / `train_examples` default to the configured data's split / train split.
+    """
+    if examples is None:
+        examples = load_squad(config.data, config.split, config.data_dir, config.on_error, config.train_articles)
+    examples = examples[: config.limit] if config.limit else examples
+    if not examples:
+        raise ConfigError(f"no questions in {config.data!r} split {config.split!r}")
+    needs_train = config.prompt.shots > 0 or config.max_new_tokens is None
+    if train_examples is None and needs_train:
+        train_examples = load_squad(config.data, "train", config.data_dir, config.on_error, config.train_articles)
+    if model is None or tokenizer is None:
+        model, tokenizer = load_model(config.model, config.dtype, config.device)
+
+    max_new_tokens = config.max_new_tokens
+    if max_new_tokens is None:
+        lengths = answer_token_lengths((e.answers for e in train_examples), tokenizer)
+        max_new_tokens = length_report(lengths)["recommended_max_new_tokens"]
+        log.info("max_new_tokens=%d from the answer-length diagnostic on the train split", max_new_tokens)
+    shots = pick_shots(train_examples, config.prompt.shots) if config.prompt.shots else []
+    method = build_method(config.method, tokenizer, config.budget, **config.method_options)
+
+    start = time.perf_counter()
+    prompts, kept, context_lengths, compress_seconds = [], [], [], 0.0
+    for example in examples:
+        parts = squad_prompt(tokenizer, example.question, config.prompt, shots)
+        compressed = method.compress(example.context, example.question, config.budget)
+        compress_seconds += compressed.seconds
+        context_lengths.append(len(tokenizer(example.context, add_special_tokens=False).input_ids))
+        kept.append(compressed.n_tokens)
+        prompts.append(
+            tokenizer(parts.prefix).input_ids
+            + compressed.token_ids
+            + tokenizer(parts.suffix, add_special_tokens=False).input_ids
+        )
+    generated = generate_greedy(model, tokenizer, prompts, max_new_tokens, config.batch_size, progress=progress)
+    seconds = time.perf_counter() - start
+
+    predictions = [first_line(tokenizer.decode(g, skip_special_tokens=True)) for g in generated]
+    scores = [squad_scores(p, e.answers) for p, e in zip(predictions, examples)]
+    metrics = _metrics(config, examples, predictions, scores, kept, context_lengths, prompts, seconds, compress_seconds)
+    metrics["max_new_tokens"] = max_new_tokens
+    samples = [
+        {
+            "id": e.id,
+            "prompt": tokenizer.decode(p),
+            "prediction": pred,
+            "references": e.answers,
+            **s,
+        }
+        for e, p, pred, s in list(zip(examples, prompts, predictions, scores))[: config.n_samples]
+    ]
+    with RunFolder(config.out or f"runs/eval/{config.run_name}") as run:
+        run.save_config(config)
+        run.write_json("sample_predictions.json", samples)
+        run.write_json("metrics.json", metrics)
+        log.info("%s: F1 %.1f EM %.1f on %d questions", config.run_name, metrics["f1"], metrics["exact_match"], len(examples))
+    return metrics
+
+
+def _metrics(config, examples, predictions, scores, kept, context_lengths, prompts, seconds, compress_seconds) -> dict:
+    n = len(examples)
+    mean_kept = statistics.fmean(kept)
+    mean_context = statistics.fmean(context_lengths)
+    gold_inside = [
+        any(normalize_answer(a) in normalize_answer(p) for a in e.answers) for p, e in zip(predictions, examples)
+    ]
+    return {
+        "method": config.method,
+        "budget": config.budget,
+        "n": n,
+        **aggregate_squad(scores),
+        # share of predictions that contain a reference answer: separates "knows" from "answers tersely"
+        "gold_in_prediction": 100.0 * sum(gold_inside) / n,
+        "mean_context_tokens": mean_context,
+        "mean_kept_tokens": mean_kept,
+        "compression_ratio": mean_context / mean_kept if mean_kept else None,
+        "mean_prompt_tokens": statistics.fmean(len(p) for p in prompts),
+        "seconds_per_example": seconds / n,
+        "compress_seconds_per_example": compress_seconds / n,
+        "prompt_format": config.prompt.format,
+    }

@@ -1,0 +1,1 @@
+"""Run folders, reports, and (later) grids."""

@@ -1,0 +1,30 @@
+import json
+
+import pytest
+
+from compressions.config import load_config
+from compressions.errors import ConfigError
+from compressions.evaluation.squad_eval import SquadEvalConfig
+from compressions.experiments.run_folder import RunFolder
+
+
+def test_yaml_then_overrides(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("method: none\nprompt:\n  format: completion\n  shots: 1\n")
+    config = load_config(SquadEvalConfig, path, ["prompt.shots=3", "limit=5"])
+    assert (config.method, config.prompt.format, config.prompt.shots, config.limit) == ("none", "completion", 3, 5)
+
+
+@pytest.mark.parametrize("override, field", [("nope=1", "nope"), ("limit=abc", "limit"), ("prompt.format=xml", "prompt.format")])
+def test_bad_configs_name_the_field(override, field):
+    with pytest.raises(ConfigError, match=field.split(".")[-1]):
+        load_config(SquadEvalConfig, overrides=[override])
+
+
+def test_config_round_trips_through_the_run_folder(tmp_path):
+    config = load_config(SquadEvalConfig, overrides=["prompt.shots=2", "method_options.seed=7", "budget=32"])
+    with RunFolder(tmp_path / "run") as run:
+        run.save_config(config)
+    assert load_config(SquadEvalConfig, tmp_path / "run" / "config.json") == config
+    env = json.loads((tmp_path / "run" / "environment.json").read_text())
+    assert env["packages"]["torch"] and env["device"] and "git_commit" in env
