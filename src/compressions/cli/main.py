@@ -1,7 +1,7 @@
-"""`compressions` command line. Each subcommand is a parser builder plus a `run(args)` function.
+"""`compressions` command line: prompt and context compression for decoder LLMs.
 
-Options map onto the run's dataclass config; `--config FILE` loads YAML first, and trailing
-`key=value` words override any field (e.g. `prompt.shots=2`).
+Each concern registers its own leaf commands (a module with `register(groups)`) under the groups
+below; each leaf is a parser plus a `run(args)` function.
 """
 
 from __future__ import annotations
@@ -10,132 +10,27 @@ import argparse
 import logging
 import sys
 
+from compressions.cli import diagnose, squad
 from compressions.errors import CompressionsError
 
-COMMON_EVAL_FLAGS = {
-    # flag: config key
-    "model": "model",
-    "dtype": "dtype",
-    "device": "device",
-    "data": "data",
-    "data_dir": "data_dir",
-    "split": "split",
-    "limit": "limit",
-    "batch_size": "batch_size",
-    "max_new_tokens": "max_new_tokens",
-    "prompt_format": "prompt.format",
-    "shots": "prompt.shots",
+GROUPS = {
+    "eval": "evaluate a method",
+    "baselines": "run methods x budgets",
+    "diagnose": "data diagnostics",
 }
-
-
-def _add_eval_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", help="YAML config file (configs/eval/...)")
-    parser.add_argument("--model", help="alias (smollm2-135m, tiny-random-llama), local dir or hub id")
-    parser.add_argument("--dtype", choices=["float32", "bfloat16", "float16"])
-    parser.add_argument("--device", help="cpu, cuda, cuda:1 ...")
-    parser.add_argument("--data", help="SQuAD file, short name in the data dir (squad), or hub id")
-    parser.add_argument("--data-dir", help="folder of data files (default: $COMPRESSIONS_DATA_DIR)")
-    parser.add_argument("--split", choices=["train", "validation", "all"])
-    parser.add_argument("--limit", type=int, help="evaluate the first N questions")
-    parser.add_argument("--batch-size", type=int)
-    parser.add_argument("--max-new-tokens", type=int, help="default: answer-length diagnostic (p99)")
-    parser.add_argument("--prompt-format", choices=["chat", "completion"])
-    parser.add_argument("--shots", type=int, help="solved examples shown before the question")
-    parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
-
-
-def _overrides(args: argparse.Namespace, extra: dict[str, str] = {}) -> list[str]:
-    flags = {**COMMON_EVAL_FLAGS, **extra}
-    given = [f"{key}={getattr(args, flag)}" for flag, key in flags.items() if getattr(args, flag, None) is not None]
-    return given + list(args.overrides)
-
-
-def _load_eval_config(args: argparse.Namespace, extra: dict[str, str] = {}):
-    from compressions.config import load_config
-    from compressions.evaluation.squad_eval import SquadEvalConfig
-
-    return load_config(SquadEvalConfig, args.config, _overrides(args, extra))
-
-
-def run_eval_squad(args: argparse.Namespace) -> None:
-    from compressions.evaluation.squad_eval import evaluate_squad
-    from compressions.experiments.report import markdown_table
-
-    config = _load_eval_config(args, {"method": "method", "budget": "budget", "out": "out"})
-    metrics = evaluate_squad(config)
-    print(markdown_table([metrics]))
-    print(f"run folder: {config.out or f'runs/eval/{config.run_name}'}")
-
-
-def run_baselines_squad(args: argparse.Namespace) -> None:
-    import dataclasses
-    from pathlib import Path
-
-    from compressions.baselines import UNBUDGETED
-    from compressions.data.squad import load_squad
-    from compressions.evaluation.squad_eval import evaluate_squad
-    from compressions.experiments.report import write_results
-    from compressions.models import load_model
-
-    base = _load_eval_config(args)
-    out = Path(args.out)
-    examples = load_squad(base.data, base.split, base.data_dir, base.on_error, base.train_articles)
-    train = load_squad(base.data, "train", base.data_dir, base.on_error, base.train_articles)
-    model, tokenizer = load_model(base.model, base.dtype, base.device)
-    cells = [(m, None) for m in args.methods if m in UNBUDGETED]
-    cells += [(m, b) for m in args.methods if m not in UNBUDGETED for b in args.budgets]
-    rows = []
-    for i, (method, budget) in enumerate(cells, 1):
-        config = dataclasses.replace(base, method=method, budget=budget)
-        config.out = str(out / config.run_name)
-        print(f"[{i}/{len(cells)}] {config.run_name}", file=sys.stderr)
-        rows.append(evaluate_squad(config, examples, train, model, tokenizer))
-    print(write_results(out, rows))
-    print(f"results: {out / 'results.md'}")
-
-
-def run_diagnose_answers(args: argparse.Namespace) -> None:
-    from compressions.data.squad import load_squad
-    from compressions.evaluation.answer_lengths import answer_token_lengths, length_report
-    from compressions.models.loading import load_tokenizer
-
-    examples = load_squad(args.data, args.split, args.data_dir)
-    tokenizer = load_tokenizer(args.model)
-    report = length_report(answer_token_lengths((e.answers for e in examples), tokenizer), args.threshold)
-    print(f"reference answer lengths in {args.model} tokens ({args.data}, split {args.split}, longest reference per question)")
-    for key, value in report.items():
-        print(f"  {key:>28}: {value:.3g}" if isinstance(value, float) else f"  {key:>28}: {value}")
+MODULES = (squad, diagnose)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="compressions", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     commands = parser.add_subparsers(dest="command", required=True)
-
-    evaluate = commands.add_parser("eval", help="evaluate a method").add_subparsers(dest="task", required=True)
-    squad = evaluate.add_parser("squad", help="SQuAD EM/F1 of one method at one budget")
-    _add_eval_options(squad)
-    squad.add_argument("--method", help="full, none, ... (see `compressions baselines squad --help`)")
-    squad.add_argument("--budget", type=int, help="context budget M in target-model tokens")
-    squad.add_argument("--out", help="run folder (default runs/eval/<method>[-M<budget>])")
-    squad.set_defaults(func=run_eval_squad)
-
-    baselines = commands.add_parser("baselines", help="run methods x budgets").add_subparsers(dest="task", required=True)
-    grid = baselines.add_parser("squad", help="SQuAD table of methods x budgets")
-    _add_eval_options(grid)
-    grid.add_argument("--methods", nargs="+", default=["full", "none"])
-    grid.add_argument("--budgets", nargs="+", type=int, default=[32, 64, 128])
-    grid.add_argument("--out", default="runs/baselines/squad", help="folder for the runs and results.md")
-    grid.set_defaults(func=run_baselines_squad)
-
-    diagnose = commands.add_parser("diagnose", help="data diagnostics").add_subparsers(dest="task", required=True)
-    answers = diagnose.add_parser("answers", help="reference answer lengths and recommended max_new_tokens")
-    answers.add_argument("--data", default="squad")
-    answers.add_argument("--data-dir")
-    answers.add_argument("--split", default="train", choices=["train", "validation", "all"])
-    answers.add_argument("--model", default="smollm2-135m")
-    answers.add_argument("--threshold", type=int, default=12, help="report the share of answers longer than this")
-    answers.set_defaults(func=run_diagnose_answers)
+    groups = {
+        name: commands.add_parser(name, help=help).add_subparsers(dest="task", required=True)
+        for name, help in GROUPS.items()
+    }
+    for module in MODULES:
+        module.register(groups)
     return parser
 
 
