@@ -1,0 +1,113 @@
+"""A small training loop on Hugging Face Accelerate: AdamW, warmup + schedule, accumulation,
+clipping, seeding, a progress bar and a JSONL log. One job: run optimizer steps over a loss function.
+
+The caller owns the model and the loss: `loss_fn(module, batch) -> (loss, {name: float})`.
+The same code runs on one CPU, one GPU, or several under `accelerate launch` / `torchrun`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator, PartialState
+from accelerate.utils import set_seed
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+from transformers import get_scheduler
+
+from compressions.errors import CompressionsError
+from compressions.training.config import TrainConfig
+
+log = logging.getLogger(__name__)
+LossFn = Callable[[nn.Module, dict], tuple[torch.Tensor, dict[str, float]]]
+
+
+class NonFiniteLossError(CompressionsError):
+    pass
+
+
+def train(
+    module: nn.Module,
+    param_groups: list[dict],
+    loss_fn: LossFn,
+    dataset: Sequence,
+    collate_fn: Callable[[list], dict],
+    config: TrainConfig,
+    log_path: str | Path | None = None,
+    progress: bool = True,
+) -> list[dict]:
+    """Run `config.max_steps` optimizer steps; returns one log row per step."""
+    config.validate()
+    set_seed(config.seed)
+    accumulation = config.accumulation_steps(PartialState().num_processes)
+    accelerator = Accelerator(
+        gradient_accumulation_steps=accumulation,
+        mixed_precision=config.mixed_precision,
+        cpu=not torch.cuda.is_available(),
+    )
+    loader = DataLoader(
+        dataset,
+        batch_size=config.micro_batch_size,
+        shuffle=True,
+        collate_fn=collate_fn,
+        generator=torch.Generator().manual_seed(config.seed),
+        drop_last=True,
+    )
+    if len(loader) < accumulation:
+        raise CompressionsError(
+            f"{len(dataset)} examples cannot fill one optimizer step of {config.batch_size} examples"
+        )
+    optimizer = torch.optim.AdamW(param_groups, lr=config.learning_rate, weight_decay=config.weight_decay)
+    # Accelerate steps a prepared scheduler once per process, hence the factor.
+    scheduler = get_scheduler(
+        config.scheduler,
+        optimizer,
+        num_warmup_steps=math.ceil(config.warmup_ratio * config.max_steps) * accelerator.num_processes,
+        num_training_steps=config.max_steps * accelerator.num_processes,
+    )
+    module, optimizer, loader, scheduler = accelerator.prepare(module, optimizer, loader, scheduler)
+    module.train()
+    history: list[dict] = []
+    sink = open(log_path, "a", encoding="utf-8") if log_path and accelerator.is_main_process else None
+    bar = tqdm(total=config.max_steps, desc="train", unit="step", disable=not (progress and accelerator.is_main_process))
+    step, pending = 0, []
+    while step < config.max_steps:
+        for batch in loader:
+            with accelerator.accumulate(module):
+                loss, logs = loss_fn(module, batch)
+                if not torch.isfinite(loss):
+                    raise NonFiniteLossError(f"loss is {loss.item()} at step {step + 1}; stopping ({logs})")
+                accelerator.backward(loss)
+                if accelerator.sync_gradients and config.max_grad_norm > 0:
+                    accelerator.clip_grad_norm_(module.parameters(), config.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad()
+            pending.append({"loss": loss.item(), **logs})
+            if not accelerator.sync_gradients:
+                continue
+            step += 1
+            row = {"step": step, "lr": scheduler.get_last_lr()[0]}
+            row.update({k: sum(p[k] for p in pending) / len(pending) for k in pending[0]})
+            pending = []
+            history.append(row)
+            if sink:
+                sink.write(json.dumps(row) + "\n")
+                sink.flush()
+            bar.update(1)
+            bar.set_postfix(loss=f"{row['loss']:.4f}")
+            if step % config.log_every == 0:
+                log.info("step %d %s", step, {k: round(v, 5) for k, v in row.items() if k != "step"})
+            if step == config.max_steps:
+                break
+    bar.close()
+    if sink:
+        sink.close()
+    accelerator.wait_for_everyone()
+    return history
