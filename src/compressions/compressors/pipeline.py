@@ -148,24 +148,17 @@ class SoftPromptModel(nn.Module):
     ) -> torch.Tensor:
         """(B, A, V) logits at the positions that predict the last A (right-aligned answer) tokens."""
         embeds = embed_with_slots(self.llm, input_ids, slot_mask, soft)
-        out = self.llm(
-            inputs_embeds=embeds,
-            attention_mask=attention_mask,
-            position_ids=positions_from_mask(attention_mask),
-            logits_to_keep=answer_width + 1,
-        )
-        return out.logits[:, :-1]
+        return self._last_logits(answer_width, inputs_embeds=embeds, attention_mask=attention_mask)
 
     @torch.no_grad()
     def teacher_logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, answer_width: int) -> torch.Tensor:
         """The frozen LLM reading the full text context: (B, A, V) at the same answer positions."""
         with self.base_llm():
-            out = self.llm(
-                input_ids=input_ids,
-                attention_mask=attention_mask,
-                position_ids=positions_from_mask(attention_mask),
-                logits_to_keep=answer_width + 1,
-            )
+            return self._last_logits(answer_width, input_ids=input_ids, attention_mask=attention_mask)
+
+    def _last_logits(self, answer_width: int, attention_mask: torch.Tensor, **inputs) -> torch.Tensor:
+        position_ids = positions_from_mask(attention_mask)
+        out = self.llm(**inputs, attention_mask=attention_mask, position_ids=position_ids, logits_to_keep=answer_width + 1)
         return out.logits[:, :-1]
 
     def forward(self, batch: dict, input_ids: torch.Tensor | None = None) -> dict:

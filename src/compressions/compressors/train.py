@@ -91,6 +91,7 @@ def train_compressor(
         eval_examples = load_squad(config.data, "validation", config.data_dir, train_articles=config.train_articles)
     if llm is None or tokenizer is None:
         llm, tokenizer = load_model(config.pipeline.model)
+    torch.manual_seed(config.train.seed)  # the compressor's initial weights
     pipeline = SoftPromptModel.create(config.pipeline, llm, tokenizer)
     shots = pick_shots(train_examples, config.pipeline.prompt.shots) if config.pipeline.prompt.shots else []
     examples = train_examples[: config.train_limit] if config.train_limit else train_examples
