@@ -10,15 +10,16 @@ import argparse
 import logging
 import sys
 
-from compressions.cli import diagnose, squad
+from compressions.cli import diagnose, reader, squad
 from compressions.errors import CompressionsError
 
 GROUPS = {
     "eval": "evaluate a method",
     "baselines": "run methods x budgets",
     "diagnose": "data diagnostics",
+    "train": "train a model",
 }
-MODULES = (squad, diagnose)
+MODULES = (squad, diagnose, reader)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -6,15 +6,17 @@ Every method sees the same prompt around the context (data/prompts.py); only the
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import statistics
 import time
 from dataclasses import dataclass, field
 
+from peft import PeftModel
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from compressions.baselines import UNBUDGETED, build_method, check_method
-from compressions.data.prompts import SquadPromptConfig, squad_prompt
+from compressions.data.prompts import SquadPromptConfig, squad_prompt, squad_prompt_ids
 from compressions.data.squad import SquadExample, load_squad
 from compressions.errors import ConfigError
 from compressions.evaluation.answer_lengths import answer_token_lengths, length_report
@@ -22,6 +24,7 @@ from compressions.evaluation.squad_metrics import aggregate_squad, normalize_ans
 from compressions.experiments.run_folder import RunFolder
 from compressions.models import DEFAULT_MODEL, load_model
 from compressions.models.generation import generate_greedy
+from compressions.reader.adapter import load_reader, reader_prompt
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +41,8 @@ class SquadEvalConfig:
     limit: int | None = field(default=None, metadata={"help": "first N questions of the split"})
     method: str = "full"
     budget: int | None = field(default=None, metadata={"help": "context token budget M"})
-    method_options: dict = field(default_factory=dict)
+    method_options: dict = field(default_factory=dict, metadata={"help": "the method's own options (key: value)"})
+    reader: str | None = field(default=None, metadata={"help": "reader adapter folder (compressions train reader)"})
     prompt: SquadPromptConfig = field(default_factory=SquadPromptConfig)
     max_new_tokens: int | None = field(default=None, metadata={"help": "default: answer-length diagnostic"})
     batch_size: int = 8
@@ -87,7 +91,9 @@ def evaluate_squad(
 ) -> dict:
     """Run one method over the questions and write the run folder; returns metrics.json's content.
 
-    `examples` / `train_examples` default to the configured data's split / train split.
+    `examples` / `train_examples` default to the configured data's split / train split. With
+    `config.reader` set, the adapter goes onto the model unless the model passed is already a reader
+    (a grid loads it once); a plain model passed in is wrapped in place.
     """
     if examples is None:
         examples = load_squad(config.data, config.split, config.data_dir, config.on_error, config.train_articles)
@@ -99,6 +105,8 @@ def evaluate_squad(
         train_examples = load_squad(config.data, "train", config.data_dir, config.on_error, config.train_articles)
     if model is None or tokenizer is None:
         model, tokenizer = load_model(config.model, config.dtype, config.device)
+    if config.reader:
+        model = _with_reader(model, config)
 
     max_new_tokens = config.max_new_tokens
     if max_new_tokens is None:
@@ -106,7 +114,7 @@ def evaluate_squad(
         max_new_tokens = length_report(lengths)["recommended_max_new_tokens"]
         log.info("max_new_tokens=%d from the answer-length diagnostic on the train split", max_new_tokens)
     shots = pick_shots(train_examples, config.prompt.shots) if config.prompt.shots else []
-    method = build_method(config.method, tokenizer, config.budget, **config.method_options)
+    method = build_method(config.method, tokenizer, config.budget, target_model=model, **config.method_options)
 
     start = time.perf_counter()
     prompts, kept, context_lengths, compress_seconds = [], [], [], 0.0
@@ -116,11 +124,7 @@ def evaluate_squad(
         compress_seconds += compressed.seconds
         context_lengths.append(len(tokenizer(example.context, add_special_tokens=False).input_ids))
         kept.append(compressed.n_tokens)
-        prompts.append(
-            tokenizer(parts.prefix).input_ids
-            + compressed.token_ids
-            + tokenizer(parts.suffix, add_special_tokens=False).input_ids
-        )
+        prompts.append(squad_prompt_ids(tokenizer, parts, compressed.token_ids))
     generated = generate_greedy(model, tokenizer, prompts, max_new_tokens, config.batch_size, progress=progress)
     seconds = time.perf_counter() - start
 
@@ -146,6 +150,15 @@ def evaluate_squad(
     return metrics
 
 
+def _with_reader(model: PreTrainedModel, config: SquadEvalConfig) -> PeftModel:
+    if not isinstance(model, PeftModel):
+        model = load_reader(model, config.reader)
+    trained = reader_prompt(config.reader)
+    if trained is not None and trained != dataclasses.asdict(config.prompt):
+        log.warning("the reader was trained with prompt %s, evaluated with %s", trained, dataclasses.asdict(config.prompt))
+    return model
+
+
 def _metrics(config, examples, predictions, scores, kept, context_lengths, prompts, seconds, compress_seconds) -> dict:
     n = len(examples)
     mean_kept = statistics.fmean(kept)
@@ -156,6 +169,7 @@ def _metrics(config, examples, predictions, scores, kept, context_lengths, promp
     return {
         "method": config.method,
         "budget": config.budget,
+        "reader": config.reader,
         "n": n,
         **aggregate_squad(scores),
         # share of predictions that contain a reference answer: separates "knows" from "answers tersely"
