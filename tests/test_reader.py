@@ -106,3 +106,14 @@ def test_cli_train_reader_then_eval_with_it(tmp_path, capsys):
     assert json.loads((tmp_path / "grid" / "random-M4" / "config.json").read_text())["method_options"] == {"seed": 3}
     assert main([*grid, "--methods", "random", "--method-option", "prefix.seed=3"]) == 2
     assert "expected METHOD.key=value" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_full_context_answers_easy_questions_and_no_context_does_not(smollm2, tmp_path):
+    examples, shots = synthetic_squad(8, seed=1), synthetic_squad(4, seed=2)
+    prompt = SquadPromptConfig("completion", shots=2)
+    scores = {}
+    for method in ("full", "none"):
+        config = SquadEvalConfig(method=method, prompt=prompt, max_new_tokens=6, out=str(tmp_path / method))
+        scores[method] = evaluate_squad(config, examples, shots, *smollm2, progress=False)["exact_match"]
+    assert scores["full"] >= 75.0 and scores["none"] <= 25.0, scores
