@@ -2,13 +2,34 @@
 
 from __future__ import annotations
 
-from transformers import PreTrainedTokenizerBase
+import functools
+import inspect
 
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from compressions.baselines.abstractive import Abstractive
 from compressions.baselines.base import CompressedContext, ContextCompressor, check_budget
 from compressions.baselines.bounds import FullContext, NoContext
+from compressions.baselines.extractive import Extractive
+from compressions.baselines.llmlingua_adapter import LLMLingua
+from compressions.baselines.perplexity import SelfInformation
+from compressions.baselines.prefix import Prefix
+from compressions.baselines.random_tokens import RandomTokens
+from compressions.baselines.suffix import Suffix
 from compressions.errors import CompressionsError
 
-METHODS = {"full": FullContext, "none": NoContext}
+METHODS = {
+    "full": FullContext,
+    "none": NoContext,
+    "prefix": Prefix,
+    "suffix": Suffix,
+    "random": RandomTokens,
+    "extractive": Extractive,  # TF-IDF ranker unless ranker=embedding
+    "extractive-embedding": functools.partial(Extractive, ranker="embedding"),
+    "abstractive": Abstractive,
+    "perplexity": SelfInformation,
+    "llmlingua": LLMLingua,
+}
 UNBUDGETED = {"full", "none"}  # the bounds ignore the budget
 
 
@@ -18,11 +39,29 @@ def check_method(name: str, budget: int | None) -> None:
     check_budget(budget, required=name not in UNBUDGETED)
 
 
+def method_options(name: str) -> list[str]:
+    """The options a method takes (`--method-option key=value`)."""
+    parameters = inspect.signature(METHODS[name]).parameters
+    return [p for p in parameters if p not in ("tokenizer", "target_model")]
+
+
 def build_method(
-    name: str, tokenizer: PreTrainedTokenizerBase, budget: int | None = None, **options
+    name: str,
+    tokenizer: PreTrainedTokenizerBase,
+    budget: int | None = None,
+    target_model: PreTrainedModel | None = None,
+    **options,
 ) -> ContextCompressor:
+    """The method `name` with its options; methods that run an LM may reuse `target_model`."""
     check_method(name, budget)
-    return METHODS[name](tokenizer, **options)
+    unknown = sorted(set(options) - set(method_options(name)))
+    if unknown:
+        valid = ", ".join(method_options(name)) or "none"
+        raise CompressionsError(f"method {name!r} has no option {', '.join(unknown)} (its options: {valid})")
+    method = METHODS[name]
+    if "target_model" in inspect.signature(method).parameters:
+        options["target_model"] = target_model
+    return method(tokenizer, **options)
 
 
-__all__ = ["METHODS", "UNBUDGETED", "CompressedContext", "ContextCompressor", "build_method", "check_method"]
+__all__ = ["METHODS", "UNBUDGETED", "CompressedContext", "ContextCompressor", "build_method", "check_method", "method_options"]

@@ -6,8 +6,12 @@ target model will read in place of the context. Token counts are always in the t
 
 from __future__ import annotations
 
+import importlib
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
+
+from transformers import PreTrainedTokenizerBase
 
 from compressions.errors import CompressionsError
 
@@ -46,3 +50,39 @@ def check_budget(budget: int | None, required: bool = True) -> None:
 def check_context(context: str) -> None:
     if not context or not context.strip():
         raise CompressionsError("empty context: nothing to compress")
+
+
+def require(module: str, method: str, extra: str):
+    """Import an optional dependency, or fail naming the extra that installs it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise CompressionsError(
+            f"method {method!r} needs the optional package {module!r}: pip install 'compressions[{extra}]'"
+        ) from None
+
+
+class BudgetedCompressor:
+    """Shared frame of the budgeted methods: checks, a clock, and contexts that already fit kept whole.
+
+    Subclasses implement `select(context, question, budget, ids) -> kept ids` for contexts longer
+    than the budget; the result is checked against the budget here, so no method can overshoot.
+    """
+
+    name = "budgeted"
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase):
+        self.tokenizer = tokenizer
+
+    def compress(self, context: str, question: str, budget: int | None) -> CompressedContext:
+        check_context(context)
+        check_budget(budget)
+        start = time.perf_counter()
+        ids = self.tokenizer(context, add_special_tokens=False).input_ids
+        kept = ids if len(ids) <= budget else self.select(context, question, budget, ids)
+        if len(kept) > budget:
+            raise AssertionError(f"{self.name} kept {len(kept)} tokens for a budget of {budget}")
+        return CompressedContext(kept, self.tokenizer.decode(kept), time.perf_counter() - start)
+
+    def select(self, context: str, question: str, budget: int, ids: list[int]) -> list[int]:
+        raise NotImplementedError

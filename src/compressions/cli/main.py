@@ -10,7 +10,7 @@ import argparse
 import logging
 import sys
 
-from compressions.cli import diagnose, squad, train
+from compressions.cli import diagnose, reader, squad, train
 from compressions.errors import CompressionsError
 
 GROUPS = {
@@ -19,7 +19,7 @@ GROUPS = {
     "diagnose": "data diagnostics",
     "train": "train models and compressors",
 }
-MODULES = (squad, diagnose, train)
+MODULES = (squad, diagnose, train, reader)
 
 
 def build_parser() -> argparse.ArgumentParser:

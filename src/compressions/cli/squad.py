@@ -22,6 +22,7 @@ COMMON_EVAL_FLAGS = {
     "max_new_tokens": "max_new_tokens",
     "prompt_format": "prompt.format",
     "shots": "prompt.shots",
+    "reader": "reader",
 }
 
 
@@ -38,6 +39,7 @@ def add_eval_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-new-tokens", type=int, help="default: answer-length diagnostic (p99)")
     parser.add_argument("--prompt-format", choices=["chat", "completion"])
     parser.add_argument("--shots", type=int, help="solved examples shown before the question")
+    parser.add_argument("--reader", help="reader adapter folder from `compressions train reader` (default: base model)")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
 
 
@@ -47,18 +49,33 @@ def _overrides(args: argparse.Namespace, extra: dict[str, str] = {}) -> list[str
     return given + list(args.overrides)
 
 
-def _load_eval_config(args: argparse.Namespace, extra: dict[str, str] = {}):
+def _load_eval_config(args: argparse.Namespace, extra: dict[str, str] = {}, options: list[str] = []):
     from compressions.config import load_config
     from compressions.evaluation.squad_eval import SquadEvalConfig
 
-    return load_config(SquadEvalConfig, args.config, _overrides(args, extra))
+    return load_config(SquadEvalConfig, args.config, _overrides(args, extra) + [f"method_options.{o}" for o in options])
+
+
+def _method_options(words: list[str], methods: list[str]) -> dict[str, list[str]]:
+    """`METHOD.key=value` words of the grid -> {method: ["key=value", ...]}."""
+    from compressions.errors import ConfigError
+
+    options: dict[str, list[str]] = {m: [] for m in methods}
+    for word in words:
+        method, _, option = word.partition(".")
+        if method not in options or "=" not in option:
+            raise ConfigError(f"--method-option {word!r}: expected METHOD.key=value with METHOD in {', '.join(methods)}")
+        options[method].append(option)
+    return options
 
 
 def run_eval_squad(args: argparse.Namespace) -> None:
     from compressions.evaluation.squad_eval import evaluate_squad
     from compressions.experiments.report import markdown_table
 
-    config = _load_eval_config(args, {"method": "method", "budget": "budget", "checkpoint": "checkpoint", "out": "out"})
+    config = _load_eval_config(
+        args, {"method": "method", "budget": "budget", "checkpoint": "checkpoint", "out": "out"}, args.method_option
+    )
     metrics = evaluate_squad(config)
     print(markdown_table([metrics]))
     print(f"run folder: {config.out or f'runs/eval/{config.run_name}'}")
@@ -68,22 +85,29 @@ def run_baselines_squad(args: argparse.Namespace) -> None:
     import dataclasses
     from pathlib import Path
 
-    from compressions.baselines import UNBUDGETED
+    from compressions.baselines import UNBUDGETED, check_method
     from compressions.data.squad import load_squad
     from compressions.evaluation.squad_eval import evaluate_squad
     from compressions.experiments.report import write_results
     from compressions.models import load_model
+    from compressions.reader.adapter import load_reader
 
+    options = _method_options(args.method_option, args.methods)
     base = _load_eval_config(args)
+    cells = [(m, None) for m in args.methods if m in UNBUDGETED]
+    cells += [(m, b) for m in args.methods if m not in UNBUDGETED for b in args.budgets]
+    for method, budget in cells:  # fail now, not hours into the grid
+        check_method(method, budget)
     out = Path(args.out)
     examples = load_squad(base.data, base.split, base.data_dir, base.on_error, base.train_articles)
     train = load_squad(base.data, "train", base.data_dir, base.on_error, base.train_articles)
     model, tokenizer = load_model(base.model, base.dtype, base.device)
-    cells = [(m, None) for m in args.methods if m in UNBUDGETED]
-    cells += [(m, b) for m in args.methods if m not in UNBUDGETED for b in args.budgets]
+    if base.reader:
+        model = load_reader(model, base.reader)  # once for the whole grid
     rows = []
     for i, (method, budget) in enumerate(cells, 1):
-        config = dataclasses.replace(base, method=method, budget=budget)
+        config = _load_eval_config(args, options=options[method])
+        config = dataclasses.replace(config, method=method, budget=budget)
         config.out = str(out / config.run_name)
         print(f"[{i}/{len(cells)}] {config.run_name}", file=sys.stderr)
         rows.append(evaluate_squad(config, examples, train, model, tokenizer))
@@ -98,6 +122,9 @@ def register(groups: dict) -> None:
     squad.add_argument("--checkpoint", help="method learned: a compressor checkpoint folder")
     squad.add_argument("--budget", type=int, help="context budget M in target-model tokens")
     squad.add_argument("--out", help="run folder (default runs/eval/<method>[-M<budget>])")
+    squad.add_argument(
+        "--method-option", action="append", default=[], metavar="KEY=VALUE", help="a method option (repeatable), e.g. ranker=embedding"
+    )
     squad.set_defaults(func=run_eval_squad)
 
     grid = groups["baselines"].add_parser("squad", help="SQuAD table of methods x budgets")
@@ -105,4 +132,7 @@ def register(groups: dict) -> None:
     grid.add_argument("--methods", nargs="+", default=["full", "none"])
     grid.add_argument("--budgets", nargs="+", type=int, default=[32, 64, 128])
     grid.add_argument("--out", default="runs/baselines/squad", help="folder for the runs and results.md")
+    grid.add_argument(
+        "--method-option", action="append", default=[], metavar="METHOD.KEY=VALUE", help="an option of one method (repeatable), e.g. random.seed=1"
+    )
     grid.set_defaults(func=run_baselines_squad)

@@ -69,3 +69,8 @@ def squad_prompt(
         text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True) + anchor
     prefix, suffix = text.split(_SLOT)
     return PromptParts(prefix, suffix)
+
+
+def squad_prompt_ids(tokenizer: PreTrainedTokenizerBase, parts: PromptParts, context_ids: list[int]) -> list[int]:
+    """Token ids of `prefix + context + suffix`, with the context already in ids (any method's output)."""
+    return tokenizer(parts.prefix).input_ids + context_ids + tokenizer(parts.suffix, add_special_tokens=False).input_ids

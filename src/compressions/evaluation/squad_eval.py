@@ -13,10 +13,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from peft import PeftModel
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from compressions.baselines import UNBUDGETED, build_method, check_method
-from compressions.data.prompts import SquadPromptConfig, squad_prompt
+from compressions.data.prompts import SquadPromptConfig, squad_prompt, squad_prompt_ids
 from compressions.data.squad import SquadExample, load_squad
 from compressions.errors import ConfigError
 from compressions.evaluation.answer_lengths import answer_token_lengths, length_report
@@ -24,6 +25,7 @@ from compressions.evaluation.squad_metrics import aggregate_squad, normalize_ans
 from compressions.experiments.run_folder import RunFolder
 from compressions.models import DEFAULT_MODEL, load_model
 from compressions.models.generation import generate_greedy
+from compressions.reader.adapter import load_reader, reader_prompt
 
 log = logging.getLogger(__name__)
 LEARNED = "learned"  # soft tokens from a trained compressor checkpoint (compressions.compressors)
@@ -41,8 +43,9 @@ class SquadEvalConfig:
     limit: int | None = field(default=None, metadata={"help": "first N questions of the split"})
     method: str = "full"
     budget: int | None = field(default=None, metadata={"help": "context token budget M"})
-    method_options: dict = field(default_factory=dict)
+    method_options: dict = field(default_factory=dict, metadata={"help": "the method's own options (key: value)"})
     checkpoint: str | None = field(default=None, metadata={"help": "method learned: compressor checkpoint folder"})
+    reader: str | None = field(default=None, metadata={"help": "reader adapter folder (compressions train reader)"})
     prompt: SquadPromptConfig = field(default_factory=SquadPromptConfig)
     max_new_tokens: int | None = field(default=None, metadata={"help": "default: answer-length diagnostic"})
     batch_size: int = 8
@@ -96,7 +99,9 @@ def evaluate_squad(
 ) -> dict:
     """Run one method over the questions and write the run folder; returns metrics.json's content.
 
-    `examples` / `train_examples` default to the configured data's split / train split.
+    `examples` / `train_examples` default to the configured data's split / train split. With
+    `config.reader` set, the adapter goes onto the model unless the model passed is already a reader
+    (a grid loads it once); a plain model passed in is wrapped in place.
     """
     if examples is None:
         examples = load_squad(config.data, config.split, config.data_dir, config.on_error, config.train_articles)
@@ -115,6 +120,8 @@ def evaluate_squad(
         config = dataclasses.replace(config, model=trained.model, budget=trained.budget, prompt=trained.prompt)
     elif model is None or tokenizer is None:
         model, tokenizer = load_model(config.model, config.dtype, config.device)
+    if config.reader:
+        model = _with_reader(model, config)
 
     max_new_tokens = config.max_new_tokens
     if max_new_tokens is None:
@@ -123,7 +130,7 @@ def evaluate_squad(
         log.info("max_new_tokens=%d from the answer-length diagnostic on the train split", max_new_tokens)
     shots = pick_shots(train_examples, config.prompt.shots) if config.prompt.shots else []
     if config.method != LEARNED:
-        method = build_method(config.method, tokenizer, config.budget, **config.method_options)
+        method = build_method(config.method, tokenizer, config.budget, target_model=model, **config.method_options)
 
     start = time.perf_counter()
     prompts, soft, kept, context_lengths, compress_seconds = [], [], [], [], 0.0
@@ -133,9 +140,11 @@ def evaluate_squad(
         compress_seconds += compressed.seconds
         context_lengths.append(len(tokenizer(example.context, add_special_tokens=False).input_ids))
         kept.append(compressed.n_tokens)
-        prefix = tokenizer(parts.prefix).input_ids
-        prompts.append(prefix + compressed.token_ids + tokenizer(parts.suffix, add_special_tokens=False).input_ids)
-        soft.append(None if compressed.embeddings is None else (len(prefix), compressed.embeddings))
+        prompts.append(squad_prompt_ids(tokenizer, parts, compressed.token_ids))
+        if compressed.embeddings is not None:  # soft tokens take the context slot, right after the prefix
+            soft.append((len(tokenizer(parts.prefix).input_ids), compressed.embeddings))
+        else:
+            soft.append(None)
     soft = soft if any(s is not None for s in soft) else None
     generated = generate_greedy(model, tokenizer, prompts, max_new_tokens, config.batch_size, progress=progress, soft=soft)
     seconds = time.perf_counter() - start
@@ -163,6 +172,15 @@ def evaluate_squad(
     return metrics
 
 
+def _with_reader(model: PreTrainedModel, config: SquadEvalConfig) -> PeftModel:
+    if not isinstance(model, PeftModel):
+        model = load_reader(model, config.reader)
+    trained = reader_prompt(config.reader)
+    if trained is not None and trained != dataclasses.asdict(config.prompt):
+        log.warning("the reader was trained with prompt %s, evaluated with %s", trained, dataclasses.asdict(config.prompt))
+    return model
+
+
 def _metrics(config, examples, predictions, scores, kept, context_lengths, prompts, seconds, compress_seconds) -> dict:
     n = len(examples)
     mean_kept = statistics.fmean(kept)
@@ -173,6 +191,7 @@ def _metrics(config, examples, predictions, scores, kept, context_lengths, promp
     return {
         "method": config.method,
         "budget": config.budget,
+        "reader": config.reader,
         "n": n,
         **aggregate_squad(scores),
         # share of predictions that contain a reference answer: separates "knows" from "answers tersely"

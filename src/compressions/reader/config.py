@@ -1,0 +1,61 @@
+"""Settings of `compressions train reader`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from compressions.data.prompts import SquadPromptConfig
+from compressions.errors import ConfigError
+from compressions.models import DEFAULT_MODEL
+from compressions.training.config import TrainConfig
+
+
+def _reader_train() -> TrainConfig:
+    # 800 questions, one per forward (no padding on CPU). SmolLM2-135M on this 2-core CPU: 56 s/step
+    # measured with 1 thread while other jobs held the cores (load ~6); ~12-18 s/step expected when free
+    # (NOTES.md: LoRA 1.5 s per 256-token example), so 100 steps take about 20-30 minutes.
+    return TrainConfig(learning_rate=2e-4, max_steps=100, batch_size=8, micro_batch_size=1, log_every=10)
+
+
+@dataclass
+class LoraSettings:
+    r: int = field(default=8, metadata={"help": "LoRA rank"})
+    alpha: int = field(default=16, metadata={"help": "LoRA scaling numerator (scale = alpha / r)"})
+    dropout: float = field(default=0.05, metadata={"help": "dropout on the LoRA input"})
+    target_modules: list[str] = field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"],
+        metadata={"help": "module names that get an adapter (Llama attention projections)"},
+    )
+
+    def validate(self) -> None:
+        if self.r < 1:
+            raise ConfigError(f"lora.r must be >= 1, got {self.r}")
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"lora.dropout must be in [0, 1), got {self.dropout}")
+        if not self.target_modules:
+            raise ConfigError("lora.target_modules must name at least one module")
+
+
+@dataclass
+class ReaderConfig:
+    model: str = field(default=DEFAULT_MODEL, metadata={"help": "alias, local dir or hub id"})
+    dtype: str = field(default="float32", metadata={"help": "float32 | bfloat16 | float16"})
+    device: str = field(default="cpu", metadata={"help": "cpu, cuda, cuda:1 ..."})
+    data: str = field(default="squad", metadata={"help": "SQuAD file, short name in the data dir, or hub id"})
+    data_dir: str | None = field(default=None, metadata={"help": "default: $COMPRESSIONS_DATA_DIR"})
+    train_articles: int = field(default=20, metadata={"help": "local files: the first N articles are train"})
+    limit: int | None = field(default=None, metadata={"help": "first N train questions (default: all)"})
+    on_error: str = field(default="skip", metadata={"help": "malformed records: skip | raise"})
+    prompt: SquadPromptConfig = field(default_factory=SquadPromptConfig, metadata={"help": "as in the harness"})
+    lora: LoraSettings = field(default_factory=LoraSettings)
+    train: TrainConfig = field(default_factory=_reader_train)
+    out: str = field(default="runs/reader", metadata={"help": "run folder; pass it to the harness as reader="})
+
+    def validate(self) -> None:
+        self.prompt.validate()
+        if self.prompt.shots:
+            raise ConfigError("prompt.shots must be 0 for reader training (the reader learns the format itself)")
+        if self.limit is not None and self.limit < 1:
+            raise ConfigError(f"limit must be >= 1, got {self.limit}")
+        self.lora.validate()
+        self.train.validate()

@@ -1,0 +1,111 @@
+"""Train the SQuAD reader: LoRA on the target model, full contexts, loss on the answer only.
+
+Each question becomes the harness's own prompt (data/prompts.py) followed by its first reference
+answer and EOS, so the reader learns exactly the answer format the harness scores.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import torch
+from peft import LoraConfig
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from compressions.data.prompts import SquadPromptConfig, squad_prompt, squad_prompt_ids
+from compressions.data.squad import SquadExample, load_squad
+from compressions.experiments.run_folder import RunFolder
+from compressions.models import load_model
+from compressions.reader.adapter import add_lora
+from compressions.reader.config import LoraSettings, ReaderConfig
+from compressions.training.loop import train
+
+log = logging.getLogger(__name__)
+IGNORE = -100  # label value the loss skips
+
+
+def reader_example(
+    tokenizer: PreTrainedTokenizerBase, example: SquadExample, prompt: SquadPromptConfig
+) -> dict[str, list[int]]:
+    parts = squad_prompt(tokenizer, example.question, prompt)
+    context = tokenizer(example.context, add_special_tokens=False).input_ids
+    prompt_ids = squad_prompt_ids(tokenizer, parts, context)
+    # a space after the anchor, as the answer-length diagnostic counts answers
+    answer = tokenizer(" " + example.answers[0], add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
+    return {"input_ids": prompt_ids + answer, "labels": [IGNORE] * len(prompt_ids) + answer}
+
+
+def collate(rows: list[dict[str, list[int]]], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-padded (B, T) input_ids, attention_mask and labels."""
+    width = max(len(r["input_ids"]) for r in rows)
+    batch = {
+        "input_ids": torch.full((len(rows), width), pad_id),
+        "attention_mask": torch.zeros((len(rows), width), dtype=torch.long),
+        "labels": torch.full((len(rows), width), IGNORE),
+    }
+    for i, r in enumerate(rows):
+        n = len(r["input_ids"])
+        batch["input_ids"][i, :n] = torch.tensor(r["input_ids"])
+        batch["attention_mask"][i, :n] = 1
+        batch["labels"][i, :n] = torch.tensor(r["labels"])
+    return batch
+
+
+def answer_loss(module: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+    out = module(**batch)  # the model shifts labels itself; IGNORE positions are skipped
+    return out.loss, {"answer_tokens": float((batch["labels"] != IGNORE).sum())}
+
+
+def lora_config(settings: LoraSettings) -> LoraConfig:
+    return LoraConfig(
+        r=settings.r,
+        lora_alpha=settings.alpha,
+        lora_dropout=settings.dropout,
+        target_modules=list(settings.target_modules),
+        task_type="CAUSAL_LM",
+    )
+
+
+def train_reader(
+    config: ReaderConfig,
+    examples: list[SquadExample] | None = None,
+    model: PreTrainedModel | None = None,
+    tokenizer: PreTrainedTokenizerBase | None = None,
+    progress: bool = True,
+) -> list[dict]:
+    """Fit the adapter and save it with its config in `config.out`; returns the training history.
+
+    `examples` default to the train split of `config.data`; a passed model is wrapped in place.
+    """
+    if examples is None:
+        examples = load_squad(config.data, "train", config.data_dir, config.on_error, config.train_articles)
+    examples = examples[: config.limit] if config.limit else examples
+    if model is None or tokenizer is None:
+        model, tokenizer = load_model(config.model, config.dtype, config.device)
+    torch.manual_seed(config.train.seed)  # the adapter's random init is part of the run
+    reader = add_lora(model, lora_config(config.lora))
+    dataset = [reader_example(tokenizer, e, config.prompt) for e in examples]
+    trainable = [p for p in reader.parameters() if p.requires_grad]
+    with RunFolder(config.out) as run:
+        run.save_config(config)
+        log.info("reader: %d questions, %d trainable parameters", len(dataset), sum(p.numel() for p in trainable))
+        start = time.perf_counter()
+        history = train(
+            reader,
+            [{"params": trainable}],
+            answer_loss,
+            dataset,
+            lambda rows: collate(rows, tokenizer.pad_token_id),
+            config.train,
+            run.path / "train_log.jsonl",
+            progress,
+        )
+        seconds = time.perf_counter() - start
+        reader.save_pretrained(run.path)
+        run.write_json(
+            "metrics.json",
+            {"steps": len(history), "first_loss": history[0]["loss"], "last_loss": history[-1]["loss"], "seconds": seconds},
+        )
+    reader.eval()
+    return history
