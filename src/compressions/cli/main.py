@@ -10,15 +10,16 @@ import argparse
 import logging
 import sys
 
-from compressions.cli import diagnose, squad
+from compressions.cli import diagnose, gist, squad
 from compressions.errors import CompressionsError
 
 GROUPS = {
     "eval": "evaluate a method",
     "baselines": "run methods x budgets",
     "diagnose": "data diagnostics",
+    "gist": "gist tokens (Mu et al.): train, evaluate",
 }
-MODULES = (squad, diagnose)
+MODULES = (squad, diagnose, gist)
 
 
 def build_parser() -> argparse.ArgumentParser:
