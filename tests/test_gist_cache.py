@@ -2,11 +2,12 @@
 
 import pytest
 import torch
+from transformers import DynamicCache
 
 from compressions.data.alpaca import AlpacaExample
 from compressions.errors import CompressionsError
 from compressions.gist.cache import GistCache, compress, generate
-from compressions.gist.data import GistCollator, prompt_ids, training_example
+from compressions.gist.data import GistCollator, prompt_head, prompt_ids, training_example
 from compressions.gist.masks import gist_mask, mask_for, position_ids
 from compressions.gist.tokens import GIST_TOKEN, add_gist_token
 from compressions.models import load_model
@@ -36,15 +37,14 @@ def gist_tiny():
 
 def _masked_greedy(model, ids, gist_id, condition, n):
     """Reference: argmax over the full sequence with the condition's mask, one token at a time."""
-    seq, logits_seen = list(ids), []
-    for _ in range(n):
-        x = torch.tensor([seq])
-        ones = torch.ones_like(x)
-        mask = mask_for(model, gist_mask(x, gist_id, ones, condition))
-        logits = model(input_ids=x, attention_mask=mask, position_ids=position_ids(ones)).logits[0, -1]
-        logits_seen.append(logits)
-        seq.append(int(logits.argmax()))
-    return seq[len(ids) :], logits_seen
+    seq = list(ids)
+    with torch.no_grad():
+        for _ in range(n):
+            x = torch.tensor([seq])
+            ones = torch.ones_like(x)
+            mask = mask_for(model, gist_mask(x, gist_id, ones, condition))
+            seq.append(int(model(input_ids=x, attention_mask=mask, position_ids=position_ids(ones)).logits[0, -1].argmax()))
+    return seq[len(ids) :]
 
 
 def test_gist_token_rows_start_at_the_mean():
@@ -87,32 +87,46 @@ def test_padded_batch_gives_each_example_its_unbatched_logits(attn, condition):
             torch.testing.assert_close(batched[i, -len(row["input_ids"]) :], single, atol=2e-5, rtol=1e-4)
 
 
-@pytest.mark.parametrize("num_gist", [1, 2])
-@pytest.mark.parametrize("condition, keep", [("gist", "gist"), ("neg_control", "none")])
-def test_generation_from_a_gist_cache_equals_the_masked_full_sequence(gist_tiny, num_gist, condition, keep):
-    model, tokenizer, gist_id = gist_tiny
-    cache = compress(model, tokenizer, [e.instruction for e in EXAMPLES], num_gist, keep=keep)
+def _check_cache_matches_masked_sequence(model, tokenizer, gist_id, num_gist, condition, fmt="plain", n=6):
+    keep = "gist" if condition == "gist" else "none"
+    cache = compress(model, tokenizer, [e.instruction for e in EXAMPLES], num_gist, fmt, keep=keep)
     assert cache.kept == (num_gist if keep == "gist" else 0) and cache.size == len(EXAMPLES)
-    generated = generate(model, tokenizer, cache, [e.input for e in EXAMPLES], max_new_tokens=6)
+    generated = generate(model, tokenizer, cache, [e.input for e in EXAMPLES], max_new_tokens=n)
     assert len({tuple(g) for g in generated}) == len(EXAMPLES)  # outputs depend on what was read
     for example, tokens in zip(EXAMPLES, generated):
-        reference, _ = _masked_greedy(model, prompt_ids(tokenizer, example, num_gist, gist_id), gist_id, condition, 6)
+        reference = _masked_greedy(model, prompt_ids(tokenizer, example, num_gist, gist_id, fmt), gist_id, condition, n)
         assert tokens == reference[: len(tokens)] and len(tokens) >= 1
+
+
+@pytest.mark.parametrize("num_gist", [1, 2])
+@pytest.mark.parametrize("condition", ["gist", "neg_control"])
+def test_generation_from_a_gist_cache_equals_the_masked_full_sequence(gist_tiny, num_gist, condition):
+    _check_cache_matches_masked_sequence(*gist_tiny, num_gist, condition)
+
+
+def test_gist_cache_in_the_chat_format(gist_tiny):
+    _check_cache_matches_masked_sequence(*gist_tiny, 2, "gist", "chat")
+
+
+@pytest.mark.slow
+def test_generation_from_a_gist_cache_on_the_embedded_model():
+    model, tokenizer = load_model("smollm2-135m")
+    _check_cache_matches_masked_sequence(model, tokenizer, add_gist_token(model, tokenizer), 1, "gist", n=8)
 
 
 def test_gist_kv_and_positions_match_the_full_prefill(gist_tiny):
     model, tokenizer, gist_id = gist_tiny
-    example = EXAMPLES[0]
+    example = EXAMPLES[1]  # no input: only "Output:" follows the gists
     ids = prompt_ids(tokenizer, example, 2, gist_id)
     cache = compress(model, tokenizer, [example.instruction], 2)
-    head = len(ids) - (len(ids) - cache.next_positions[0].item())
-    from transformers import DynamicCache
-
+    head = cache.next_positions[0].item()
+    assert head == len(prompt_head(tokenizer, example.instruction, 2, gist_id)) and ids[head - 2 : head] == [gist_id] * 2
     full = DynamicCache(config=model.config)
     with torch.no_grad():
         model(input_ids=torch.tensor([ids]), past_key_values=full, use_cache=True)
-    torch.testing.assert_close(cache.keys[0, 0], full.layers[0].keys[0, :, head - 2 : head], atol=1e-5, rtol=1e-5)
-    assert ids[head - 2 : head] == [gist_id, gist_id]
+    for layer in range(model.config.num_hidden_layers):
+        torch.testing.assert_close(cache.keys[layer, 0], full.layers[layer].keys[0, :, head - 2 : head], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(cache.values[layer, 0], full.layers[layer].values[0, :, head - 2 : head], atol=1e-5, rtol=1e-5)
 
 
 def test_batched_caching_equals_unbatched(gist_tiny):
