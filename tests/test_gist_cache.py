@@ -173,6 +173,12 @@ def test_cache_from_another_model_or_tokenizer_is_refused(gist_tiny, tmp_path):
     other, other_tokenizer, _ = _gist_model(seed=1)
     with pytest.raises(CompressionsError, match="made by model"):
         generate(other, other_tokenizer, cache, [""], max_new_tokens=2)
+    tuned, tuned_tokenizer, _ = _gist_model()  # the same model but for one weight of the last layer
+    with torch.no_grad():
+        tuned.model.layers[-1].mlp.down_proj.weight[0, 0] += 1e-3
+    with pytest.raises(CompressionsError, match="made by model"):
+        generate(tuned, tuned_tokenizer, cache, [""], max_new_tokens=2)
+    assert generate(*_gist_model()[:2], cache, [""], max_new_tokens=2)  # an identical copy is accepted
     cache.model_fingerprint = compress(other, other_tokenizer, ["x"], 1).model_fingerprint
     other_tokenizer.add_tokens(["<extra>"])  # same model, a tokenizer that differs by one token
     with pytest.raises(CompressionsError, match="another tokenizer"):

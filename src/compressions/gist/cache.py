@@ -39,11 +39,13 @@ def tokenizer_fingerprint(tokenizer: PreTrainedTokenizerBase) -> str:
 
 
 def model_fingerprint(model: PreTrainedModel, gist_id: int) -> str:
-    """Architecture plus the gist embedding row, which every gist model trains its own way."""
-    config = model.config
-    row = model.get_input_embeddings().weight[gist_id].detach().float().cpu().numpy().tobytes()
-    shape = f"{type(model).__name__}:{config.num_hidden_layers}:{config.num_key_value_heads}:{config.hidden_size}"
-    return hashlib.sha256(shape.encode() + row).hexdigest()[:16]
+    """Architecture, the gist embedding row and the first values of every weight tensor: cheap, and
+    different for any two trainings (full fine-tunes and merged adapters change every sampled row)."""
+    digest = hashlib.sha256(f"{type(model).__name__}:{model.config.num_hidden_layers}".encode())
+    digest.update(model.get_input_embeddings().weight[gist_id].detach().float().cpu().numpy().tobytes())
+    for name, weight in model.state_dict().items():
+        digest.update(name.encode() + weight.detach().flatten()[:64].float().cpu().numpy().tobytes())
+    return digest.hexdigest()[:16]
 
 
 @dataclass
