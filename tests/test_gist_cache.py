@@ -8,7 +8,7 @@ from compressions.data.alpaca import AlpacaExample
 from compressions.errors import CompressionsError
 from compressions.gist.cache import GistCache, compress, generate
 from compressions.gist.data import GistCollator, prompt_head, prompt_ids, training_example
-from compressions.gist.masks import gist_mask, mask_for, position_ids
+from compressions.gist.masks import float_mask_dtype, gist_mask, mask_for, position_ids
 from compressions.gist.tokens import GIST_TOKEN, add_gist_token
 from compressions.models import load_model
 
@@ -76,14 +76,15 @@ def test_untied_output_head_row_also_starts_at_the_mean():
 @pytest.mark.parametrize("condition", ["gist", "pos_control", "neg_control"])
 def test_padded_batch_gives_each_example_its_unbatched_logits(attn, condition):
     model, tokenizer, gist_id = _gist_model(attn=attn)
-    collate = GistCollator(tokenizer.pad_token_id, gist_id, condition)
+    collate = GistCollator(tokenizer.pad_token_id, gist_id, condition, float_mask_dtype(model))
     rows = [training_example(tokenizer, e, 2, gist_id) for e in EXAMPLES]
     batch = collate(rows)
+    assert batch["attention_mask"].dtype == (torch.float32 if attn == "eager" else torch.bool)
     with torch.no_grad():
-        batched = model(input_ids=batch["input_ids"], attention_mask=mask_for(model, batch["attention_mask"]), position_ids=batch["position_ids"]).logits
+        batched = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], position_ids=batch["position_ids"]).logits
         for i, row in enumerate(rows):
             one = collate([row])
-            single = model(input_ids=one["input_ids"], attention_mask=mask_for(model, one["attention_mask"]), position_ids=one["position_ids"]).logits[0]
+            single = model(input_ids=one["input_ids"], attention_mask=one["attention_mask"], position_ids=one["position_ids"]).logits[0]
             torch.testing.assert_close(batched[i, -len(row["input_ids"]) :], single, atol=2e-5, rtol=1e-4)
 
 

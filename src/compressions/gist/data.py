@@ -20,7 +20,7 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from compressions.data.alpaca import AlpacaExample
-from compressions.gist.masks import gist_mask, position_ids
+from compressions.gist.masks import additive_mask, gist_mask, position_ids
 from compressions.models.generation import left_pad
 
 FORMATS = ("plain", "chat")
@@ -85,18 +85,23 @@ def training_example(
 
 @dataclass
 class GistCollator:
-    """Left-pads `training_example` dicts (as the authors did) and adds the condition's 4D mask and positions."""
+    """Left-pads `training_example` dicts (as the authors did) and adds the condition's 4D mask and positions.
+
+    The mask is bool (sdpa) unless `float_mask_dtype` is set: then additive in that dtype (eager attention).
+    """
 
     pad_id: int
     gist_id: int
     condition: str = "gist"
+    float_mask_dtype: torch.dtype | None = None
 
     def __call__(self, rows: list[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
         ids, mask = left_pad([r["input_ids"] for r in rows], self.pad_id)
         labels, _ = left_pad([r["labels"] for r in rows], IGNORE)
+        attention = gist_mask(ids, self.gist_id, mask, self.condition)
         return {
             "input_ids": ids,
-            "attention_mask": gist_mask(ids, self.gist_id, mask, self.condition),
+            "attention_mask": attention if self.float_mask_dtype is None else additive_mask(attention, self.float_mask_dtype),
             "position_ids": position_ids(mask),
             "labels": labels,
         }

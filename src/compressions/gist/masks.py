@@ -58,11 +58,15 @@ def additive_mask(mask: torch.Tensor, dtype: torch.dtype = torch.float32) -> tor
     return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(~mask, torch.finfo(dtype).min)
 
 
+def float_mask_dtype(model) -> torch.dtype | None:
+    """The dtype of the additive mask the model needs (eager attention), or None when bool suits it."""
+    return model.dtype if model.config._attn_implementation == "eager" else None
+
+
 def mask_for(model, mask: torch.Tensor) -> torch.Tensor:
     """The bool mask as the model's attention implementation needs it (additive float for eager)."""
-    if model.config._attn_implementation == "eager":
-        return additive_mask(mask, model.dtype)
-    return mask
+    dtype = float_mask_dtype(model)
+    return mask if dtype is None else additive_mask(mask, dtype)
 
 
 def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:

@@ -26,7 +26,7 @@ from compressions.errors import DataError
 from compressions.experiments.run_folder import RunFolder
 from compressions.gist.config import GistConfig
 from compressions.gist.data import GistCollator, training_example
-from compressions.gist.masks import mask_for
+from compressions.gist.masks import float_mask_dtype
 from compressions.gist.tokens import add_gist_token
 from compressions.models import load_model
 from compressions.training.loop import train
@@ -69,7 +69,7 @@ def _input_embedding_name(model: PreTrainedModel) -> str:
 def gist_loss(module: nn.Module, batch: dict) -> tuple:
     out = module(
         input_ids=batch["input_ids"],
-        attention_mask=mask_for(module, batch["attention_mask"]),
+        attention_mask=batch["attention_mask"],
         position_ids=batch["position_ids"],
         labels=batch["labels"],
     )
@@ -113,7 +113,7 @@ def train_gist(
         trainable = sum(p.numel() for p in module.parameters() if p.requires_grad)
         log.info("%s: %d examples, %d steps, %d trainable parameters", config.run_name, len(dataset), config.train.max_steps, trainable)
         start = time.perf_counter()
-        collate = GistCollator(tokenizer.pad_token_id, gist_id, config.condition)
+        collate = GistCollator(tokenizer.pad_token_id, gist_id, config.condition, float_mask_dtype(model))
         params = [p for p in module.parameters() if p.requires_grad]
         history = train(module, [{"params": params}], gist_loss, dataset, collate, config.train, out / "train_log.jsonl", progress)
         seconds = time.perf_counter() - start
