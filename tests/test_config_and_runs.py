@@ -28,3 +28,10 @@ def test_config_round_trips_through_the_run_folder(tmp_path):
     assert load_config(SquadEvalConfig, tmp_path / "run" / "config.json") == config
     env = json.loads((tmp_path / "run" / "environment.json").read_text())
     assert env["packages"]["torch"] and env["device"] and "git_commit" in env
+
+
+def test_empty_override_means_no_anchor(tiny):
+    from compressions.data.prompts import squad_prompt
+
+    config = load_config(SquadEvalConfig, overrides=["prompt.anchor="])  # what the shell passes for anchor=''
+    assert squad_prompt(tiny[1], "Who?", config.prompt).suffix.endswith("assistant\n")

@@ -84,3 +84,32 @@ def test_shared_alpaca_files(shared_data):
     for split in ("seen", "unseen"):
         examples = load_alpaca(f"alpaca_plus_validation_{split}", data_dir=shared_data, on_error="raise")
         assert len(examples) == 1000 and all(e.input for e in examples)
+
+
+def test_hub_squad_rows_become_examples_grouped_by_article(monkeypatch):
+    import datasets
+
+    rows = [
+        {"id": f"q{i}", "title": title, "context": "Paris is in France.", "question": "Where?",
+         "answers": {"text": ["France"], "answer_start": [12]}}
+        for i, title in enumerate(["A", "A", "B"])
+    ]
+    calls = []
+    monkeypatch.setattr(datasets, "load_dataset", lambda name, split: calls.append((name, split)) or rows)
+    examples = load_squad("rajpurkar/squad", split="validation")
+    assert calls == [("rajpurkar/squad", "validation")]
+    assert [(e.id, e.article, e.answers) for e in examples] == [("q0", 0, ["France"]), ("q1", 0, ["France"]), ("q2", 1, ["France"])]
+
+
+def test_hub_alpaca_and_offline_error(monkeypatch):
+    import datasets
+
+    monkeypatch.setattr(datasets, "load_dataset", lambda name, split: [{"instruction": "Say hi", "input": "", "output": "hi"}])
+    assert load_alpaca("yahma/alpaca-cleaned")[0].output == "hi"
+
+    def offline(name, split):
+        raise ConnectionError("no network\nlong traceback")
+
+    monkeypatch.setattr(datasets, "load_dataset", offline)
+    with pytest.raises(DataError, match="could not load hub dataset 'yahma/alpaca-cleaned' split 'train': no network$"):
+        load_alpaca("yahma/alpaca-cleaned")

@@ -7,9 +7,12 @@ target model will read in place of the context. Token counts are always in the t
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from compressions.errors import CompressionsError
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass(frozen=True)
@@ -17,6 +20,8 @@ class CompressedContext:
     token_ids: list[int]  # what the target model reads, in its own tokenizer
     text: str
     seconds: float = 0.0  # time spent compressing
+    # soft methods: (K, d) vectors the model reads in place of the first K token_ids (placeholders)
+    embeddings: torch.Tensor | None = None
 
     @property
     def n_tokens(self) -> int:

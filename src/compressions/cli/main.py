@@ -10,16 +10,17 @@ import argparse
 import logging
 import sys
 
-from compressions.cli import diagnose, gist, squad
+from compressions.cli import diagnose, gist, squad, train
 from compressions.errors import CompressionsError
 
 GROUPS = {
     "eval": "evaluate a method",
     "baselines": "run methods x budgets",
     "diagnose": "data diagnostics",
+    "train": "train models and compressors",
     "gist": "gist tokens (Mu et al.): train, evaluate",
 }
-MODULES = (squad, diagnose, gist)
+MODULES = (squad, diagnose, train, gist)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -58,7 +58,7 @@ def run_eval_squad(args: argparse.Namespace) -> None:
     from compressions.evaluation.squad_eval import evaluate_squad
     from compressions.experiments.report import markdown_table
 
-    config = _load_eval_config(args, {"method": "method", "budget": "budget", "out": "out"})
+    config = _load_eval_config(args, {"method": "method", "budget": "budget", "checkpoint": "checkpoint", "out": "out"})
     metrics = evaluate_squad(config)
     print(markdown_table([metrics]))
     print(f"run folder: {config.out or f'runs/eval/{config.run_name}'}")
@@ -94,7 +94,8 @@ def run_baselines_squad(args: argparse.Namespace) -> None:
 def register(groups: dict) -> None:
     squad = groups["eval"].add_parser("squad", help="SQuAD EM/F1 of one method at one budget")
     add_eval_options(squad)
-    squad.add_argument("--method", help="full, none, ... (see `compressions baselines squad --help`)")
+    squad.add_argument("--method", help="full, none, ..., learned (see `compressions baselines squad --help`)")
+    squad.add_argument("--checkpoint", help="method learned: a compressor checkpoint folder")
     squad.add_argument("--budget", type=int, help="context budget M in target-model tokens")
     squad.add_argument("--out", help="run folder (default runs/eval/<method>[-M<budget>])")
     squad.set_defaults(func=run_eval_squad)

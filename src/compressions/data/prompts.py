@@ -29,7 +29,7 @@ class SquadPromptConfig:
         default="Answer the question with a short span copied from the context.",
         metadata={"help": "first line of the prompt (user turn in chat)"},
     )
-    anchor: str = field(default="Answer:", metadata={"help": "text the answer follows; '' for none"})
+    anchor: str | None = field(default="Answer:", metadata={"help": "text the answer follows; empty for none"})
     shots: int = field(default=0, metadata={"help": "solved examples shown first (from the train split)"})
 
     def validate(self) -> None:
@@ -56,7 +56,7 @@ def squad_prompt(
     shots: list[SquadExample] = (),
 ) -> PromptParts:
     """The text before and after the context for one question."""
-    anchor = config.anchor
+    anchor = config.anchor or ""
     if config.format == "completion":
         solved = "".join(f"{_block(s.context, s.question)}\n{anchor} {s.answers[0]}\n\n" for s in shots)
         text = f"{config.instruction}\n\n{solved}{_block(_SLOT, question)}\n{anchor}"

@@ -6,10 +6,12 @@ Every method sees the same prompt around the context (data/prompts.py); only the
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import statistics
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
@@ -24,6 +26,7 @@ from compressions.models import DEFAULT_MODEL, load_model
 from compressions.models.generation import generate_greedy
 
 log = logging.getLogger(__name__)
+LEARNED = "learned"  # soft tokens from a trained compressor checkpoint (compressions.compressors)
 
 
 @dataclass
@@ -39,6 +42,7 @@ class SquadEvalConfig:
     method: str = "full"
     budget: int | None = field(default=None, metadata={"help": "context token budget M"})
     method_options: dict = field(default_factory=dict)
+    checkpoint: str | None = field(default=None, metadata={"help": "method learned: compressor checkpoint folder"})
     prompt: SquadPromptConfig = field(default_factory=SquadPromptConfig)
     max_new_tokens: int | None = field(default=None, metadata={"help": "default: answer-length diagnostic"})
     batch_size: int = 8
@@ -50,7 +54,10 @@ class SquadEvalConfig:
     def validate(self) -> None:
         """Fail on bad input before any data or model is loaded."""
         self.prompt.validate()
-        check_method(self.method, self.budget)
+        if self.method == LEARNED and not self.checkpoint:
+            raise ConfigError("method 'learned' needs a checkpoint: --checkpoint DIR")
+        if self.method != LEARNED:
+            check_method(self.method, self.budget)
         if self.limit is not None and self.limit < 1:
             raise ConfigError(f"limit must be >= 1, got {self.limit}")
         if self.batch_size < 1:
@@ -58,6 +65,8 @@ class SquadEvalConfig:
 
     @property
     def run_name(self) -> str:
+        if self.method == LEARNED:
+            return f"{LEARNED}-{Path(self.checkpoint).name}"
         return self.method if self.method in UNBUDGETED else f"{self.method}-M{self.budget}"
 
 
@@ -97,7 +106,14 @@ def evaluate_squad(
     needs_train = config.prompt.shots > 0 or config.max_new_tokens is None
     if train_examples is None and needs_train:
         train_examples = load_squad(config.data, "train", config.data_dir, config.on_error, config.train_articles)
-    if model is None or tokenizer is None:
+    if config.method == LEARNED:  # the checkpoint fixes the LLM (+ adapter), M and the prompt it was trained with
+        from compressions.compressors.method import LearnedContext
+
+        method = LearnedContext.from_checkpoint(config.checkpoint, config.device)
+        model, tokenizer = method.pipeline.llm, method.pipeline.tokenizer
+        trained = method.pipeline.config
+        config = dataclasses.replace(config, model=trained.model, budget=trained.budget, prompt=trained.prompt)
+    elif model is None or tokenizer is None:
         model, tokenizer = load_model(config.model, config.dtype, config.device)
 
     max_new_tokens = config.max_new_tokens
@@ -106,28 +122,29 @@ def evaluate_squad(
         max_new_tokens = length_report(lengths)["recommended_max_new_tokens"]
         log.info("max_new_tokens=%d from the answer-length diagnostic on the train split", max_new_tokens)
     shots = pick_shots(train_examples, config.prompt.shots) if config.prompt.shots else []
-    method = build_method(config.method, tokenizer, config.budget, **config.method_options)
+    if config.method != LEARNED:
+        method = build_method(config.method, tokenizer, config.budget, **config.method_options)
 
     start = time.perf_counter()
-    prompts, kept, context_lengths, compress_seconds = [], [], [], 0.0
+    prompts, soft, kept, context_lengths, compress_seconds = [], [], [], [], 0.0
     for example in examples:
         parts = squad_prompt(tokenizer, example.question, config.prompt, shots)
         compressed = method.compress(example.context, example.question, config.budget)
         compress_seconds += compressed.seconds
         context_lengths.append(len(tokenizer(example.context, add_special_tokens=False).input_ids))
         kept.append(compressed.n_tokens)
-        prompts.append(
-            tokenizer(parts.prefix).input_ids
-            + compressed.token_ids
-            + tokenizer(parts.suffix, add_special_tokens=False).input_ids
-        )
-    generated = generate_greedy(model, tokenizer, prompts, max_new_tokens, config.batch_size, progress=progress)
+        prefix = tokenizer(parts.prefix).input_ids
+        prompts.append(prefix + compressed.token_ids + tokenizer(parts.suffix, add_special_tokens=False).input_ids)
+        soft.append(None if compressed.embeddings is None else (len(prefix), compressed.embeddings))
+    soft = soft if any(s is not None for s in soft) else None
+    generated = generate_greedy(model, tokenizer, prompts, max_new_tokens, config.batch_size, progress=progress, soft=soft)
     seconds = time.perf_counter() - start
 
     predictions = [first_line(tokenizer.decode(g, skip_special_tokens=True)) for g in generated]
     scores = [squad_scores(p, e.answers) for p, e in zip(predictions, examples)]
     metrics = _metrics(config, examples, predictions, scores, kept, context_lengths, prompts, seconds, compress_seconds)
     metrics["max_new_tokens"] = max_new_tokens
+    metrics["method"] = method.name
     samples = [
         {
             "id": e.id,

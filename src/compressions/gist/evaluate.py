@@ -89,15 +89,16 @@ def predict(
     progress: bool = True,
 ) -> list[list[int]]:
     """Generated ids per example, the way `settings` (a gist_config.json, or None) says the model reads."""
-    if settings is None:
-        prompts = [prompt_ids(tokenizer, e, 0, None, config.base_prompt_format) for e in examples]
-        return generate_greedy(model, tokenizer, prompts, config.max_new_tokens, config.batch_size, False, progress)
-    k, fmt, condition = settings["num_gist"], settings["prompt_format"], settings["condition"]
-    if condition == "pos_control":
-        prompts = [prompt_ids(tokenizer, e, k, gist_token_id(tokenizer), fmt) for e in examples]
-        return generate_greedy(model, tokenizer, prompts, config.max_new_tokens, config.batch_size, False, progress)
+    if settings is None or settings["condition"] == "pos_control":  # the full prompt
+        k, fmt = (settings["num_gist"], settings["prompt_format"]) if settings else (0, config.base_prompt_format)
+        gist_id = gist_token_id(tokenizer) if k else None
+        prompts = [prompt_ids(tokenizer, e, k, gist_id, fmt) for e in examples]
+        return generate_greedy(
+            model, tokenizer, prompts, config.max_new_tokens, config.batch_size, stop_at_newline=False, progress=progress
+        )
+    k, fmt = settings["num_gist"], settings["prompt_format"]
     row_of = {text: i for i, text in enumerate(dict.fromkeys(e.instruction for e in examples))}
-    keep = "gist" if condition == "gist" else "none"
+    keep = "gist" if settings["condition"] == "gist" else "none"
     cache = compress(model, tokenizer, list(row_of), k, fmt, keep, config.batch_size, progress)
     rows = cache.select([row_of[e.instruction] for e in examples])  # one compression per distinct instruction
     inputs = [e.input for e in examples]

@@ -8,6 +8,8 @@ import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from compressions.models.soft_prompts import embed_with_slots, slot_mask
+
 
 @lru_cache(maxsize=8)
 def _newline_token_ids(tokenizer: PreTrainedTokenizerBase) -> tuple[int, ...]:
@@ -45,8 +47,13 @@ def generate_greedy(
     batch_size: int = 8,
     stop_at_newline: bool = True,
     progress: bool = True,
+    soft: list[tuple[int, torch.Tensor] | None] | None = None,
 ) -> list[list[int]]:
-    """New token ids for each prompt, in input order. Prompts are batched by length to limit padding."""
+    """New token ids for each prompt, in input order. Prompts are batched by length to limit padding.
+
+    `soft[i] = (start, embeddings [M, d])` replaces prompt i's positions start..start+M-1 by those
+    vectors (the model then reads inputs_embeds); `None` keeps a prompt's tokens.
+    """
     stops = stop_token_ids(model, tokenizer, stop_at_newline)
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     outputs: list[list[int]] = [[] for _ in prompts]
@@ -55,15 +62,22 @@ def generate_greedy(
     for start in range(0, len(order), batch_size):
         rows = order[start : start + batch_size]
         ids, mask = left_pad([prompts[i] for i in rows], tokenizer.pad_token_id)
+        inputs = {"input_ids": ids.to(device)}
+        if soft is not None and any(soft[i] is not None for i in rows):
+            slots = [None if soft[i] is None else (soft[i][0], len(soft[i][1])) for i in rows]
+            vectors = torch.cat([soft[i][1] for i in rows if soft[i] is not None]).to(device)
+            in_slot = slot_mask([len(prompts[i]) for i in rows], slots, ids.shape[1])
+            inputs = {"inputs_embeds": embed_with_slots(model, inputs["input_ids"], in_slot, vectors)}
         out = model.generate(
-            input_ids=ids.to(device),
+            **inputs,
             attention_mask=mask.to(device),
             max_new_tokens=max_new_tokens,
             do_sample=False,
             eos_token_id=stops,
             pad_token_id=tokenizer.pad_token_id,
         )
-        for row, seq in zip(rows, out[:, ids.shape[1] :].tolist()):
+        new = out[:, ids.shape[1] :] if "input_ids" in inputs else out  # from embeddings: new tokens only
+        for row, seq in zip(rows, new.tolist()):
             outputs[row] = _until_stop(seq, set(stops))
         bar.update(len(rows))
     bar.close()

@@ -41,8 +41,12 @@ def train(
     config: TrainConfig,
     log_path: str | Path | None = None,
     progress: bool = True,
+    on_step: Callable[[int, dict], None] | None = None,
 ) -> list[dict]:
-    """Run `config.max_steps` optimizer steps; returns one log row per step."""
+    """Run `config.max_steps` optimizer steps; returns one log row per step.
+
+    `on_step(step, row)` runs after each optimizer step (e.g. to advance a loss schedule).
+    """
     config.validate()
     set_seed(config.seed)
     accumulation = config.accumulation_steps(PartialState().num_processes)
@@ -100,6 +104,8 @@ def train(
             if sink:
                 sink.write(json.dumps(row) + "\n")
                 sink.flush()
+            if on_step is not None:
+                on_step(step, row)
             bar.update(1)
             bar.set_postfix(loss=f"{row['loss']:.4f}")
             if step % config.log_every == 0:

@@ -1,0 +1,40 @@
+"""Learned soft-token compressors: N context vectors -> M soft tokens a frozen LLM reads instead.
+
+One architecture per module; this dict joins them (name -> compressor class; its config class is
+`cls.config_class`).
+"""
+
+from __future__ import annotations
+
+from compressions.compressors.base import CompressorConfig, SoftCompressor
+from compressions.compressors.conv import ConvCompressor
+from compressions.compressors.cross_attention import CrossAttentionCompressor
+from compressions.compressors.gist_compressor import GistCompressor
+from compressions.compressors.pooling import PoolingCompressor
+from compressions.errors import ConfigError
+
+ARCHITECTURES: dict[str, type[SoftCompressor]] = {
+    "cross_attention": CrossAttentionCompressor,
+    "conv": ConvCompressor,
+    "pooling": PoolingCompressor,
+    "gist_compressor": GistCompressor,
+}
+
+
+def compressor_class(arch: str) -> type[SoftCompressor]:
+    if arch not in ARCHITECTURES:
+        raise ConfigError(f"unknown compressor arch {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
+    return ARCHITECTURES[arch]
+
+
+def build_compressor(arch: str, **fields) -> SoftCompressor:
+    """A compressor from its arch name and config fields; unknown fields fail with their name."""
+    cls = compressor_class(arch)
+    known = {f for f in cls.config_class.__dataclass_fields__}
+    unknown = sorted(set(fields) - known)
+    if unknown:
+        raise ConfigError(f"compressor {arch!r} has no option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    return cls(cls.config_class(**fields))
+
+
+__all__ = ["ARCHITECTURES", "CompressorConfig", "SoftCompressor", "build_compressor", "compressor_class"]

@@ -1,0 +1,78 @@
+"""SQuAD examples -> token features -> padded training batches (dynamic padding per batch).
+
+A batch holds the student's input (prompt with the soft-token slot, then the answer), the teacher's
+input (the same prompt with the context's tokens in the slot), the right-padded context the
+compressor reads, and right-aligned answer labels (see losses.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from tqdm.auto import tqdm
+
+from compressions.compressors.losses import IGNORE
+from compressions.compressors.pipeline import SoftPromptModel
+from compressions.data.squad import SquadExample
+from compressions.models.generation import left_pad
+from compressions.models.soft_prompts import slot_mask
+
+
+@dataclass(frozen=True)
+class SquadFeature:
+    context_ids: list[int]
+    prefix_ids: list[int]
+    suffix_ids: list[int]
+    answer_ids: list[int]  # the first reference answer, then EOS
+    group: int  # index of the distinct context: questions on one paragraph are InfoNCE positives
+
+
+def squad_features(
+    pipeline: SoftPromptModel, examples: list[SquadExample], shots=(), progress: bool = True
+) -> list[SquadFeature]:
+    tokenizer = pipeline.tokenizer
+    groups: dict[str, int] = {}
+    features = []
+    for example in tqdm(examples, desc="tokenise", unit="ex", disable=not progress):
+        prefix, suffix = pipeline.prompt_ids(example.question, shots)
+        answer = pipeline.answer_ids(example.answers[0])
+        group = groups.setdefault(example.context, len(groups))
+        features.append(SquadFeature(pipeline.context_ids(example.context), prefix, suffix, answer, group))
+    return features
+
+
+def right_pad(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ids, mask), both [B, N], sequences aligned on the left."""
+    width = max(len(s) for s in sequences)
+    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(sequences), width), dtype=torch.bool)
+    for row, seq in enumerate(sequences):
+        ids[row, : len(seq)] = torch.tensor(seq)
+        mask[row, : len(seq)] = True
+    return ids, mask
+
+
+def collate(features: list[SquadFeature], pad_id: int, slot_ids: list[int], budget: int) -> dict:
+    student = [f.prefix_ids + slot_ids + f.suffix_ids + f.answer_ids for f in features]
+    teacher = [f.prefix_ids + f.context_ids + f.suffix_ids + f.answer_ids for f in features]
+    input_ids, attention_mask = left_pad(student, pad_id)
+    teacher_ids, teacher_mask = left_pad(teacher, pad_id)
+    context_ids, context_mask = right_pad([f.context_ids for f in features], pad_id)
+    width = max(len(f.answer_ids) for f in features)
+    labels = torch.full((len(features), width), IGNORE, dtype=torch.long)
+    for row, f in enumerate(features):
+        labels[row, width - len(f.answer_ids) :] = torch.tensor(f.answer_ids)
+    slots = [(len(f.prefix_ids), budget) for f in features]
+    groups = torch.tensor([f.group for f in features])
+    return {
+        "input_ids": input_ids,
+        "attention_mask": attention_mask,
+        "slot_mask": slot_mask([len(s) for s in student], slots, input_ids.shape[1]),
+        "teacher_ids": teacher_ids,
+        "teacher_mask": teacher_mask,
+        "context_ids": context_ids,
+        "context_mask": context_mask,
+        "labels": labels,
+        "same_context": groups[:, None] == groups[None, :],  # (B, B)
+    }

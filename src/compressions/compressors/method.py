@@ -1,0 +1,40 @@
+"""A trained compressor as a context method of the SQuAD harness (`--method learned --checkpoint DIR`).
+
+`compress` returns the slot's placeholder ids with the soft tokens as `embeddings`; the harness puts
+them in the prompt's context slot, so the prompt around them is the one every text method gets.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+
+from compressions.baselines.base import CompressedContext, check_context
+from compressions.compressors.pipeline import SoftPromptModel
+from compressions.errors import ConfigError
+
+
+class LearnedContext:
+    def __init__(self, pipeline: SoftPromptModel):
+        self.pipeline = pipeline.eval()
+        self.name = f"learned-{pipeline.config.arch}"
+        self.slot_ids = pipeline.slot_ids()
+
+    @classmethod
+    def from_checkpoint(cls, folder: str | Path, device: str = "cpu") -> LearnedContext:
+        return cls(SoftPromptModel.from_pretrained(folder, device=device))
+
+    @torch.no_grad()
+    def compress(self, context: str, question: str, budget: int | None = None) -> CompressedContext:
+        check_context(context)
+        if budget not in (None, self.pipeline.config.budget):
+            raise ConfigError(f"this checkpoint makes {self.pipeline.config.budget} soft tokens, not {budget}")
+        start = time.perf_counter()
+        device = self.pipeline.compressor.output_proj.weight.device
+        ids = torch.tensor([self.pipeline.context_ids(context)], device=device)
+        soft, _ = self.pipeline.compress(ids, torch.ones_like(ids, dtype=torch.bool))
+        seconds = time.perf_counter() - start
+        text = f"<{self.pipeline.config.budget} soft tokens>"
+        return CompressedContext(self.slot_ids, text, seconds, embeddings=soft[0])

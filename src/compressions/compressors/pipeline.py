@@ -1,0 +1,230 @@
+"""A compressor and the frozen LLM that reads its soft tokens (optionally with a LoRA adapter).
+
+The LLM sees exactly the SQuAD harness's prompt (data/prompts.py) with the context slot holding
+`M soft tokens [+ separator]` instead of the context's tokens:
+`prefix ids + slot + suffix ids [+ answer ids + EOS when training]`.
+The same `slot_ids` / `prompt_ids` serve training and evaluation, so the two cannot drift apart.
+
+Checkpoint folder (`save_pretrained`): `compressor.safetensors`, `pipeline_config.json` (this config),
+`compressor_config.json` (arch, its full config, parameter count, package version) and `adapter/`
+(peft) when LoRA is on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import warnings
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from compressions.compressors import SoftCompressor, build_compressor, compressor_class
+from compressions.config import load_config
+from compressions.data.prompts import SquadPromptConfig, squad_prompt
+from compressions.errors import ConfigError
+from compressions.experiments.run_folder import atomic_write_json
+from compressions.models import DEFAULT_MODEL, load_model
+from compressions.models.soft_prompts import embed_with_slots, positions_from_mask
+
+CONFIG_FILE, COMPRESSOR_FILE = "pipeline_config.json", "compressor_config.json"
+WEIGHTS_FILE, ADAPTER_DIR = "compressor.safetensors", "adapter"
+
+
+@dataclass
+class PipelineConfig:
+    model: str = field(default=DEFAULT_MODEL, metadata={"help": "the LLM that reads the soft tokens"})
+    arch: str = field(default="cross_attention", metadata={"help": "cross_attention | conv | pooling | gist_compressor"})
+    budget: int = field(default=32, metadata={"help": "M, soft tokens per context"})
+    compressor: dict = field(default_factory=dict, metadata={"help": "arch options (hidden_size, heads, ...)"})
+    input_layer: int = field(default=0, metadata={"help": "0: LLM input embeddings; k: hidden states after layer k"})
+    max_context_tokens: int = field(default=512, metadata={"help": "contexts are cut to this many tokens"})
+    separator: str = field(default="", metadata={"help": "after the soft tokens, in the slot: '' | 'bos' | any text"})
+    lora_rank: int = field(default=0, metadata={"help": "0: LLM frozen; r > 0: LoRA adapter of rank r"})
+    lora_alpha: int = field(default=16, metadata={"help": "LoRA scaling numerator"})
+    lora_targets: list[str] = field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"], metadata={"help": "LoRA module names"}
+    )
+    prompt: SquadPromptConfig = field(default_factory=SquadPromptConfig)
+
+    def validate(self) -> None:
+        compressor_class(self.arch)
+        self.prompt.validate()
+        if self.budget < 1:
+            raise ConfigError(f"budget must be >= 1, got {self.budget}")
+        if self.input_layer < 0 or self.max_context_tokens < 1 or self.lora_rank < 0:
+            raise ConfigError("input_layer and lora_rank must be >= 0, max_context_tokens >= 1")
+
+
+class SoftPromptModel(nn.Module):
+    """Holds the compressor and the LLM; `create` builds a fresh one, `from_pretrained` a saved one."""
+
+    def __init__(
+        self, config: PipelineConfig, llm: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, compressor: SoftCompressor
+    ):
+        super().__init__()
+        config.validate()
+        if config.input_layer > llm.config.num_hidden_layers:
+            raise ConfigError(f"input_layer {config.input_layer} > the LLM's {llm.config.num_hidden_layers} layers")
+        if compressor.config.num_tokens != config.budget:
+            raise ConfigError(f"compressor makes {compressor.config.num_tokens} tokens, budget is {config.budget}")
+        self.config, self.tokenizer, self.llm, self.compressor = config, tokenizer, llm, compressor
+
+    @classmethod
+    def create(cls, config: PipelineConfig, llm: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> SoftPromptModel:
+        """A new compressor for `llm`, which is frozen (and wrapped in a new LoRA adapter if configured)."""
+        config.validate()
+        llm.requires_grad_(False)
+        if config.lora_rank:
+            from peft import LoraConfig, get_peft_model
+
+            lora = LoraConfig(
+                r=config.lora_rank, lora_alpha=config.lora_alpha, target_modules=list(config.lora_targets), lora_dropout=0.0
+            )
+            with _peft_on_transformers5():
+                llm = get_peft_model(llm, lora)
+        embedding = llm.get_input_embeddings().weight
+        compressor = build_compressor(
+            config.arch,
+            num_tokens=config.budget,
+            input_size=embedding.shape[1],
+            output_norm=embedding.detach().float().norm(dim=-1).mean().item(),
+            **config.compressor,
+        ).to(device=embedding.device)
+        return cls(config, llm, tokenizer, compressor)
+
+    # --- the prompt layout, shared by training and evaluation ---
+    def slot_ids(self) -> list[int]:
+        """Token ids of the context slot: M placeholders (their embeddings get replaced), then the separator."""
+        separator = self.config.separator
+        if separator == "bos":
+            if self.tokenizer.bos_token_id is None:
+                raise ConfigError("separator 'bos': the tokenizer has no BOS token")
+            tail = [self.tokenizer.bos_token_id]
+        else:
+            tail = self.tokenizer(separator, add_special_tokens=False).input_ids if separator else []
+        return [self.tokenizer.pad_token_id] * self.config.budget + tail
+
+    def prompt_ids(self, question: str, shots=()) -> tuple[list[int], list[int]]:
+        """(prefix ids, suffix ids) around the slot, tokenised exactly as the harness does."""
+        parts = squad_prompt(self.tokenizer, question, self.config.prompt, shots)
+        return self.tokenizer(parts.prefix).input_ids, self.tokenizer(parts.suffix, add_special_tokens=False).input_ids
+
+    def answer_ids(self, answer: str) -> list[int]:
+        """Answer tokens then EOS; a space first unless the prompt ends in whitespace (e.g. after 'Answer:')."""
+        ending = squad_prompt(self.tokenizer, "?", self.config.prompt).suffix[-1:]
+        text = answer if ending.isspace() else f" {answer}"
+        return self.tokenizer(text, add_special_tokens=False).input_ids + [self.tokenizer.eos_token_id]
+
+    def context_ids(self, context: str) -> list[int]:
+        return self.tokenizer(context, add_special_tokens=False).input_ids[: self.config.max_context_tokens]
+
+    # --- tensors ---
+    def base_llm(self):
+        """Context in which the LLM runs without its adapter (the frozen model itself)."""
+        return self.llm.disable_adapter() if self.config.lora_rank else contextlib.nullcontext()
+
+    def context_features(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """(B, N, d_llm) what the compressor reads: input embeddings, or frozen hidden states of a layer."""
+        if self.config.input_layer == 0:
+            return self.llm.get_input_embeddings()(ids)
+        with torch.no_grad(), self.base_llm():
+            out = self.llm(input_ids=ids, attention_mask=mask, output_hidden_states=True)
+        return out.hidden_states[self.config.input_layer]
+
+    def compress(self, ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Right-padded context ids (B, N) -> (soft tokens (B, M, d), the features they came from)."""
+        features = self.context_features(ids, mask)
+        return self.compressor(features, mask.bool()), features
+
+    def answer_logits(
+        self, soft: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor, slot_mask: torch.Tensor, answer_width: int
+    ) -> torch.Tensor:
+        """(B, A, V) logits at the positions that predict the last A (right-aligned answer) tokens."""
+        embeds = embed_with_slots(self.llm, input_ids, slot_mask, soft)
+        return self._last_logits(answer_width, inputs_embeds=embeds, attention_mask=attention_mask)
+
+    @torch.no_grad()
+    def teacher_logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, answer_width: int) -> torch.Tensor:
+        """The frozen LLM reading the full text context: (B, A, V) at the same answer positions."""
+        with self.base_llm():
+            return self._last_logits(answer_width, input_ids=input_ids, attention_mask=attention_mask)
+
+    def _last_logits(self, answer_width: int, attention_mask: torch.Tensor, **inputs) -> torch.Tensor:
+        position_ids = positions_from_mask(attention_mask)
+        out = self.llm(**inputs, attention_mask=attention_mask, position_ids=position_ids, logits_to_keep=answer_width + 1)
+        return out.logits[:, :-1]
+
+    def forward(self, batch: dict, input_ids: torch.Tensor | None = None) -> dict:
+        """Soft tokens and answer logits for a collated batch (input_ids overrides the batch's, e.g. mixed answers)."""
+        soft, features = self.compress(batch["context_ids"], batch["context_mask"])
+        ids = batch["input_ids"] if input_ids is None else input_ids
+        logits = self.answer_logits(soft, ids, batch["attention_mask"], batch["slot_mask"], batch["labels"].shape[1])
+        mask = batch["context_mask"][..., None].to(features.dtype)
+        summary = (features * mask).sum(1) / mask.sum(1)  # (B, d): mean context vector
+        return {"soft": soft, "logits": logits, "context_summary": summary}
+
+    # --- checkpoints ---
+    def trainable_groups(self, compressor_lr: float, lora_lr: float) -> list[dict]:
+        groups = [{"params": list(self.compressor.parameters()), "lr": compressor_lr}]
+        lora = [p for p in self.llm.parameters() if p.requires_grad]
+        return groups + ([{"params": lora, "lr": lora_lr}] if lora else [])
+
+    def save_pretrained(self, folder: str | Path) -> Path:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().contiguous().cpu() for k, v in self.compressor.state_dict().items()}
+        save_file(state, folder / WEIGHTS_FILE)
+        atomic_write_json(folder / CONFIG_FILE, dataclasses.asdict(self.config))
+        meta = {
+            "arch": self.config.arch,
+            "config": dataclasses.asdict(self.compressor.config),
+            "parameters": self.compressor.num_parameters(),
+            "compressions_version": metadata.version("compressions"),
+        }
+        atomic_write_json(folder / COMPRESSOR_FILE, meta)
+        if self.config.lora_rank:
+            self.llm.save_pretrained(folder / ADAPTER_DIR)
+        return folder
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        folder: str | Path,
+        llm: PreTrainedModel | None = None,
+        tokenizer: PreTrainedTokenizerBase | None = None,
+        device: str = "cpu",
+    ) -> SoftPromptModel:
+        """Rebuild a saved pipeline in eval mode; the LLM is loaded from the recorded name unless given."""
+        folder = Path(folder)
+        if not (folder / COMPRESSOR_FILE).is_file():
+            raise ConfigError(f"not a compressor checkpoint (no {COMPRESSOR_FILE}): {folder}")
+        config = load_config(PipelineConfig, folder / CONFIG_FILE)
+        meta = json.loads((folder / COMPRESSOR_FILE).read_text())
+        arch = compressor_class(meta["arch"])
+        compressor = arch(arch.config_class(**meta["config"]))
+        compressor.load_state_dict(load_file(folder / WEIGHTS_FILE), strict=True)  # every key and shape must match
+        if llm is None or tokenizer is None:
+            llm, tokenizer = load_model(config.model, device=device)
+        llm.requires_grad_(False)
+        if config.lora_rank:
+            from peft import PeftModel
+
+            with _peft_on_transformers5():
+                llm = PeftModel.from_pretrained(llm, folder / ADAPTER_DIR)
+        return cls(config, llm, tokenizer, compressor.to(device)).eval()
+
+
+
+@contextlib.contextmanager
+def _peft_on_transformers5():
+    """peft 0.21 reads `is_gradient_checkpointing`, which transformers 5 deprecates: silence that one warning."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        yield
