@@ -115,7 +115,10 @@ def train_gist(
         start = time.perf_counter()
         collate = GistCollator(tokenizer.pad_token_id, gist_id, config.condition, float_mask_dtype(model))
         params = [p for p in module.parameters() if p.requires_grad]
-        history = train(module, [{"params": params}], gist_loss, dataset, collate, config.train, out / "train_log.jsonl", progress)
+        lengths = [len(r["input_ids"]) for r in dataset] if config.group_by_length else None
+        history = train(
+            module, [{"params": params}], gist_loss, dataset, collate, config.train, out / "train_log.jsonl", progress, lengths=lengths
+        )
         seconds = time.perf_counter() - start
         trained = module.merge_and_unload() if config.mode != "full" else module
         trained.eval()
