@@ -56,3 +56,12 @@ def test_bad_input_is_one_error_line(argv, message, capsys, tmp_path):
     assert main([*argv, "--data-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and message in err and len(err.splitlines()) == 1
+
+
+def test_gist_subcommands_have_help(capsys):
+    for argv in (["gist", "train", "--help"], ["gist", "eval", "--help"]):
+        with pytest.raises(SystemExit) as code:
+            main(argv)
+        assert code.value.code == 0
+    out = capsys.readouterr().out
+    assert "--preset" in out and "--pos-control" in out

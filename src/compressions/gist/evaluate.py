@@ -29,7 +29,7 @@ from compressions.gist.cache import compress, generate
 from compressions.gist.data import FORMATS, prompt_ids
 from compressions.gist.tokens import gist_token_id
 from compressions.gist.train import CONFIG_FILE
-from compressions.models import DEFAULT_MODEL, load_model
+from compressions.models import load_model
 from compressions.models.generation import generate_greedy
 
 log = logging.getLogger(__name__)
