@@ -64,3 +64,26 @@ def test_non_finite_loss_stops_with_a_clear_error():
 def test_bad_batch_sizes_are_refused():
     with pytest.raises(ConfigError, match="multiple of"):
         TrainConfig(batch_size=6, micro_batch_size=4).validate()
+
+
+def test_lengths_group_micro_batches_of_similar_length():
+    lengths = torch.randperm(64, generator=torch.Generator().manual_seed(0)).add(2).tolist()
+    dataset = [torch.randint(3, 200, (n,)) for n in lengths]
+
+    def padding(**kw) -> tuple[int, list[int]]:
+        """Padding tokens over one epoch of micro-batches of 4, and the lengths seen."""
+        seen = []
+
+        def collate(rows):
+            seen.append([len(r) for r in rows])
+            return {"input_ids": torch.stack([r[:2] for r in rows])}
+
+        model, _ = load_model("tiny-random-llama")
+        config = TrainConfig(max_steps=16, batch_size=4, micro_batch_size=4, warmup_ratio=0)
+        train(model, [{"params": model.parameters()}], _lm_loss, dataset, collate, config, progress=False, **kw)
+        return sum(4 * max(b) - sum(b) for b in seen), sorted(n for b in seen for n in b)
+
+    grouped, seen = padding(lengths=lengths)
+    shuffled, _ = padding()
+    assert seen == sorted(lengths)  # every example once per epoch
+    assert grouped < shuffled / 3

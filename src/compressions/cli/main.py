@@ -10,7 +10,7 @@ import argparse
 import logging
 import sys
 
-from compressions.cli import diagnose, reader, squad, train
+from compressions.cli import diagnose, gist, reader, squad, train
 from compressions.errors import CompressionsError
 
 GROUPS = {
@@ -18,8 +18,9 @@ GROUPS = {
     "baselines": "run methods x budgets",
     "diagnose": "data diagnostics",
     "train": "train models and compressors",
+    "gist": "gist tokens (Mu et al.): train, evaluate",
 }
-MODULES = (squad, diagnose, train, reader)
+MODULES = (squad, diagnose, train, reader, gist)
 
 
 def build_parser() -> argparse.ArgumentParser:

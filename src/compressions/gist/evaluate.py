@@ -1,0 +1,156 @@
+"""ROUGE of gist models and their controls on Alpaca-format files (greedy, as the paper scored).
+
+How each model reads a prompt:
+- `gist` models: through gist caching: each distinct instruction is compressed once, and outputs are
+  generated from the gists' KV alone (never from the masked full sequence).
+- `neg_control` models: from the tail alone (input and `Output:`) at its original positions, which is
+  exactly what their training mask let them see (`compress(..., keep="none")`).
+- `pos_control` models: the full prompt, gists included (plain causal, as trained).
+- a base model (no `gist_config.json`): the full prompt without a gist line.
+metrics.json: `{model: {split: {rougeL, rouge1, rouge2, n, seconds_per_example}}}` plus, when the
+controls are given, `gist_retention: {split: (gist - neg) / (pos - neg)}` on ROUGE-L.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from compressions.data.alpaca import AlpacaExample, load_alpaca
+from compressions.errors import ConfigError
+from compressions.evaluation.rouge import aggregate_rouge, rouge_scores
+from compressions.experiments.run_folder import RunFolder
+from compressions.gist.cache import compress, generate
+from compressions.gist.data import FORMATS, prompt_ids
+from compressions.gist.tokens import gist_token_id
+from compressions.gist.train import CONFIG_FILE
+from compressions.models import load_model
+from compressions.models.generation import generate_greedy
+
+log = logging.getLogger(__name__)
+SPLITS = ["alpaca_plus_validation_unseen", "alpaca_plus_validation_seen"]
+
+
+@dataclass
+class GistEvalConfig:
+    gist: str | None = field(default=None, metadata={"help": "gist model: `gist train` run folder or its model dir"})
+    pos_control: str | None = field(default=None, metadata={"help": "pos_control model (run folder or model dir)"})
+    neg_control: str | None = field(default=None, metadata={"help": "neg_control model (run folder or model dir)"})
+    base: str | None = field(default=None, metadata={"help": "untrained model, read with the full prompt (e.g. smollm2-135m)"})
+    base_prompt_format: str = field(default="plain", metadata={"help": "plain | chat, for the base model"})
+    splits: list[str] = field(default_factory=lambda: list(SPLITS), metadata={"help": "Alpaca-format files or short names"})
+    data_dir: str | None = field(default=None, metadata={"help": "default: $COMPRESSIONS_DATA_DIR"})
+    limit: int | None = field(default=None, metadata={"help": "first N examples of each split"})
+    max_new_tokens: int = field(default=128, metadata={"help": "generation stops at EOS or after this many tokens"})
+    batch_size: int = 8
+    dtype: str = "float32"
+    device: str = "cpu"
+    n_samples: int = field(default=10, metadata={"help": "predictions per model and split in sample_predictions.json"})
+    out: str = field(default="runs/gist/eval", metadata={"help": "run folder"})
+
+    def validate(self) -> None:
+        if not self.models:
+            raise ConfigError("nothing to evaluate: give at least one of gist, pos_control, neg_control, base")
+        if self.base_prompt_format not in FORMATS:
+            raise ConfigError(f"base_prompt_format must be one of {FORMATS}, got {self.base_prompt_format!r}")
+        if self.limit is not None and self.limit < 1:
+            raise ConfigError(f"limit must be >= 1, got {self.limit}")
+        if self.max_new_tokens < 1 or self.batch_size < 1:
+            raise ConfigError("max_new_tokens and batch_size must be >= 1")
+
+    @property
+    def models(self) -> dict[str, str]:
+        given = {"gist": self.gist, "pos_control": self.pos_control, "neg_control": self.neg_control, "base": self.base}
+        return {role: path for role, path in given.items() if path}
+
+
+def model_dir(path: str) -> str:
+    """A `gist train` run folder stands for its `model/` directory."""
+    return str(Path(path) / "model") if (Path(path) / "model" / CONFIG_FILE).is_file() else path
+
+
+def gist_settings(path: str) -> dict | None:
+    """The training config saved beside a gist model, or None for a base model."""
+    file = Path(model_dir(path)) / CONFIG_FILE
+    return json.loads(file.read_text()) if file.is_file() else None
+
+
+def predict(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    examples: list[AlpacaExample],
+    settings: dict | None,
+    config: GistEvalConfig,
+    progress: bool = True,
+) -> list[list[int]]:
+    """Generated ids per example, the way `settings` (a gist_config.json, or None) says the model reads."""
+    if settings is None or settings["condition"] == "pos_control":  # the full prompt
+        k, fmt = (settings["num_gist"], settings["prompt_format"]) if settings else (0, config.base_prompt_format)
+        gist_id = gist_token_id(tokenizer) if k else None
+        prompts = [prompt_ids(tokenizer, e, k, gist_id, fmt) for e in examples]
+        return generate_greedy(
+            model, tokenizer, prompts, config.max_new_tokens, config.batch_size, stop_at_newline=False, progress=progress
+        )
+    k, fmt = settings["num_gist"], settings["prompt_format"]
+    row_of = {text: i for i, text in enumerate(dict.fromkeys(e.instruction for e in examples))}
+    keep = "gist" if settings["condition"] == "gist" else "none"
+    cache = compress(model, tokenizer, list(row_of), k, fmt, keep, config.batch_size, progress)
+    rows = cache.select([row_of[e.instruction] for e in examples])  # one compression per distinct instruction
+    inputs = [e.input for e in examples]
+    return generate(model, tokenizer, rows, inputs, config.max_new_tokens, config.batch_size, progress=progress)
+
+
+def model_name(role: str, settings: dict | None) -> str:
+    return f"gist-{settings['num_gist']}" if role == "gist" and settings else role
+
+
+def evaluate_gist(config: GistEvalConfig, progress: bool = True) -> dict:
+    """Evaluate every given model on every split; writes metrics.json and sample_predictions.json."""
+    config.validate()
+    splits = {name: load_alpaca(name, config.data_dir)[: config.limit] for name in config.splits}
+    metrics: dict = {}
+    samples: list[dict] = []
+    with RunFolder(config.out) as run:
+        run.save_config(config)
+        for role, path in config.models.items():
+            settings = gist_settings(path)
+            name = model_name(role, settings)
+            model, tokenizer = load_model(model_dir(path), config.dtype, config.device)
+            metrics[name] = {}
+            for split, examples in splits.items():
+                start = time.perf_counter()
+                generated = predict(model, tokenizer, examples, settings, config, progress)
+                seconds = time.perf_counter() - start
+                predictions = [tokenizer.decode(g, skip_special_tokens=True).strip() for g in generated]
+                scores = [rouge_scores(p, e.output) for p, e in zip(predictions, examples)]
+                metrics[name][split] = {**aggregate_rouge(scores), "n": len(examples), "seconds_per_example": seconds / len(examples)}
+                log.info("%s on %s: ROUGE-L %.1f (n=%d)", name, split, metrics[name][split]["rougeL"], len(examples))
+                samples += [
+                    {"model": name, "split": split, "instruction": e.instruction, "input": e.input,
+                     "reference": e.output, "prediction": p, "rougeL": 100 * s["rougeL"]}
+                    for e, p, s in list(zip(examples, predictions, scores))[: config.n_samples]
+                ]  # fmt: skip
+            del model
+        retention = gist_retention(metrics)
+        if retention:
+            metrics["gist_retention"] = retention
+        run.write_json("sample_predictions.json", samples)
+        run.write_json("metrics.json", metrics)
+    return metrics
+
+
+def gist_retention(metrics: dict) -> dict[str, float | None]:
+    """(gist - neg) / (pos - neg) on ROUGE-L per split, when a gist model and both controls were scored."""
+    gist = next((name for name in metrics if name.startswith("gist-")), None)
+    if gist is None or "pos_control" not in metrics or "neg_control" not in metrics:
+        return {}
+    out = {}
+    for split, scores in metrics[gist].items():
+        pos, neg = metrics["pos_control"][split]["rougeL"], metrics["neg_control"][split]["rougeL"]
+        out[split] = (scores["rougeL"] - neg) / (pos - neg) if pos != neg else None
+    return out

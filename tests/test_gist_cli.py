@@ -1,0 +1,67 @@
+"""`compressions gist train` and `gist eval` end to end on the tiny model and synthetic files."""
+
+import dataclasses
+import json
+
+import pytest
+
+from compressions.cli.main import main
+from compressions.data.synthetic import synthetic_alpaca
+from compressions.gist.evaluate import gist_retention
+
+
+def _write(path, examples):
+    path.write_text(json.dumps([dataclasses.asdict(e) for e in examples]))
+    return str(path)
+
+
+def test_train_three_conditions_then_evaluate_them(tmp_path, capsys):
+    train = _write(tmp_path / "train.json", synthetic_alpaca(8, seed=1))
+    split = _write(tmp_path / "unseen.json", synthetic_alpaca(3, seed=2))
+    common = ["--model", "tiny-random-llama", "--data", train, "--k", "2", "train.batch_size=4", "train.micro_batch_size=4"]
+    for condition in ("gist", "pos_control", "neg_control"):
+        assert main(["gist", "train", "--condition", condition, "--out", str(tmp_path / condition), *common]) == 0
+        assert json.loads((tmp_path / condition / "metrics.json").read_text())["steps"] == 2
+    out = tmp_path / "eval"
+    argv = ["gist", "eval", "--gist", str(tmp_path / "gist"), "--pos-control", str(tmp_path / "pos_control"),
+            "--neg-control", str(tmp_path / "neg_control"), "--base", "tiny-random-llama", "--splits", split,
+            "--max-new-tokens", "3", "--out", str(out), "n_samples=2"]  # fmt: skip
+    assert main(argv) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics) == {"gist-2", "pos_control", "neg_control", "base", "gist_retention"}
+    assert set(metrics["gist-2"][split]) == {"rougeL", "rouge1", "rouge2", "n", "seconds_per_example"}
+    assert metrics["base"][split]["n"] == 3
+    assert metrics["gist_retention"] == pytest.approx(gist_retention({k: v for k, v in metrics.items() if k != "gist_retention"}))
+    samples = json.loads((out / "sample_predictions.json").read_text())
+    assert len(samples) == 8 and {s["model"] for s in samples} == {"gist-2", "pos_control", "neg_control", "base"}
+    assert "gist retention on" in capsys.readouterr().out
+
+
+def test_retention_formula():
+    scores = lambda r: {"s": {"rougeL": r}}  # noqa: E731
+    assert gist_retention({"gist-1": scores(40.0), "pos_control": scores(50.0), "neg_control": scores(30.0)}) == {"s": 0.5}
+    assert gist_retention({"gist-1": scores(40.0), "pos_control": scores(50.0)}) == {}
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["gist", "train", "num_gist=3"], "num_gist must be one of"),
+        (["gist", "train", "--mode", "full", "mode=half"], "mode must be one of"),
+        (["gist", "eval"], "nothing to evaluate"),
+        (["gist", "eval", "--base", "tiny-random-llama", "--splits", "missing.json"], "data 'missing.json' not found"),
+    ],
+)
+def test_bad_input_is_one_error_line(argv, message, capsys, tmp_path):
+    assert main([*argv, "--data-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and message in err and len(err.splitlines()) == 1
+
+
+def test_gist_subcommands_have_help(capsys):
+    for argv in (["gist", "train", "--help"], ["gist", "eval", "--help"]):
+        with pytest.raises(SystemExit) as code:
+            main(argv)
+        assert code.value.code == 0
+    out = capsys.readouterr().out
+    assert "--preset" in out and "--pos-control" in out
