@@ -33,5 +33,5 @@ def test_config_round_trips_through_the_run_folder(tmp_path):
 def test_empty_override_means_no_anchor(tiny):
     from compressions.data.prompts import squad_prompt
 
-    config = load_config(SquadEvalConfig, overrides=["prompt.anchor="])  # what the shell passes for anchor=''
+    config = load_config(SquadEvalConfig, overrides=["prompt.format=chat", "prompt.anchor="])  # the shell's anchor=''
     assert squad_prompt(tiny[1], "Who?", config.prompt).suffix.endswith("assistant\n")

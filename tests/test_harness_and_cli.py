@@ -4,7 +4,7 @@ import pytest
 
 from compressions.cli.main import main
 from compressions.data.synthetic import synthetic_squad
-from compressions.evaluation.squad_eval import SquadEvalConfig, evaluate_squad
+from compressions.evaluation.squad_eval import SquadEvalConfig, evaluate_squad, pick_shots
 
 RUN_FILES = {"config.json", "metrics.json", "sample_predictions.json", "environment.json", "run.log"}
 
@@ -22,7 +22,8 @@ def _write_squad(path, examples):
 def test_harness_writes_a_complete_run_folder(tiny, tmp_path):
     examples = synthetic_squad(6)
     config = SquadEvalConfig(model="tiny-random-llama", max_new_tokens=4, n_samples=2, out=str(tmp_path / "run"))
-    metrics = evaluate_squad(config, examples, examples, *tiny, progress=False)
+    shots = synthetic_squad(4, seed=1)
+    metrics = evaluate_squad(config, examples, shots, *tiny, progress=False)
     assert {p.name for p in (tmp_path / "run").iterdir()} == RUN_FILES
     saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert saved == json.loads(json.dumps(metrics))
@@ -32,12 +33,13 @@ def test_harness_writes_a_complete_run_folder(tiny, tmp_path):
     samples = json.loads((tmp_path / "run" / "sample_predictions.json").read_text())
     assert len(samples) == 2 and samples[0]["references"] == examples[0].answers
     assert examples[0].context in samples[0]["prompt"]
+    assert all(s.context in samples[0]["prompt"] for s in pick_shots(shots, config.prompt.shots))
 
 
 def test_none_method_drops_the_context(tiny, tmp_path):
     examples = synthetic_squad(3)
     config = SquadEvalConfig(model="tiny-random-llama", method="none", max_new_tokens=2, out=str(tmp_path / "none"))
-    metrics = evaluate_squad(config, examples, examples, *tiny, progress=False)
+    metrics = evaluate_squad(config, examples, synthetic_squad(4, seed=1), *tiny, progress=False)
     assert metrics["mean_kept_tokens"] == 0 and metrics["compression_ratio"] is None
     sample = json.loads((tmp_path / "none" / "sample_predictions.json").read_text())[0]
     assert examples[0].context not in sample["prompt"] and examples[0].question in sample["prompt"]

@@ -24,13 +24,14 @@ _SLOT = "\u2063CONTEXT\u2063"  # invisible separators: never in real text, untou
 
 @dataclass
 class SquadPromptConfig:
-    format: str = field(default="chat", metadata={"help": "chat | completion"})
+    # completion with 2 solved examples answered with spans most often on SmolLM2 (README: prompt format)
+    format: str = field(default="completion", metadata={"help": "chat | completion"})
     instruction: str = field(
         default="Answer the question with a short span copied from the context.",
         metadata={"help": "first line of the prompt (user turn in chat)"},
     )
     anchor: str | None = field(default="Answer:", metadata={"help": "text the answer follows; empty for none"})
-    shots: int = field(default=0, metadata={"help": "solved examples shown first (from the train split)"})
+    shots: int = field(default=2, metadata={"help": "solved examples shown first (from the train split)"})
 
     def validate(self) -> None:
         if self.format not in FORMATS:
