@@ -273,6 +273,7 @@ def test_compressor_overfits_eight_examples_end_to_end(tmp_path):
             "pipeline.lora_rank=16", "pipeline.lora_targets=[q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj]",
             "train.max_steps=250", "train.batch_size=8", "train.micro_batch_size=8", "train.learning_rate=3e-3",
             "lora_learning_rate=3e-3", "loss.distillation=0", "loss.scheduled_sampling=0", "eval_limit=0", f"out={tmp_path / 'run'}",
+            "pipeline.prompt.format=chat", "pipeline.prompt.shots=0",  # the layout this test was sized for
         ],
     )  # fmt: skip
     llm, tokenizer = _steerable_tiny()

@@ -121,7 +121,7 @@ def evaluate_squad(
     elif model is None or tokenizer is None:
         model, tokenizer = load_model(config.model, config.dtype, config.device)
     if config.reader:
-        model = _with_reader(model, config)
+        model, config = _with_reader(model, config)
 
     max_new_tokens = config.max_new_tokens
     if max_new_tokens is None:
@@ -172,13 +172,16 @@ def evaluate_squad(
     return metrics
 
 
-def _with_reader(model: PreTrainedModel, config: SquadEvalConfig) -> PeftModel:
+def _with_reader(model: PreTrainedModel, config: SquadEvalConfig) -> tuple[PeftModel, SquadEvalConfig]:
+    """The model with the reader adapter, and the config with the prompt the reader was trained on
+    (a reader learned its answer format from that prompt, as a learned checkpoint fixes its own)."""
     if not isinstance(model, PeftModel):
         model = load_reader(model, config.reader)
     trained = reader_prompt(config.reader)
     if trained is not None and trained != dataclasses.asdict(config.prompt):
-        log.warning("the reader was trained with prompt %s, evaluated with %s", trained, dataclasses.asdict(config.prompt))
-    return model
+        log.info("reading with the reader's training prompt %s", trained)
+        config = dataclasses.replace(config, prompt=SquadPromptConfig(**trained))
+    return model, config
 
 
 def _metrics(config, examples, predictions, scores, kept, context_lengths, prompts, seconds, compress_seconds) -> dict:

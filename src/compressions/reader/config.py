@@ -46,7 +46,10 @@ class ReaderConfig:
     train_articles: int = field(default=20, metadata={"help": "local files: the first N articles are train"})
     limit: int | None = field(default=None, metadata={"help": "first N train questions (default: all)"})
     on_error: str = field(default="skip", metadata={"help": "malformed records: skip | raise"})
-    prompt: SquadPromptConfig = field(default_factory=SquadPromptConfig, metadata={"help": "as in the harness"})
+    prompt: SquadPromptConfig = field(
+        default_factory=lambda: SquadPromptConfig(shots=0),
+        metadata={"help": "the harness's format without solved examples; the harness reads with this prompt"},
+    )
     lora: LoraSettings = field(default_factory=LoraSettings)
     train: TrainConfig = field(default_factory=_reader_train)
     out: str = field(default="runs/reader", metadata={"help": "run folder; pass it to the harness as reader="})
