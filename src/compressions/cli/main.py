@@ -1,7 +1,7 @@
 """`compressions` command line: prompt and context compression for decoder LLMs.
 
 Each concern registers its own leaf commands (a module with `register(groups)`) under the groups
-below; each leaf is a parser plus a `run(args)` function.
+below, or top-level commands (`register_command(commands)`); each leaf is a parser plus a `run(args)` function.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import argparse
 import logging
 import sys
 
-from compressions.cli import diagnose, gist, reader, squad, train
+from compressions.cli import diagnose, gist, grid, reader, squad, train
 from compressions.errors import CompressionsError
 
 GROUPS = {
@@ -21,6 +21,7 @@ GROUPS = {
     "gist": "gist tokens (Mu et al.): train, evaluate",
 }
 MODULES = (squad, diagnose, train, reader, gist)
+COMMANDS = (grid,)  # top-level commands: `compressions grid FILE`, `compressions report FOLDER`
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,6 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     }
     for module in MODULES:
         module.register(groups)
+    for module in COMMANDS:
+        module.register_command(commands)
     return parser
 
 

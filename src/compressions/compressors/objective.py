@@ -26,6 +26,14 @@ class CompressorObjective:
     def set_step(self, step: int, row: dict | None = None) -> None:
         self.share = losses.sampling_share(step, self.max_steps, self.config.scheduled_sampling)
 
+    # Checkpointed by training.loop.train, so a resumed run mixes the same answer tokens.
+    def state_dict(self) -> dict:
+        return {"share": self.share, "generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.share = state["share"]
+        self.generator.set_state(state["generator"])
+
     def __call__(self, module: nn.Module, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
         c, labels = self.config, batch["labels"]
         pipeline = getattr(module, "module", module)  # unwrapped (DDP) for the no-grad passes

@@ -109,7 +109,8 @@ def train_compressor(
         log.info("%s: %d compressor parameters, %d training questions", config.run_name, n_params, len(features))
         start = time.perf_counter()
         history = train(
-            pipeline, groups, objective, features, collate_fn, config.train, run.path / "train_log.jsonl", progress, objective.set_step
+            pipeline, groups, objective, features, collate_fn, config.train, run.path / "train_log.jsonl", progress, objective.set_step,
+            checkpoint_dir=run.path / "train_state",
         )
         train_seconds = time.perf_counter() - start
         checkpoint = pipeline.save_pretrained(run.path / "checkpoint")

@@ -100,6 +100,7 @@ def train_reader(
             config.train,
             run.path / "train_log.jsonl",
             progress,
+            checkpoint_dir=run.path / "train_state",
         )
         seconds = time.perf_counter() - start
         reader.save_pretrained(run.path)

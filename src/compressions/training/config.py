@@ -19,6 +19,9 @@ class TrainConfig:
     max_grad_norm: float = field(default=1.0, metadata={"help": "0 disables clipping"})
     seed: int = 0
     log_every: int = 10
+    checkpoint_every: int = field(
+        default=0, metadata={"help": "optimizer steps between resumable training-state checkpoints; 0: none"}
+    )
     mixed_precision: str = field(default="no", metadata={"help": "no | bf16 | fp16 (Accelerate)"})
 
     def validate(self) -> None:
@@ -29,6 +32,8 @@ class TrainConfig:
                 f"train.batch_size ({self.batch_size}) must be a positive multiple of "
                 f"train.micro_batch_size ({self.micro_batch_size})"
             )
+        if self.checkpoint_every < 0:
+            raise ConfigError(f"train.checkpoint_every must be >= 0, got {self.checkpoint_every}")
         if not 0 <= self.warmup_ratio < 1:
             raise ConfigError(f"train.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
 

@@ -3,6 +3,8 @@ clipping, seeding, a progress bar and a JSONL log. One job: run optimizer steps 
 
 The caller owns the model and the loss: `loss_fn(module, batch) -> (loss, {name: float})`.
 The same code runs on one CPU, one GPU, or several under `accelerate launch` / `torchrun`.
+Given a checkpoint folder it saves its state every `checkpoint_every` steps and, when started again
+with the same settings, continues from the last checkpoint as if never stopped (training.checkpoints).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from transformers import get_scheduler
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from compressions.errors import CompressionsError
+from compressions.training.checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint
 from compressions.training.config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -44,12 +47,14 @@ def train(
     progress: bool = True,
     on_step: Callable[[int, dict], None] | None = None,
     lengths: Sequence[int] | None = None,
+    checkpoint_dir: str | Path | None = None,
 ) -> list[dict]:
     """Run `config.max_steps` optimizer steps; returns one log row per step.
 
     `on_step(step, row)` runs after each optimizer step (e.g. to advance a loss schedule).
     `lengths[i]` (tokens of example i) makes micro-batches of similar lengths: transformers'
     LengthGroupedSampler sorts random mega-batches of 50 micro-batches, so less compute goes to padding.
+    A `loss_fn` with `state_dict`/`load_state_dict` (e.g. its own random generator) is checkpointed too.
     """
     config.validate()
     set_seed(config.seed)
@@ -87,17 +92,34 @@ def train(
         num_training_steps=config.max_steps * accelerator.num_processes,
     )
     module, optimizer, loader, scheduler = accelerator.prepare(module, optimizer, loader, scheduler)
+    if hasattr(loss_fn, "state_dict") and hasattr(loss_fn, "load_state_dict"):
+        accelerator.register_for_checkpointing(loss_fn)
     module.train()
     history: list[dict] = []
-    sink = open(log_path, "a", encoding="utf-8") if log_path and accelerator.is_main_process else None
-    bar = tqdm(total=config.max_steps, desc="train", unit="step", disable=not (progress and accelerator.is_main_process))
-    step, pending = 0, []
+    step, skip, last_checkpoint = 0, 0, None
+    if checkpoint_dir is not None and (last_checkpoint := latest_checkpoint(checkpoint_dir)) is not None:
+        position, epoch_generator = load_checkpoint(accelerator, last_checkpoint, config)
+        step, skip, history = position["step"], position["epoch_batches"], position["history"]
+        generator.set_state(epoch_generator)  # the epoch in progress is reshuffled exactly as before
+        log.info("resuming at step %d from %s", step, last_checkpoint)
+    sink = None
+    if log_path and accelerator.is_main_process:
+        sink = open(log_path, "w" if last_checkpoint else "a", encoding="utf-8")
+        sink.writelines(json.dumps(row) + "\n" for row in history)  # drops rows logged after the checkpoint
+    bar = tqdm(
+        total=config.max_steps, initial=step, desc="train", unit="step", disable=not (progress and accelerator.is_main_process)
+    )
+    pending = []
     while step < config.max_steps:
-        for batch in loader:
+        epoch_generator = generator.get_state()  # iterating the loader draws this epoch's order from it
+        epoch_batches = skip
+        for batch in accelerator.skip_first_batches(loader, skip) if skip else loader:
+            epoch_batches += 1
             with accelerator.accumulate(module):
                 loss, logs = loss_fn(module, batch)
                 if not torch.isfinite(loss):
-                    raise NonFiniteLossError(f"loss is {loss.item()} at step {step + 1}; stopping ({logs})")
+                    kept = f"; last good checkpoint {last_checkpoint}" if last_checkpoint else ""
+                    raise NonFiniteLossError(f"loss is {loss.item()} at step {step + 1}; stopping ({logs}){kept}")
                 accelerator.backward(loss)
                 if accelerator.sync_gradients and config.max_grad_norm > 0:
                     accelerator.clip_grad_norm_(module.parameters(), config.max_grad_norm)
@@ -121,8 +143,15 @@ def train(
             bar.set_postfix(loss=f"{row['loss']:.4f}")
             if step % config.log_every == 0:
                 log.info("step %d %s", step, {k: round(v, 5) for k, v in row.items() if k != "step"})
+            if checkpoint_dir is not None and config.checkpoint_every and (
+                step % config.checkpoint_every == 0 or step == config.max_steps
+            ):
+                last_checkpoint = save_checkpoint(
+                    accelerator, Path(checkpoint_dir), step, epoch_batches, epoch_generator, history, config
+                )
             if step == config.max_steps:
                 break
+        skip = 0
     bar.close()
     if sink:
         sink.close()

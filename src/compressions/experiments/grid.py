@@ -1,0 +1,179 @@
+"""A grid of runs from one YAML file: groups of cells, each group a kind of run, a base config and axes.
+
+```yaml
+out: runs/smoke                     # default runs/<file name>
+groups:
+  - kind: squad                     # squad: evaluate a method | compressor: train, then evaluate
+    base: {limit: 20, model: smollm2-135m}
+    axes: {method: [prefix, extractive], budget: [16, 32]}
+```
+
+Every cell (the product of its group's axes) is a run folder `<out>/<cell name>/`. Cells run one after
+another; a cell with a complete `metrics.json` is skipped, a failing cell leaves `error.json` and the
+grid goes on. `grid_summary.json` lists the finished, skipped and failed cells.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+from tqdm.auto import tqdm
+
+from compressions.config import load_config
+from compressions.errors import ConfigError
+from compressions.experiments.run_folder import atomic_write_json
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CellGroup:
+    kind: str = field(default="squad", metadata={"help": "squad (evaluate a method) | compressor (train, then evaluate)"})
+    config: str | None = field(default=None, metadata={"help": "YAML file of the kind's config, applied before base"})
+    base: dict[str, Any] = field(default_factory=dict, metadata={"help": "config values shared by the group's cells"})
+    axes: dict[str, list[Any]] = field(default_factory=dict, metadata={"help": "dotted config key -> values; cells = product"})
+    name: str | None = field(
+        default=None, metadata={"help": "cell-name template over the axes' last key parts, e.g. '{arch}-M{budget}-kl{distillation}'; default: the run's own name"}
+    )
+
+
+@dataclass
+class GridConfig:
+    groups: list[CellGroup] = field(default_factory=list, metadata={"help": "groups of cells, run in order"})
+    out: str | None = field(default=None, metadata={"help": "grid folder (default runs/<grid file name>)"})
+
+    def validate(self) -> None:
+        if not self.groups:
+            raise ConfigError("a grid needs at least one entry in groups")
+        for i, group in enumerate(self.groups):
+            if group.kind not in KINDS:
+                raise ConfigError(f"groups[{i}].kind {group.kind!r} is not one of {', '.join(KINDS)}")
+            empty = [key for key, values in group.axes.items() if not values]
+            if empty:
+                raise ConfigError(f"groups[{i}].axes {', '.join(empty)} have no values")
+
+
+@dataclass(frozen=True)
+class Cell:
+    name: str
+    kind: str
+    config: Any  # the kind's config dataclass, `out` set to the cell's folder
+
+
+def _run_squad(config) -> dict:
+    from compressions.evaluation.squad_eval import evaluate_squad
+
+    return evaluate_squad(config, progress=False)  # writes metrics.json itself
+
+
+def _run_compressor(config) -> dict:
+    from compressions.compressors.train import train_compressor
+
+    summary = train_compressor(config, progress=False)
+    metrics = {
+        **summary.get("eval", {}),
+        "method": f"learned-{summary['arch']}",
+        "budget": summary["budget"],
+        "parameters": summary["compressor_parameters"],
+        "train_seconds": summary["train_seconds"],
+        "final_loss": summary["last_steps_mean"]["loss"],
+    }
+    atomic_write_json(Path(config.out) / "metrics.json", metrics)
+    return metrics
+
+
+def _schemas() -> dict[str, type]:
+    from compressions.compressors.train import CompressorTrainConfig
+    from compressions.evaluation.squad_eval import SquadEvalConfig
+
+    return {"squad": SquadEvalConfig, "compressor": CompressorTrainConfig}
+
+
+# kind -> run(config) -> metrics (metrics.json written into config.out)
+KINDS: dict[str, Callable[[Any], dict]] = {"squad": _run_squad, "compressor": _run_compressor}
+
+
+def _dotted(base: dict) -> list[str]:
+    """Nested or dotted mapping -> `key=value` overrides for config.load_config."""
+    flat = OmegaConf.to_container(OmegaConf.create(base))
+    words = []
+    for key, value in flat.items():
+        if isinstance(value, dict) and value:
+            words += [f"{key}.{word}" for word in _dotted(value)]
+        else:
+            words.append(f"{key}={json.dumps(value)}")
+    return words
+
+
+def expand(grid: GridConfig, out: Path) -> list[Cell]:
+    """Every cell's validated config, in order; fails before anything runs on a bad value or a name clash."""
+    grid.validate()
+    cells: list[Cell] = []
+    schemas = _schemas()
+    for group in grid.groups:
+        keys = list(group.axes)
+        for values in itertools.product(*group.axes.values()):
+            overrides = _dotted(group.base) + [f"{k}={json.dumps(v)}" for k, v in zip(keys, values)]
+            config = load_config(schemas[group.kind], group.config, overrides)
+            leaves = {k.rsplit(".", 1)[-1]: v for k, v in zip(keys, values)}
+            name = group.name.format(**leaves) if group.name else config.run_name
+            config.out = str(out / name)
+            cells.append(Cell(name, group.kind, config))
+    names = [c.name for c in cells]
+    clashes = sorted({n for n in names if names.count(n) > 1})
+    if clashes:
+        raise ConfigError(f"cells share the names {', '.join(clashes)}: give their group a name template")
+    return cells
+
+
+def finished_metrics(folder: Path) -> dict | None:
+    """metrics.json of a finished cell (files are renamed into place, so one that parses is complete)."""
+    try:
+        return json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def summary_line(name: str, metrics: dict) -> str:
+    parts = [name]
+    for key, fmt in (("f1", "F1 {:.1f}"), ("exact_match", "EM {:.1f}"), ("compression_ratio", "ratio {:.2f}"), ("seconds_per_example", "{:.2f} s/ex")):
+        if metrics.get(key) is not None:
+            parts.append(fmt.format(metrics[key]))
+    return "  ".join(parts)
+
+
+def run_grid(grid: GridConfig, out: Path, progress: bool = True, echo: Callable[[str], None] = tqdm.write) -> dict:
+    """Run the unfinished cells one after another; returns grid_summary.json's content."""
+    cells = expand(grid, out)
+    summary: dict[str, list[str]] = {"finished": [], "skipped": [], "failed": []}
+    for i, cell in enumerate(tqdm(cells, desc="grid", unit="cell", disable=not progress), 1):
+        folder = Path(cell.config.out)
+        if finished_metrics(folder) is not None:
+            summary["skipped"].append(cell.name)
+            continue
+        log.info("cell %d of %d: %s", i, len(cells), cell.name)
+        try:
+            metrics = KINDS[cell.kind](cell.config)
+        except Exception as err:  # one failed cell must not stop the grid
+            atomic_write_json(folder / "error.json", {"error": f"{type(err).__name__}: {err}", "traceback": traceback.format_exc()})
+            summary["failed"].append(cell.name)
+            echo(f"[{i}/{len(cells)}] {cell.name}  FAILED: {type(err).__name__}: {err}")
+            continue
+        (folder / "error.json").unlink(missing_ok=True)
+        summary["finished"].append(cell.name)
+        echo(f"[{i}/{len(cells)}] {summary_line(cell.name, metrics)}")
+    atomic_write_json(out / "grid_summary.json", summary)
+    return summary
+
+
+def load_grid(path: str | Path, overrides: list[str] | None = None) -> tuple[GridConfig, Path]:
+    grid = load_config(GridConfig, path, overrides)
+    return grid, Path(grid.out or Path("runs") / Path(path).stem)

@@ -1,0 +1,100 @@
+"""Grid runner and grid report on the tiny model with synthetic SQuAD data."""
+
+import json
+
+import pytest
+import yaml
+
+from compressions.cli.main import main
+from compressions.data.synthetic import synthetic_squad
+from compressions.errors import ConfigError
+from compressions.experiments.grid import expand, load_grid
+from compressions.experiments.grid_report import GRID_COLUMNS, pareto_plot
+from compressions.experiments.report import markdown_table
+
+
+def _squad_file(path):
+    paragraphs = [
+        {"context": e.context, "qas": [{"id": e.id, "question": e.question, "answers": [{"text": e.answers[0], "answer_start": e.answer_starts[0]}]}]}
+        for e in synthetic_squad(10)
+    ]
+    path.write_text(json.dumps({"data": [{"title": "A", "paragraphs": paragraphs[:6]}, {"title": "B", "paragraphs": paragraphs[6:]}]}))
+    return path
+
+
+def _grid_file(tmp_path):
+    data = str(_squad_file(tmp_path / "squad.json"))
+    base = {"model": "tiny-random-llama", "data": data, "train_articles": 1, "max_new_tokens": 2, "prompt": {"shots": 0}}
+    grid = {
+        "out": str(tmp_path / "runs" / "g"),
+        "groups": [
+            {"kind": "squad", "base": base, "axes": {"method": ["full", "none"]}},
+            {"kind": "squad", "base": base, "axes": {"method": ["prefix"], "budget": [4, 8]}},
+            {"kind": "squad", "base": {**base, "data": str(tmp_path / "missing.json")}, "axes": {"method": ["suffix"], "budget": [4]}},
+        ],
+    }
+    path = tmp_path / "g.yaml"
+    path.write_text(yaml.safe_dump(grid))
+    return path
+
+
+def test_grid_runs_cells_records_a_failure_and_skips_finished_cells_on_rerun(tmp_path, capsys):
+    path = _grid_file(tmp_path)
+    out = tmp_path / "runs" / "g"
+    assert main(["grid", str(path)]) == 0
+    printed = capsys.readouterr().out
+    assert "4 run, 0 skipped, 1 failed: suffix-M4" in printed
+    for cell in ("full", "none", "prefix-M4", "prefix-M8"):
+        assert {"config.json", "metrics.json", "sample_predictions.json", "run.log"} <= {p.name for p in (out / cell).iterdir()}
+    assert "not found" in json.loads((out / "suffix-M4" / "error.json").read_text())["error"]
+    assert json.loads((out / "grid_summary.json").read_text())["failed"] == ["suffix-M4"]
+    assert {"results.md", "results_summary.json", "pareto.png"} <= {p.name for p in out.iterdir()}
+    assert [r["cell"] for r in json.loads((out / "results_summary.json").read_text())] == ["full", "none", "prefix-M4", "prefix-M8"]
+
+    stamps = {cell: (out / cell / "metrics.json").stat().st_mtime_ns for cell in ("full", "prefix-M8")}
+    assert main(["grid", str(path)]) == 0
+    assert "0 run, 4 skipped, 1 failed" in capsys.readouterr().out
+    assert stamps == {cell: (out / cell / "metrics.json").stat().st_mtime_ns for cell in stamps}
+
+
+def test_clashing_cell_names_and_unknown_kinds_fail_before_running(tmp_path):
+    clash = {"groups": [{"kind": "squad", "axes": {"method": ["prefix"], "budget": [4], "seed": [0, 1]}}]}
+    (tmp_path / "a.yaml").write_text(yaml.safe_dump(clash))
+    with pytest.raises(ConfigError, match="prefix-M4"):
+        expand(*load_grid(tmp_path / "a.yaml"))
+    clash["groups"][0]["name"] = "{method}-M{budget}-s{seed}"
+    (tmp_path / "b.yaml").write_text(yaml.safe_dump(clash))
+    assert [c.name for c in expand(*load_grid(tmp_path / "b.yaml"))] == ["prefix-M4-s0", "prefix-M4-s1"]
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump({"groups": [{"kind": "nope"}]}))
+    with pytest.raises(ConfigError, match=r"groups\[0\].kind 'nope'"):
+        load_grid(tmp_path / "c.yaml")
+
+
+ROWS = [
+    {"cell": "full", "method": "full", "budget": None, "compression_ratio": 1.0, "f1": 20.0, "exact_match": 5.0, "seconds_per_example": 2.0},
+    {"cell": "none", "method": "none", "budget": None, "compression_ratio": None, "f1": 7.0, "exact_match": 0.0},
+    {"cell": "prefix-M32", "method": "prefix", "budget": 32, "compression_ratio": 5.6, "f1": 11.0},
+    {"cell": "prefix-M64", "method": "prefix", "budget": 64, "compression_ratio": 2.8, "f1": 14.0},
+    {"cell": "conv-M32", "method": "learned-conv", "budget": 32, "compression_ratio": 5.6, "f1": 9.0, "parameters": 1234567},
+]
+
+
+def test_grid_table_shows_every_column_and_missing_values_as_dashes():
+    lines = markdown_table(ROWS, GRID_COLUMNS).splitlines()
+    assert lines[0] == "| cell | method | M | ratio | F1 | EM | ROUGE-L | s/example | parameters | n |"
+    assert lines[3] == "| none | none | - | - | 7.0 | 0.0 | - | - | - | - |"
+    assert lines[6] == "| conv-M32 | learned-conv | 32 | 5.60 | 9.0 | - | - | - | 1,234,567 | - |"
+
+
+def test_pareto_plot_draws_one_series_per_method_and_the_bounds_as_lines(tmp_path, monkeypatch):
+    import matplotlib.pyplot as plt
+
+    saved = []
+    monkeypatch.setattr(plt.Figure, "savefig", lambda fig, path: saved.append(fig))
+    pareto_plot(ROWS, tmp_path / "p.png")
+    ax = saved[0].axes[0]
+    labels = sorted(line.get_label() for line in ax.lines)
+    assert labels == ["full (20.0)", "learned-conv", "none (7.0)", "prefix"]
+    prefix = next(line for line in ax.lines if line.get_label() == "prefix")
+    assert list(prefix.get_xdata()) == [2.8, 5.6] and list(prefix.get_ydata()) == [14.0, 11.0]  # sorted by ratio
+    assert ax.get_xscale() == "log"
