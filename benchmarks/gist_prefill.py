@@ -1,0 +1,113 @@
+"""The Gist paper's benchmark: one prefill forward of the post-instruction tokens, per Alpaca+ example, with
+the full prompt, with the gists' KV, and with the whole instruction's KV cached (ordinary prompt caching).
+
+Compression (prefilling instruction + gists) is done once beforehand and not counted here, as in the paper;
+`gist_end_to_end.py` counts it. Rows: per-example FLOPs, median time and peak memory at batch 1 and batched
+(length-grouped), with ratios to the full prompt and to instruction caching, measured in this one run.
+
+    PYTHONPATH=src python benchmarks/gist_prefill.py --n 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import torch
+
+from compressions.evaluation.benchmarks import add_alpaca_args, alpaca_examples, common_parser, gist_model, report
+from compressions.evaluation.efficiency import (
+    compression_ratio,
+    count_flops,
+    kv_bytes,
+    median_seconds,
+    peak_memory_bytes,
+)
+from compressions.gist.cache import _batches, compress
+from compressions.gist.data import prompt_head, prompt_ids
+from compressions.gist.prefill import full_prefill, gist_prefill, instruction_prefill
+
+PATHS = ("full", "instruction", "gist")
+COLUMNS = (
+    ("batch", "batch", "{}"),
+    ("path", "prefill with", "{}"),
+    ("tokens", "tokens read", "{:.1f}"),
+    ("cached_kv_bytes", "cached KV bytes", "{:,.0f}"),
+    ("gflops", "GFLOPs", "{:.3f}"),
+    ("flops_vs_full", "FLOPs / full", "{:.3f}"),
+    ("flops_vs_instruction", "FLOPs / instr.", "{:.3f}"),
+    ("ms", "ms (median)", "{:.2f}"),
+    ("time_vs_full", "time / full", "{:.3f}"),
+    ("time_vs_instruction", "time / instr.", "{:.3f}"),
+    ("peak_mib", "peak MiB", "{:.1f}"),
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = common_parser(__doc__.splitlines()[0], n=20, out="runs/benchmarks/gist_prefill.json")
+    add_alpaca_args(parser)
+    parser.add_argument("--batch-size", type=int, default=8, help="the batched setting (batch 1 is always run)")
+    return parser
+
+
+def measure(model, tokenizer, examples, cache, batch_size: int, args) -> list[dict]:
+    """Per-example means of each path, examples in length-grouped batches of `batch_size`."""
+    totals = {name: {"gflops": 0.0, "ms": 0.0, "tokens": 0, "cached": 0, "peak": 0} for name in PATHS}
+    lengths = [len(prompt_ids(tokenizer, e, 0, None, "plain")) for e in examples]
+    for rows in _batches(lengths, batch_size):
+        chunk = [examples[i] for i in rows]
+        paths = {
+            "full": full_prefill(model, tokenizer, chunk),
+            "instruction": instruction_prefill(model, tokenizer, chunk),
+            "gist": gist_prefill(model, tokenizer, cache.select(rows), [e.input for e in chunk]),
+        }
+        for name, path in paths.items():
+            run = lambda path=path: path(model)  # noqa: E731
+            total = totals[name]
+            total["gflops"] += count_flops(model, run) / 1e9
+            total["ms"] += median_seconds(run, args.min_run_time) * 1e3
+            total["peak"] = max(total["peak"], peak_memory_bytes(run, model.device)[0])
+            total["tokens"] += int(path.attention_mask[:, -path.input_ids.shape[1] :].sum())
+            total["cached"] += sum(path.cached_tokens)
+    n = len(examples)
+    out = []
+    for name, total in totals.items():
+        out.append({
+            "batch": batch_size, "path": name, "tokens": total["tokens"] / n,
+            "cached_kv_bytes": kv_bytes(model.config, model.dtype, total["cached"]) / n,
+            "gflops": total["gflops"] / n, "ms": total["ms"] / n, "peak_mib": total["peak"] / 2**20,
+        })  # fmt: skip
+    by_name = {row["path"]: row for row in out}
+    for row in out:
+        for other in ("full", "instruction"):
+            row[f"flops_vs_{other}"] = row["gflops"] / by_name[other]["gflops"]
+            row[f"time_vs_{other}"] = row["ms"] / by_name[other]["ms"]
+    return out
+
+
+def main(args: argparse.Namespace) -> list[dict]:
+    model, tokenizer, num_gist, fmt, what = gist_model(args)
+    if fmt != "plain":
+        raise SystemExit("error: this benchmark reads the plain prompt format; the gist model uses " + fmt)
+    examples, source = alpaca_examples(args.split, args.data_dir, args.n)
+    cache = compress(model, tokenizer, [e.instruction for e in examples], num_gist, fmt, batch_size=args.batch_size)
+    rows = measure(model, tokenizer, examples, cache, 1, args) + measure(model, tokenizer, examples, cache, args.batch_size, args)
+    instruction_tokens = [len(prompt_head(tokenizer, e.instruction, 0, None, fmt)) for e in examples]
+    mean_instruction = sum(instruction_tokens) / len(instruction_tokens)
+    facts = {
+        "model": what, "data": f"{source}, first {len(examples)} examples", "K": num_gist,
+        "mean instruction tokens": round(mean_instruction, 1),
+        "compression ratio (instruction tokens / K, mean)": round(compression_ratio(instruction_tokens, num_gist), 2),
+        "KV bytes per cached prompt: instruction / K gists": (
+            f"{kv_bytes(model.config, model.dtype, 1) * mean_instruction:,.0f} / {kv_bytes(model.config, model.dtype, num_gist):,}"
+        ),
+        "device / dtype / threads": f"{model.device} / {args.dtype} / {torch.get_num_threads()}",
+        "FLOPs": "torch.utils.flop_counter, eager attention; time: torch.utils.benchmark median per example",
+        "peak memory": peak_memory_bytes(lambda: None, model.device)[1],
+    }  # fmt: skip
+    report(args.out, f"Prefill of the post-instruction tokens (per example, {args.n} examples)", rows, COLUMNS, facts, args)
+    return rows
+
+
+if __name__ == "__main__":
+    main(build_parser().parse_args(sys.argv[1:]))
