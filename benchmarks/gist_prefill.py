@@ -15,14 +15,15 @@ import sys
 
 import torch
 
-from compressions.evaluation.benchmarks import add_alpaca_args, alpaca_examples, common_parser, gist_model, report
-from compressions.evaluation.efficiency import (
-    compression_ratio,
-    count_flops,
-    kv_bytes,
-    median_seconds,
-    peak_memory_bytes,
+from compressions.evaluation.benchmarks import (
+    add_alpaca_args,
+    alpaca_examples,
+    common_parser,
+    gist_model,
+    measure_call,
+    report,
 )
+from compressions.evaluation.efficiency import compression_ratio, kv_bytes, peak_memory_bytes
 from compressions.gist.cache import _batches, compress
 from compressions.gist.data import prompt_head, prompt_ids
 from compressions.gist.prefill import full_prefill, gist_prefill, instruction_prefill
@@ -52,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def measure(model, tokenizer, examples, cache, batch_size: int, args) -> list[dict]:
     """Per-example means of each path, examples in length-grouped batches of `batch_size`."""
-    totals = {name: {"gflops": 0.0, "ms": 0.0, "tokens": 0, "cached": 0, "peak": 0} for name in PATHS}
+    totals = {name: {"gflops": 0.0, "ms": 0.0, "tokens": 0, "cached": 0, "peak_mib": 0.0} for name in PATHS}
     lengths = [len(prompt_ids(tokenizer, e, 0, None, "plain")) for e in examples]
     for rows in _batches(lengths, batch_size):
         chunk = [examples[i] for i in rows]
@@ -62,11 +63,10 @@ def measure(model, tokenizer, examples, cache, batch_size: int, args) -> list[di
             "gist": gist_prefill(model, tokenizer, cache.select(rows), [e.input for e in chunk]),
         }
         for name, path in paths.items():
-            run = lambda path=path: path(model)  # noqa: E731
-            total = totals[name]
-            total["gflops"] += count_flops(model, run) / 1e9
-            total["ms"] += median_seconds(run, args.min_run_time) * 1e3
-            total["peak"] = max(total["peak"], peak_memory_bytes(run, model.device)[0])
+            total, cost = totals[name], measure_call(model, lambda path=path: path(model), args.min_run_time)
+            total["gflops"] += cost["gflops"]
+            total["ms"] += cost["ms"]
+            total["peak_mib"] = max(total["peak_mib"], cost["peak_mib"])
             total["tokens"] += int(path.attention_mask[:, -path.input_ids.shape[1] :].sum())
             total["cached"] += sum(path.cached_tokens)
     n = len(examples)
@@ -75,7 +75,7 @@ def measure(model, tokenizer, examples, cache, batch_size: int, args) -> list[di
         out.append({
             "batch": batch_size, "path": name, "tokens": total["tokens"] / n,
             "cached_kv_bytes": kv_bytes(model.config, model.dtype, total["cached"]) / n,
-            "gflops": total["gflops"] / n, "ms": total["ms"] / n, "peak_mib": total["peak"] / 2**20,
+            "gflops": total["gflops"] / n, "ms": total["ms"] / n, "peak_mib": total["peak_mib"],
         })  # fmt: skip
     by_name = {row["path"]: row for row in out}
     for row in out:

@@ -14,7 +14,7 @@ from compressions.evaluation.efficiency import (
     median_seconds,
     peak_memory_bytes,
 )
-from compressions.gist.cache import compress
+from compressions.gist.cache import compress, generate
 from compressions.gist.data import prompt_head, prompt_ids, prompt_tail
 from compressions.gist.masks import gist_mask, position_ids
 from compressions.gist.prefill import full_prefill, gist_prefill, instruction_prefill
@@ -30,7 +30,12 @@ EXAMPLES = [
 
 @pytest.fixture(scope="module")
 def gist_tiny():
+    """The tiny model with <GIST>, its weights shaken so that greedy outputs depend on the prompt."""
     model, tokenizer = load_model("tiny-random-llama")
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.3 * torch.randn(p.shape, generator=generator))
     return model, tokenizer, add_gist_token(model, tokenizer)
 
 
@@ -109,3 +114,17 @@ def test_time_and_memory_helpers_measure_a_call():
     assert median_seconds(lambda: calls.append(1), min_run_time=0.01) > 0 and len(calls) > 1  # warm-up + runs
     used, what = peak_memory_bytes(lambda: torch.ones(1000), "cpu")
     assert used >= 0 and "ru_maxrss" in what
+
+
+def test_generation_is_the_same_from_every_path(gist_tiny):
+    model, tokenizer, _ = gist_tiny
+    pad = tokenizer.pad_token_id
+    full = full_prefill(model, tokenizer, EXAMPLES).generate(model, 6, pad)
+    instruction_path = instruction_prefill(model, tokenizer, EXAMPLES)
+    assert full.shape == (len(EXAMPLES), 6) and len({tuple(row) for row in full.tolist()}) == len(EXAMPLES)
+    assert torch.equal(instruction_path.generate(model, 6, pad), full)
+    assert torch.equal(instruction_path.generate(model, 6, pad), full)  # the cache was cropped back: reusable
+    cache = compress(model, tokenizer, [e.instruction for e in EXAMPLES], 2)
+    gist = gist_prefill(model, tokenizer, cache, [e.input for e in EXAMPLES]).generate(model, 6, pad)
+    for row, tokens in zip(gist.tolist(), generate(model, tokenizer, cache, [e.input for e in EXAMPLES], max_new_tokens=6)):
+        assert row[: len(tokens)] == tokens  # the project's gist generation (which may stop at EOS)

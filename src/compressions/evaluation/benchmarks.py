@@ -12,6 +12,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from compressions.data.alpaca import AlpacaExample, load_alpaca
 from compressions.data.synthetic import synthetic_alpaca
 from compressions.errors import DataError
+from compressions.evaluation.efficiency import count_flops, median_seconds, peak_memory_bytes
 from compressions.experiments.report import markdown_table
 from compressions.experiments.run_folder import atomic_write_json, environment
 from compressions.gist.evaluate import gist_settings, model_dir
@@ -61,6 +62,15 @@ def gist_model(args: argparse.Namespace) -> tuple[PreTrainedModel, PreTrainedTok
     model, tokenizer = load_model(args.model, args.dtype, args.device)
     add_gist_token(model, tokenizer)
     return model, tokenizer, args.num_gist, "plain", f"{args.model} + untrained <GIST> (add_gist_token)"
+
+
+def measure_call(model: PreTrainedModel, fn, min_run_time: float) -> dict[str, float]:
+    """GFLOPs, median milliseconds and peak MiB of `fn()`."""
+    return {
+        "gflops": count_flops(model, fn) / 1e9,
+        "ms": median_seconds(fn, min_run_time) * 1e3,
+        "peak_mib": peak_memory_bytes(fn, model.device)[0] / 2**20,
+    }
 
 
 def report(out: str, title: str, rows: list[dict], columns, facts: dict, args: argparse.Namespace) -> str:

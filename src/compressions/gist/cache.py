@@ -164,6 +164,7 @@ def compress(
             position_ids=position_ids(mask).to(model.device),
             past_key_values=cache,
             use_cache=True,
+            logits_to_keep=1,  # only the KV is wanted: skip the output head on every other position
         )
         width = ids.shape[1]
         layer_k = torch.stack([layer.keys[:, :, width - kept :] for layer in cache.layers])  # (L, b, n_kv, kept, hd)

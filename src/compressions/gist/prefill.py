@@ -8,6 +8,7 @@ they left aside):
   prompt caching).
 The post-instruction tokens are the same ids in all three (`prompt_tail` does not depend on K). Each
 `Prefill` can be called many times: after every forward it crops its cache back to the cached prefix.
+`Prefill.generate` decodes a fixed number of tokens from any of them, the same way for all three.
 """
 
 from __future__ import annotations
@@ -48,6 +49,27 @@ class Prefill:
         self.cache.crop(-self.input_ids.shape[1])  # a forward appends to its cache: back to the prefix
         return logits
 
+    @torch.no_grad()
+    def generate(self, model: PreTrainedModel, new_tokens: int, pad_id: int) -> torch.Tensor:
+        """Exactly `new_tokens` greedy tokens (B, new_tokens) after the prompt: the same decoding for every path."""
+        cached = self.attention_mask.shape[1] - self.input_ids.shape[1]
+        batch = self.input_ids.shape[0]
+        # [cached (skipped by generate) | tail]; generate continues the positions itself.
+        ids = torch.cat([self.input_ids.new_full((batch, cached), pad_id), self.input_ids], dim=1)
+        positions = torch.cat([self.position_ids.new_zeros((batch, cached)), self.position_ids], dim=1)
+        out = model.generate(
+            input_ids=ids,
+            attention_mask=self.attention_mask,
+            position_ids=positions,
+            past_key_values=self.cache,
+            max_new_tokens=new_tokens,
+            min_new_tokens=new_tokens,
+            do_sample=False,
+            pad_token_id=pad_id,
+        )
+        self.cache.crop(cached - self.cache.get_seq_length())  # back to the prefix
+        return out[:, ids.shape[1] :]
+
 
 def full_prefill(
     model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, examples: list[AlpacaExample], fmt: str = "plain"
@@ -86,6 +108,7 @@ def instruction_prefill(
         position_ids=position_ids(head_mask).to(device),
         past_key_values=cache,
         use_cache=True,
+        logits_to_keep=1,  # as `compress`: only the KV is wanted
     )
     tail_ids, tail_mask = left_pad([prompt_tail(tokenizer, e.input, 0, fmt) for e in examples], tokenizer.pad_token_id)
     positions = (position_ids(tail_mask) + head_mask.sum(1, keepdim=True)) * tail_mask  # after each instruction
