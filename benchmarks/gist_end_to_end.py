@@ -13,34 +13,23 @@ from __future__ import annotations
 import argparse
 import sys
 
-import torch
-
 from compressions.evaluation.benchmarks import (
+    COST_COLUMNS,
+    accumulate,
     add_alpaca_args,
-    alpaca_examples,
+    add_ratios,
     common_parser,
-    gist_model,
+    gist_setup,
     measure_call,
     report,
 )
-from compressions.evaluation.efficiency import amortised, compression_ratio, peak_memory_bytes
+from compressions.evaluation.efficiency import amortised, compression_ratio
 from compressions.gist.cache import _batches, compress
 from compressions.gist.data import prompt_head, prompt_ids
 from compressions.gist.prefill import full_prefill, gist_prefill, instruction_prefill
 
 REUSES = (1, 10, 100)
-COLUMNS = (
-    ("batch", "batch", "{}"),
-    ("path", "path", "{}"),
-    ("reuses", "R", "{}"),
-    ("gflops", "GFLOPs / use", "{:.3f}"),
-    ("flops_vs_full", "FLOPs / full", "{:.3f}"),
-    ("flops_vs_instruction", "FLOPs / instr.", "{:.3f}"),
-    ("ms", "ms / use", "{:.1f}"),
-    ("time_vs_full", "time / full", "{:.3f}"),
-    ("time_vs_instruction", "time / instr.", "{:.3f}"),
-    ("peak_mib", "peak MiB", "{:.1f}"),
-)
+COLUMNS = (("batch", "batch", "{}"), ("path", "path", "{}"), ("reuses", "R", "{}"), *COST_COLUMNS)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -71,11 +60,7 @@ def costs(model, tokenizer, examples, num_gist: int, args) -> dict[str, dict[str
         }
         calls |= {f"{name}:use": (lambda p=path: p.generate(model, args.new_tokens, pad)) for name, path in uses.items()}
         for key, fn in calls.items():
-            cost = measure_call(model, fn, args.min_run_time)
-            total = totals.setdefault(key, {"gflops": 0.0, "ms": 0.0, "peak_mib": 0.0})
-            total["gflops"] += cost["gflops"]
-            total["ms"] += cost["ms"]
-            total["peak_mib"] = max(total["peak_mib"], cost["peak_mib"])
+            accumulate(totals, key, measure_call(model, fn, args.min_run_time))
     return totals
 
 
@@ -95,27 +80,19 @@ def table_rows(totals: dict[str, dict[str, float]], n: int, batch: int) -> list[
     for row in rows:
         same_r = 1 if row["reuses"] == "-" else row["reuses"]
         instruction = next(r for r in rows if r["path"] == "instruction" and r["reuses"] == same_r)
-        for key, other in (("full", rows[0]), ("instruction", instruction)):
-            row[f"flops_vs_{key}"] = row["gflops"] / other["gflops"]
-            row[f"time_vs_{key}"] = row["ms"] / other["ms"]
+        add_ratios(row, rows[0], instruction)
     return rows
 
 
 def main(args: argparse.Namespace) -> list[dict]:
-    model, tokenizer, num_gist, fmt, what = gist_model(args)
-    if fmt != "plain":
-        raise SystemExit("error: this benchmark reads the plain prompt format; the gist model uses " + fmt)
-    examples, source = alpaca_examples(args.split, args.data_dir, args.n)
+    model, tokenizer, num_gist, what, examples, source = gist_setup(args)
     rows = table_rows(costs(model, tokenizer, examples, num_gist, args), len(examples), args.batch_size)
-    instruction_tokens = [len(prompt_head(tokenizer, e.instruction, 0, None, fmt)) for e in examples]
+    instruction_tokens = [len(prompt_head(tokenizer, e.instruction, 0, None)) for e in examples]
     facts = {
         "model": what, "data": f"{source}, first {len(examples)} examples", "K": num_gist,
         "new tokens per example": args.new_tokens,
         "compression ratio (instruction tokens / K, mean)": round(compression_ratio(instruction_tokens, num_gist), 2),
-        "per use": "cache cost / R + generation; instruction rows: ratio to instruction caching at the same R",
-        "device / dtype / threads": f"{model.device} / {args.dtype} / {torch.get_num_threads()}",
-        "FLOPs": "torch.utils.flop_counter, eager attention; time: torch.utils.benchmark median per example",
-        "peak memory": peak_memory_bytes(lambda: None, model.device)[1],
+        "per use": "cache cost / R + generation; ratios to instruction caching at the same R",
     }  # fmt: skip
     report(args.out, f"Instruction + input -> {args.new_tokens} tokens (per example, {len(examples)} examples)", rows, COLUMNS, facts, args)
     return rows

@@ -13,17 +13,17 @@ from __future__ import annotations
 import argparse
 import sys
 
-import torch
-
 from compressions.evaluation.benchmarks import (
+    COST_COLUMNS,
+    accumulate,
     add_alpaca_args,
-    alpaca_examples,
+    add_ratios,
     common_parser,
-    gist_model,
+    gist_setup,
     measure_call,
     report,
 )
-from compressions.evaluation.efficiency import compression_ratio, kv_bytes, peak_memory_bytes
+from compressions.evaluation.efficiency import compression_ratio, kv_bytes
 from compressions.gist.cache import _batches, compress
 from compressions.gist.data import prompt_head, prompt_ids
 from compressions.gist.prefill import full_prefill, gist_prefill, instruction_prefill
@@ -34,13 +34,7 @@ COLUMNS = (
     ("path", "prefill with", "{}"),
     ("tokens", "tokens read", "{:.1f}"),
     ("cached_kv_bytes", "cached KV bytes", "{:,.0f}"),
-    ("gflops", "GFLOPs", "{:.3f}"),
-    ("flops_vs_full", "FLOPs / full", "{:.3f}"),
-    ("flops_vs_instruction", "FLOPs / instr.", "{:.3f}"),
-    ("ms", "ms (median)", "{:.2f}"),
-    ("time_vs_full", "time / full", "{:.3f}"),
-    ("time_vs_instruction", "time / instr.", "{:.3f}"),
-    ("peak_mib", "peak MiB", "{:.1f}"),
+    *COST_COLUMNS,
 )
 
 
@@ -53,7 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def measure(model, tokenizer, examples, cache, batch_size: int, args) -> list[dict]:
     """Per-example means of each path, examples in length-grouped batches of `batch_size`."""
-    totals = {name: {"gflops": 0.0, "ms": 0.0, "tokens": 0, "cached": 0, "peak_mib": 0.0} for name in PATHS}
+    totals: dict[str, dict[str, float]] = {}
+    tokens, cached = dict.fromkeys(PATHS, 0), dict.fromkeys(PATHS, 0)
     lengths = [len(prompt_ids(tokenizer, e, 0, None, "plain")) for e in examples]
     for rows in _batches(lengths, batch_size):
         chunk = [examples[i] for i in rows]
@@ -63,36 +58,26 @@ def measure(model, tokenizer, examples, cache, batch_size: int, args) -> list[di
             "gist": gist_prefill(model, tokenizer, cache.select(rows), [e.input for e in chunk]),
         }
         for name, path in paths.items():
-            total, cost = totals[name], measure_call(model, lambda path=path: path(model), args.min_run_time)
-            total["gflops"] += cost["gflops"]
-            total["ms"] += cost["ms"]
-            total["peak_mib"] = max(total["peak_mib"], cost["peak_mib"])
-            total["tokens"] += int(path.attention_mask[:, -path.input_ids.shape[1] :].sum())
-            total["cached"] += sum(path.cached_tokens)
+            accumulate(totals, name, measure_call(model, lambda path=path: path(model), args.min_run_time))
+            tokens[name] += int(path.attention_mask[:, -path.input_ids.shape[1] :].sum())
+            cached[name] += sum(path.cached_tokens)
     n = len(examples)
-    out = []
-    for name, total in totals.items():
-        out.append({
-            "batch": batch_size, "path": name, "tokens": total["tokens"] / n,
-            "cached_kv_bytes": kv_bytes(model.config, model.dtype, total["cached"]) / n,
-            "gflops": total["gflops"] / n, "ms": total["ms"] / n, "peak_mib": total["peak_mib"],
-        })  # fmt: skip
-    by_name = {row["path"]: row for row in out}
+    out = [
+        {"batch": batch_size, "path": name, "tokens": tokens[name] / n,
+         "cached_kv_bytes": kv_bytes(model.config, model.dtype, cached[name]) / n,
+         "gflops": totals[name]["gflops"] / n, "ms": totals[name]["ms"] / n, "peak_mib": totals[name]["peak_mib"]}
+        for name in PATHS
+    ]  # fmt: skip
     for row in out:
-        for other in ("full", "instruction"):
-            row[f"flops_vs_{other}"] = row["gflops"] / by_name[other]["gflops"]
-            row[f"time_vs_{other}"] = row["ms"] / by_name[other]["ms"]
+        add_ratios(row, out[0], out[1])
     return out
 
 
 def main(args: argparse.Namespace) -> list[dict]:
-    model, tokenizer, num_gist, fmt, what = gist_model(args)
-    if fmt != "plain":
-        raise SystemExit("error: this benchmark reads the plain prompt format; the gist model uses " + fmt)
-    examples, source = alpaca_examples(args.split, args.data_dir, args.n)
-    cache = compress(model, tokenizer, [e.instruction for e in examples], num_gist, fmt, batch_size=args.batch_size)
+    model, tokenizer, num_gist, what, examples, source = gist_setup(args)
+    cache = compress(model, tokenizer, [e.instruction for e in examples], num_gist, batch_size=args.batch_size)
     rows = measure(model, tokenizer, examples, cache, 1, args) + measure(model, tokenizer, examples, cache, args.batch_size, args)
-    instruction_tokens = [len(prompt_head(tokenizer, e.instruction, 0, None, fmt)) for e in examples]
+    instruction_tokens = [len(prompt_head(tokenizer, e.instruction, 0, None)) for e in examples]
     mean_instruction = sum(instruction_tokens) / len(instruction_tokens)
     facts = {
         "model": what, "data": f"{source}, first {len(examples)} examples", "K": num_gist,
@@ -101,11 +86,8 @@ def main(args: argparse.Namespace) -> list[dict]:
         "KV bytes per cached prompt: instruction / K gists": (
             f"{kv_bytes(model.config, model.dtype, 1) * mean_instruction:,.0f} / {kv_bytes(model.config, model.dtype, num_gist):,}"
         ),
-        "device / dtype / threads": f"{model.device} / {args.dtype} / {torch.get_num_threads()}",
-        "FLOPs": "torch.utils.flop_counter, eager attention; time: torch.utils.benchmark median per example",
-        "peak memory": peak_memory_bytes(lambda: None, model.device)[1],
     }  # fmt: skip
-    report(args.out, f"Prefill of the post-instruction tokens (per example, {args.n} examples)", rows, COLUMNS, facts, args)
+    report(args.out, f"Prefill of the post-instruction tokens (per example, {len(examples)} examples)", rows, COLUMNS, facts, args)
     return rows
 
 

@@ -7,7 +7,8 @@ import argparse
 import logging
 from pathlib import Path
 
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+import torch
+from transformers import PreTrainedModel
 
 from compressions.data.alpaca import AlpacaExample, load_alpaca
 from compressions.data.synthetic import synthetic_alpaca
@@ -21,6 +22,16 @@ from compressions.models import load_model
 from compressions.models.loading import DEFAULT_MODEL, DTYPES
 
 log = logging.getLogger(__name__)
+# Columns of a cost and its ratios to the full prompt and to instruction caching (see `add_ratios`).
+COST_COLUMNS = (
+    ("gflops", "GFLOPs", "{:.3f}"),
+    ("flops_vs_full", "FLOPs / full", "{:.3f}"),
+    ("flops_vs_instruction", "FLOPs / instr.", "{:.3f}"),
+    ("ms", "ms", "{:.2f}"),
+    ("time_vs_full", "time / full", "{:.3f}"),
+    ("time_vs_instruction", "time / instr.", "{:.3f}"),
+    ("peak_mib", "peak MiB", "{:.1f}"),
+)
 
 
 def common_parser(description: str, n: int, out: str) -> argparse.ArgumentParser:
@@ -50,18 +61,23 @@ def alpaca_examples(split: str, data_dir: str | None, n: int) -> tuple[list[Alpa
         return synthetic_alpaca(n), f"synthetic_alpaca ({split} not found)"
 
 
-def gist_model(args: argparse.Namespace) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, int, str, str]:
-    """(model, tokenizer, K, prompt format, what it is): the trained gist model, or the base model with
-    an untrained <GIST> token (fine for FLOPs and time, meaningless for outputs)."""
+def gist_setup(args: argparse.Namespace):
+    """(model, tokenizer, K, what the model is, examples, where they came from). The model is the trained
+    gist model, or the base model with an untrained <GIST> token (fine for FLOPs and time, not outputs)."""
     if args.gist_model:
         settings = gist_settings(args.gist_model)
         if settings is None:
             raise DataError(f"{args.gist_model}: no gist_config.json, not a gist model")
+        if settings["prompt_format"] != "plain":
+            raise DataError(f"{args.gist_model}: the benchmarks read the plain prompt format, not {settings['prompt_format']}")
         model, tokenizer = load_model(model_dir(args.gist_model), args.dtype, args.device)
-        return model, tokenizer, settings["num_gist"], settings["prompt_format"], f"trained gist model {args.gist_model}"
-    model, tokenizer = load_model(args.model, args.dtype, args.device)
-    add_gist_token(model, tokenizer)
-    return model, tokenizer, args.num_gist, "plain", f"{args.model} + untrained <GIST> (add_gist_token)"
+        num_gist, what = settings["num_gist"], f"trained gist model {args.gist_model}"
+    else:
+        model, tokenizer = load_model(args.model, args.dtype, args.device)
+        add_gist_token(model, tokenizer)
+        num_gist, what = args.num_gist, f"{args.model} + untrained <GIST> (add_gist_token)"
+    examples, source = alpaca_examples(args.split, args.data_dir, args.n)
+    return model, tokenizer, num_gist, what, examples, source
 
 
 def measure_call(model: PreTrainedModel, fn, min_run_time: float) -> dict[str, float]:
@@ -73,8 +89,27 @@ def measure_call(model: PreTrainedModel, fn, min_run_time: float) -> dict[str, f
     }
 
 
+def accumulate(totals: dict[str, dict[str, float]], key: str, cost: dict[str, float]) -> None:
+    """Add `cost` to `totals[key]`: GFLOPs and ms summed, peak memory the largest."""
+    total = totals.setdefault(key, {"gflops": 0.0, "ms": 0.0, "peak_mib": 0.0})
+    total["gflops"] += cost["gflops"]
+    total["ms"] += cost["ms"]
+    total["peak_mib"] = max(total["peak_mib"], cost["peak_mib"])
+
+
+def add_ratios(row: dict, full: dict, instruction: dict) -> None:
+    for name, other in (("full", full), ("instruction", instruction)):
+        row[f"flops_vs_{name}"] = row["gflops"] / other["gflops"]
+        row[f"time_vs_{name}"] = row["ms"] / other["ms"]
+
+
 def report(out: str, title: str, rows: list[dict], columns, facts: dict, args: argparse.Namespace) -> str:
     """Print the table and the facts under it; write both, the arguments and the environment to `out`."""
+    facts = facts | {
+        "device / dtype / threads": f"{args.device} / {args.dtype} / {torch.get_num_threads()}",
+        "FLOPs": "torch.utils.flop_counter with eager attention; time: torch.utils.benchmark median, per example",
+        "peak memory": peak_memory_bytes(lambda: None, args.device)[1],
+    }
     table = markdown_table(rows, columns)
     lines = [title, "", table] + [f"- {key}: {value}" for key, value in facts.items()]
     print("\n".join(lines))
