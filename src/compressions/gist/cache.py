@@ -164,6 +164,7 @@ def compress(
             position_ids=position_ids(mask).to(model.device),
             past_key_values=cache,
             use_cache=True,
+            logits_to_keep=1,  # only the KV is wanted: skip the output head on every other position
         )
         width = ids.shape[1]
         layer_k = torch.stack([layer.keys[:, :, width - kept :] for layer in cache.layers])  # (L, b, n_kv, kept, hd)
@@ -180,6 +181,19 @@ def compress(
         tokenizer_fingerprint=tokenizer_fingerprint(tokenizer),
         prompt_format=prompt_format,
     )
+
+
+def tail_inputs(
+    cache: GistCache, tails: list[list[int]], pad_id: int, gist_id: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(input_ids, attention_mask, position_ids), each (N, kept + T), laid out `[gists (cached) | padding |
+    tail]` for the N rows of `cache`; the tails keep their original positions."""
+    tail_ids, tail_mask = left_pad(tails, pad_id)
+    n = len(tails)
+    ids = torch.cat([torch.full((n, cache.kept), gist_id), tail_ids], dim=1)  # (N, kept + T)
+    mask = torch.cat([torch.ones((n, cache.kept), dtype=torch.long), tail_mask], dim=1)
+    positions = (position_ids(mask) + (cache.next_positions - cache.kept)[:, None]) * mask
+    return ids, mask, positions
 
 
 @torch.no_grad()
@@ -209,11 +223,8 @@ def generate(
         torch.manual_seed(seed)
         for rows in tqdm(_batches([len(t) for t in tails], batch_size), desc="generate", disable=not progress):
             part = cache.select(rows)
-            # [gists (cached) | padding | tail]: generate skips the cached ids and reads the rest.
-            tail_ids, tail_mask = left_pad([tails[i] for i in rows], tokenizer.pad_token_id)
-            ids = torch.cat([torch.full((len(rows), part.kept), gist_id), tail_ids], dim=1)  # (b, kept + T)
-            mask = torch.cat([torch.ones((len(rows), part.kept), dtype=torch.long), tail_mask], dim=1)
-            positions = (position_ids(mask) + (part.next_positions - part.kept)[:, None]) * mask
+            # generate skips the cached ids and reads the rest.
+            ids, mask, positions = tail_inputs(part, [tails[i] for i in rows], tokenizer.pad_token_id, gist_id)
             out = model.generate(
                 input_ids=ids.to(model.device),
                 attention_mask=mask.to(model.device),

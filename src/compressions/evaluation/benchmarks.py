@@ -1,0 +1,120 @@
+"""What the scripts in `benchmarks/` share: their common options, the Alpaca+ examples (or synthetic ones
+when the data is absent), the gist model they measure, and the printed table + JSON they leave."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+import torch
+from transformers import PreTrainedModel
+
+from compressions.data.alpaca import AlpacaExample, load_alpaca
+from compressions.data.synthetic import synthetic_alpaca
+from compressions.errors import DataError
+from compressions.evaluation.efficiency import count_flops, median_seconds, peak_memory_bytes
+from compressions.experiments.report import markdown_table
+from compressions.experiments.run_folder import atomic_write_json, environment
+from compressions.gist.evaluate import gist_settings, model_dir
+from compressions.gist.tokens import add_gist_token
+from compressions.models import load_model
+from compressions.models.loading import DEFAULT_MODEL, DTYPES
+
+log = logging.getLogger(__name__)
+# Columns of a cost and its ratios to the full prompt and to instruction caching (see `add_ratios`).
+COST_COLUMNS = (
+    ("gflops", "GFLOPs", "{:.3f}"),
+    ("flops_vs_full", "FLOPs / full", "{:.3f}"),
+    ("flops_vs_instruction", "FLOPs / instr.", "{:.3f}"),
+    ("ms", "ms", "{:.2f}"),
+    ("time_vs_full", "time / full", "{:.3f}"),
+    ("time_vs_instruction", "time / instr.", "{:.3f}"),
+    ("peak_mib", "peak MiB", "{:.1f}"),
+)
+
+
+def common_parser(description: str, n: int, out: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--model", default=DEFAULT_MODEL, help="base model: alias, local dir or hub id")
+    parser.add_argument("--dtype", default="float32", choices=sorted(DTYPES))
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
+    parser.add_argument("--n", type=int, default=n, help="examples measured")
+    parser.add_argument("--min-run-time", type=float, default=0.2, help="seconds of timed runs per measurement")
+    parser.add_argument("--out", default=out, help="JSON written with the table")
+    return parser
+
+
+def add_alpaca_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--split", default="alpaca_plus_validation_unseen", help="Alpaca-format file or short name")
+    parser.add_argument("--data-dir", default=None, help="default: $COMPRESSIONS_DATA_DIR")
+    parser.add_argument("--gist-model", default=None, help="a trained gist model (`gist train` run folder or model dir)")
+    parser.add_argument("--num-gist", type=int, default=1, help="K, when no --gist-model is given")
+
+
+def alpaca_examples(split: str, data_dir: str | None, n: int) -> tuple[list[AlpacaExample], str]:
+    """(the first n examples, where they came from); synthetic examples when the split is not found."""
+    try:
+        return load_alpaca(split, data_dir)[:n], split
+    except DataError as err:
+        log.warning("%s: using synthetic_alpaca instead", err)
+        return synthetic_alpaca(n), f"synthetic_alpaca ({split} not found)"
+
+
+def gist_setup(args: argparse.Namespace):
+    """(model, tokenizer, K, what the model is, examples, where they came from). The model is the trained
+    gist model, or the base model with an untrained <GIST> token (fine for FLOPs and time, not outputs)."""
+    if args.gist_model:
+        settings = gist_settings(args.gist_model)
+        if settings is None:
+            raise DataError(f"{args.gist_model}: no gist_config.json, not a gist model")
+        if settings["prompt_format"] != "plain":
+            raise DataError(f"{args.gist_model}: the benchmarks read the plain prompt format, not {settings['prompt_format']}")
+        model, tokenizer = load_model(model_dir(args.gist_model), args.dtype, args.device)
+        num_gist, what = settings["num_gist"], f"trained gist model {args.gist_model}"
+    else:
+        model, tokenizer = load_model(args.model, args.dtype, args.device)
+        add_gist_token(model, tokenizer)
+        num_gist, what = args.num_gist, f"{args.model} + untrained <GIST> (add_gist_token)"
+    examples, source = alpaca_examples(args.split, args.data_dir, args.n)
+    return model, tokenizer, num_gist, what, examples, source
+
+
+def measure_call(model: PreTrainedModel, fn, min_run_time: float) -> dict[str, float]:
+    """GFLOPs, median milliseconds and peak MiB of `fn()`."""
+    return {
+        "gflops": count_flops(model, fn) / 1e9,
+        "ms": median_seconds(fn, min_run_time) * 1e3,
+        "peak_mib": peak_memory_bytes(fn, model.device)[0] / 2**20,
+    }
+
+
+def accumulate(totals: dict[str, dict[str, float]], key: str, cost: dict[str, float]) -> None:
+    """Add `cost` to `totals[key]`: GFLOPs and ms summed, peak memory the largest."""
+    total = totals.setdefault(key, {"gflops": 0.0, "ms": 0.0, "peak_mib": 0.0})
+    total["gflops"] += cost["gflops"]
+    total["ms"] += cost["ms"]
+    total["peak_mib"] = max(total["peak_mib"], cost["peak_mib"])
+
+
+def add_ratios(row: dict, full: dict, instruction: dict) -> None:
+    for name, other in (("full", full), ("instruction", instruction)):
+        row[f"flops_vs_{name}"] = row["gflops"] / other["gflops"]
+        row[f"time_vs_{name}"] = row["ms"] / other["ms"]
+
+
+def report(out: str, title: str, rows: list[dict], columns, facts: dict, args: argparse.Namespace) -> str:
+    """Print the table and the facts under it; write both, the arguments and the environment to `out`."""
+    facts = facts | {
+        "device / dtype / threads": f"{args.device} / {args.dtype} / {torch.get_num_threads()}",
+        "FLOPs": "torch.utils.flop_counter with eager attention; time: torch.utils.benchmark median, per example",
+        "peak memory": peak_memory_bytes(lambda: None, args.device)[1],
+    }
+    table = markdown_table(rows, columns)
+    lines = [title, "", table] + [f"- {key}: {value}" for key, value in facts.items()]
+    print("\n".join(lines))
+    payload = {"args": vars(args), "facts": facts, "rows": rows, "environment": environment()}
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(Path(out), payload)
+    print(f"wrote {out}")
+    return table
