@@ -5,12 +5,10 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 C=compressions
 $C eval squad --limit 200 --prompt-format chat --shots 0 --out runs/formats/chat-anchor-0shot
-$C eval squad --limit 200 --prompt-format chat --shots 0 --out runs/formats/chat-noanchor-0shot prompt.anchor=
 $C eval squad --limit 200 --prompt-format chat --shots 2 --out runs/formats/chat-anchor-2shot
 $C eval squad --limit 200 --prompt-format completion --shots 0 --out runs/formats/completion-0shot
 $C eval squad --limit 200 --prompt-format completion --shots 1 --out runs/formats/completion-1shot
 $C eval squad --limit 200 --prompt-format completion --shots 2 --out runs/formats/completion-2shot
-$C eval squad --limit 200 --prompt-format completion --shots 3 --out runs/formats/completion-3shot
 python - <<'PY'
 import json, pathlib
 for run in sorted(pathlib.Path("runs/formats").iterdir()):
