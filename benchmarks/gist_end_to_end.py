@@ -24,7 +24,8 @@ from compressions.evaluation.benchmarks import (
     report,
 )
 from compressions.evaluation.efficiency import amortised, compression_ratio
-from compressions.gist.cache import _batches, compress
+from compressions.gist.cache import compress
+from compressions.models.generation import length_batches
 from compressions.gist.data import prompt_head, prompt_ids
 from compressions.gist.prefill import full_prefill, gist_prefill, instruction_prefill
 
@@ -45,7 +46,7 @@ def costs(model, tokenizer, examples, num_gist: int, args) -> dict[str, dict[str
     totals: dict[str, dict[str, float]] = {}
     pad = tokenizer.pad_token_id
     lengths = [len(prompt_ids(tokenizer, e, 0, None, "plain")) for e in examples]
-    for rows in _batches(lengths, args.batch_size):
+    for rows in length_batches(lengths, args.batch_size):
         chunk = [examples[i] for i in rows]
         instructions, inputs = [e.instruction for e in chunk], [e.input for e in chunk]
         gist_cache = compress(model, tokenizer, instructions, num_gist, batch_size=len(chunk))

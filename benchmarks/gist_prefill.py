@@ -24,7 +24,8 @@ from compressions.evaluation.benchmarks import (
     report,
 )
 from compressions.evaluation.efficiency import compression_ratio, kv_bytes
-from compressions.gist.cache import _batches, compress
+from compressions.gist.cache import compress
+from compressions.models.generation import length_batches
 from compressions.gist.data import prompt_head, prompt_ids
 from compressions.gist.prefill import full_prefill, gist_prefill, instruction_prefill
 
@@ -50,7 +51,7 @@ def measure(model, tokenizer, examples, cache, batch_size: int, args) -> list[di
     totals: dict[str, dict[str, float]] = {}
     tokens, cached = dict.fromkeys(PATHS, 0), dict.fromkeys(PATHS, 0)
     lengths = [len(prompt_ids(tokenizer, e, 0, None, "plain")) for e in examples]
-    for rows in _batches(lengths, batch_size):
+    for rows in length_batches(lengths, batch_size):
         chunk = [examples[i] for i in rows]
         paths = {
             "full": full_prefill(model, tokenizer, chunk),

@@ -27,7 +27,7 @@ from compressions.errors import CompressionsError
 from compressions.gist.data import prompt_head, prompt_tail
 from compressions.gist.masks import position_ids
 from compressions.gist.tokens import gist_token_id
-from compressions.models.generation import _until_stop, left_pad, stop_token_ids
+from compressions.models.generation import left_pad, length_batches, stop_token_ids, until_stop
 
 FORMAT_VERSION = "1"
 KEEP = ("gist", "none")
@@ -128,12 +128,6 @@ class GistCache:
         )  # fmt: skip
 
 
-def _batches(lengths: list[int], batch_size: int) -> list[list[int]]:
-    """Indices grouped by length (less padding), each group at most batch_size."""
-    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
-    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-
-
 @torch.no_grad()
 def compress(
     model: PreTrainedModel,
@@ -154,7 +148,7 @@ def compress(
     heads = [prompt_head(tokenizer, text, num_gist, gist_id, prompt_format) for text in instructions]
     kept = num_gist if keep == "gist" else 0
     keys, values, nexts = [None] * len(heads), [None] * len(heads), [len(h) for h in heads]
-    for rows in tqdm(_batches(nexts, batch_size), desc="compress", disable=not progress):
+    for rows in tqdm(length_batches(nexts, batch_size), desc="compress", disable=not progress):
         ids, mask = left_pad([heads[i] for i in rows], tokenizer.pad_token_id)
         cache = DynamicCache(config=model.config)
         # No special mask: nothing follows the gists yet, so causal + padding is the gist mask here.
@@ -221,7 +215,7 @@ def generate(
     sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p} if do_sample else {"do_sample": False}
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        for rows in tqdm(_batches([len(t) for t in tails], batch_size), desc="generate", disable=not progress):
+        for rows in tqdm(length_batches([len(t) for t in tails], batch_size), desc="generate", disable=not progress):
             part = cache.select(rows)
             # generate skips the cached ids and reads the rest.
             ids, mask, positions = tail_inputs(part, [tails[i] for i in rows], tokenizer.pad_token_id, gist_id)
@@ -236,6 +230,6 @@ def generate(
                 **sampling,
             )
             for row, seq in zip(rows, out[:, ids.shape[1] :].tolist()):
-                outputs[row] = _until_stop(seq, set(stops))
+                outputs[row] = until_stop(seq, set(stops))
     return outputs
 

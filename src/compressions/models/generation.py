@@ -55,12 +55,10 @@ def generate_greedy(
     vectors (the model then reads inputs_embeds); `None` keeps a prompt's tokens.
     """
     stops = stop_token_ids(model, tokenizer, stop_at_newline)
-    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     outputs: list[list[int]] = [[] for _ in prompts]
     device = model.device
     bar = tqdm(total=len(prompts), desc="generate", unit="ex", disable=not progress)
-    for start in range(0, len(order), batch_size):
-        rows = order[start : start + batch_size]
+    for rows in length_batches([len(p) for p in prompts], batch_size):
         ids, mask = left_pad([prompts[i] for i in rows], tokenizer.pad_token_id)
         inputs = {"input_ids": ids.to(device)}
         if soft is not None and any(soft[i] is not None for i in rows):
@@ -78,13 +76,19 @@ def generate_greedy(
         )
         new = out[:, ids.shape[1] :] if "input_ids" in inputs else out  # from embeddings: new tokens only
         for row, seq in zip(rows, new.tolist()):
-            outputs[row] = _until_stop(seq, set(stops))
+            outputs[row] = until_stop(seq, set(stops))
         bar.update(len(rows))
     bar.close()
     return outputs
 
 
-def _until_stop(tokens: list[int], stops: set[int]) -> list[int]:
+def length_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
+    """Indices grouped by length (less padding), each group at most batch_size."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def until_stop(tokens: list[int], stops: set[int]) -> list[int]:
     """Tokens up to and including the first stop token (the rest is padding)."""
     for i, t in enumerate(tokens):
         if t in stops:
