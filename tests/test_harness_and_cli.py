@@ -79,3 +79,11 @@ def test_every_subcommand_has_help(capsys):
             main(argv)
         assert code.value.code == 0
     assert "answer-length" in capsys.readouterr().out
+
+
+def test_rows_are_labelled_with_the_method_asked_for(tiny, tmp_path):
+    # extractive-embedding is the extractive class with another ranker: its rows must not read "extractive"
+    examples = synthetic_squad(2)
+    for name in ("extractive", "extractive-embedding"):
+        config = SquadEvalConfig(model="tiny-random-llama", method=name, budget=8, max_new_tokens=1, out=str(tmp_path / name))
+        assert evaluate_squad(config, examples, synthetic_squad(4, seed=1), *tiny, progress=False)["method"] == name

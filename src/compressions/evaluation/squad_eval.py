@@ -153,7 +153,8 @@ def evaluate_squad(
     scores = [squad_scores(p, e.answers) for p, e in zip(predictions, examples)]
     metrics = _metrics(config, examples, predictions, scores, kept, context_lengths, prompts, seconds, compress_seconds)
     metrics["max_new_tokens"] = max_new_tokens
-    metrics["method"] = method.name
+    # the registry name the run asked for (two names may share a class); learned-<arch> for checkpoints
+    metrics["method"] = method.name if config.method == LEARNED else config.method
     samples = [
         {
             "id": e.id,
