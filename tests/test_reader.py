@@ -11,7 +11,7 @@ from compressions.evaluation.squad_eval import SquadEvalConfig, evaluate_squad
 from compressions.models import load_model
 from compressions.reader.adapter import add_lora, load_reader
 from compressions.reader.config import ReaderConfig
-from compressions.reader.train import IGNORE, collate, lora_config, reader_example, train_reader
+from compressions.reader.train import IGNORE, collate, reader_example, train_reader
 from compressions.training.config import TrainConfig
 
 PROMPT = SquadPromptConfig("completion")
@@ -66,7 +66,7 @@ def test_reader_training_moves_every_lora_parameter_and_lowers_the_loss(tmp_path
 
 def _seeded_lora(config):
     torch.manual_seed(config.train.seed)
-    return lora_config(config.lora)
+    return config.lora.peft_config(task_type="CAUSAL_LM")
 
 
 def test_harness_loads_the_reader_and_records_it(tmp_path):

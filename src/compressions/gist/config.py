@@ -18,23 +18,13 @@ from compressions.errors import ConfigError
 from compressions.gist.data import FORMATS
 from compressions.gist.masks import CONDITIONS
 from compressions.models import DEFAULT_MODEL
+from compressions.training.lora import LoraSettings
 from compressions.training.config import TrainConfig
 
 MODES = ("full", "lora", "frozen")
 NUM_GIST = (1, 2, 5, 10)
 # Training examples per preset (the seeds' quickstart sizes); None = the whole file.
 PRESETS = {"test": 100, "validate": 2000, "full": None}
-
-
-@dataclass
-class LoraSettings:
-    r: int = field(default=8, metadata={"help": "LoRA rank"})
-    alpha: int = field(default=16, metadata={"help": "LoRA scaling numerator (scale = alpha / r)"})
-    dropout: float = field(default=0.0, metadata={"help": "dropout on the LoRA input"})
-    target_modules: list[str] = field(
-        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
-        metadata={"help": "module names that get adapters"},
-    )
 
 
 @dataclass

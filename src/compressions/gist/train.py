@@ -17,7 +17,7 @@ import time
 import warnings
 from pathlib import Path
 
-from peft import LoraConfig, TrainableTokensConfig, get_peft_model
+from peft import TrainableTokensConfig, get_peft_model
 from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
@@ -42,14 +42,7 @@ def prepare_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, co
     if config.mode == "full":
         return model.requires_grad_(True), gist_id
     if config.mode == "lora":
-        lora = config.lora
-        peft_config = LoraConfig(
-            r=lora.r,
-            lora_alpha=lora.alpha,
-            lora_dropout=lora.dropout,
-            target_modules=list(lora.target_modules),
-            trainable_token_indices={embeddings: [gist_id]},
-        )
+        peft_config = config.lora.peft_config(trainable_token_indices={embeddings: [gist_id]})
     else:
         peft_config = TrainableTokensConfig(token_indices=[gist_id], target_modules=[embeddings])
     with warnings.catch_warnings():

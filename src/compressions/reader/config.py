@@ -8,6 +8,7 @@ from compressions.data.prompts import SquadPromptConfig
 from compressions.errors import ConfigError
 from compressions.models import DEFAULT_MODEL
 from compressions.training.config import TrainConfig
+from compressions.training.lora import LoraSettings
 
 
 def _reader_train() -> TrainConfig:
@@ -15,25 +16,6 @@ def _reader_train() -> TrainConfig:
     # measured with 1 thread while other jobs held the cores (load ~6); ~12-18 s/step expected when free
     # (NOTES.md: LoRA 1.5 s per 256-token example), so 100 steps take about 20-30 minutes.
     return TrainConfig(learning_rate=2e-4, max_steps=100, batch_size=8, micro_batch_size=1, log_every=10)
-
-
-@dataclass
-class LoraSettings:
-    r: int = field(default=8, metadata={"help": "LoRA rank"})
-    alpha: int = field(default=16, metadata={"help": "LoRA scaling numerator (scale = alpha / r)"})
-    dropout: float = field(default=0.05, metadata={"help": "dropout on the LoRA input"})
-    target_modules: list[str] = field(
-        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"],
-        metadata={"help": "module names that get an adapter (Llama attention projections)"},
-    )
-
-    def validate(self) -> None:
-        if self.r < 1:
-            raise ConfigError(f"lora.r must be >= 1, got {self.r}")
-        if not 0 <= self.dropout < 1:
-            raise ConfigError(f"lora.dropout must be in [0, 1), got {self.dropout}")
-        if not self.target_modules:
-            raise ConfigError("lora.target_modules must name at least one module")
 
 
 @dataclass
@@ -50,7 +32,10 @@ class ReaderConfig:
         default_factory=lambda: SquadPromptConfig(shots=0),
         metadata={"help": "the harness's format without solved examples; the harness reads with this prompt"},
     )
-    lora: LoraSettings = field(default_factory=LoraSettings)
+    lora: LoraSettings = field(
+        # attention projections only, light dropout: the reader learns an answer format, not new knowledge
+        default_factory=lambda: LoraSettings(dropout=0.05, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"])
+    )
     train: TrainConfig = field(default_factory=_reader_train)
     out: str = field(default="runs/reader", metadata={"help": "run folder; pass it to the harness as reader="})
 

@@ -10,7 +10,6 @@ import logging
 import time
 
 import torch
-from peft import LoraConfig
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from compressions.data.prompts import SquadPromptConfig, squad_prompt, squad_prompt_ids
@@ -18,7 +17,7 @@ from compressions.data.squad import SquadExample, load_squad
 from compressions.experiments.run_folder import RunFolder
 from compressions.models import load_model
 from compressions.reader.adapter import add_lora
-from compressions.reader.config import LoraSettings, ReaderConfig
+from compressions.reader.config import ReaderConfig
 from compressions.training.loop import train
 
 log = logging.getLogger(__name__)
@@ -57,16 +56,6 @@ def answer_loss(module: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tupl
     return out.loss, {"answer_tokens": float((batch["labels"] != IGNORE).sum())}
 
 
-def lora_config(settings: LoraSettings) -> LoraConfig:
-    return LoraConfig(
-        r=settings.r,
-        lora_alpha=settings.alpha,
-        lora_dropout=settings.dropout,
-        target_modules=list(settings.target_modules),
-        task_type="CAUSAL_LM",
-    )
-
-
 def train_reader(
     config: ReaderConfig,
     examples: list[SquadExample] | None = None,
@@ -84,7 +73,7 @@ def train_reader(
     if model is None or tokenizer is None:
         model, tokenizer = load_model(config.model, config.dtype, config.device)
     torch.manual_seed(config.train.seed)  # the adapter's random init is part of the run
-    reader = add_lora(model, lora_config(config.lora))
+    reader = add_lora(model, config.lora.peft_config(task_type="CAUSAL_LM"))
     dataset = [reader_example(tokenizer, e, config.prompt) for e in examples]
     trainable = [p for p in reader.parameters() if p.requires_grad]
     with RunFolder(config.out) as run:
