@@ -12,7 +12,7 @@ from compressions.baselines.rankers import EmbeddingRanker, TfidfRanker
 from compressions.baselines.sentences import split_sentences
 from compressions.errors import CompressionsError
 from compressions.models import load_model
-from compressions.reader.adapter import add_lora
+from compressions.training.lora import add_adapter
 
 BUDGETED = sorted(set(METHODS) - UNBUDGETED)
 WORDS = ["Paris", "river", "the", "born", "1944", "kept", "a", "cat", "Vielika", "über", "—", "town", "e.g."]
@@ -160,7 +160,7 @@ def test_lm_methods_ignore_a_reader_adapter(tiny):
     """Both readers must see the same compressed contexts: compressors run with adapters off."""
     base, tokenizer = load_model("tiny-random-llama")
     lora = LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False)  # random B: the adapter acts
-    wrapped = add_lora(load_model("tiny-random-llama")[0], lora)
+    wrapped = add_adapter(load_model("tiny-random-llama")[0], lora)
     context = _long_context(6)
     with torch.no_grad():
         assert not torch.allclose(base(torch.tensor([[5, 6, 7]])).logits, wrapped(torch.tensor([[5, 6, 7]])).logits)

@@ -23,6 +23,7 @@ from compressions.evaluation.squad_eval import SquadEvalConfig, evaluate_squad
 from compressions.models import load_model
 from compressions.models.generation import generate_greedy, left_pad
 from compressions.models.soft_prompts import embed_with_slots, positions_from_mask, slot_mask
+from compressions.training.lora import LoraSettings
 
 
 def _compressor(arch, m=6, d=32):
@@ -154,7 +155,8 @@ def test_scheduled_sampling_mix():
 
 def _pipeline(arch="pooling", budget=4, lora_rank=0, fresh=False, tiny=None, **options):
     llm, tokenizer = load_model("tiny-random-llama") if fresh or lora_rank else tiny
-    config = PipelineConfig(model="tiny-random-llama", arch=arch, budget=budget, lora_rank=lora_rank, **options)
+    lora = LoraSettings(r=max(lora_rank, 1), target_modules=["q_proj", "k_proj", "v_proj", "o_proj"])
+    config = PipelineConfig(model="tiny-random-llama", arch=arch, budget=budget, use_lora=lora_rank > 0, lora=lora, **options)
     torch.manual_seed(0)
     return SoftPromptModel.create(config, llm, tokenizer)
 
@@ -270,7 +272,7 @@ def test_compressor_overfits_eight_examples_end_to_end(tmp_path):
         CompressorTrainConfig,
         overrides=[
             "pipeline.model=tiny-random-llama", "pipeline.arch=conv", "pipeline.budget=4", "pipeline.compressor.hidden_size=64",
-            "pipeline.lora_rank=16", "pipeline.lora_targets=[q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj]",
+            "pipeline.use_lora=true", "pipeline.lora.r=16", "pipeline.lora.target_modules=[q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj]",
             "train.max_steps=250", "train.batch_size=8", "train.micro_batch_size=8", "train.learning_rate=3e-3",
             "lora_learning_rate=3e-3", "loss.distillation=0", "loss.scheduled_sampling=0", "eval_limit=0", f"out={tmp_path / 'run'}",
             "pipeline.prompt.format=chat", "pipeline.prompt.shots=0",  # the layout this test was sized for

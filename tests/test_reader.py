@@ -9,7 +9,8 @@ from compressions.data.synthetic import synthetic_squad
 from compressions.errors import ConfigError, ModelNotFoundError
 from compressions.evaluation.squad_eval import SquadEvalConfig, evaluate_squad
 from compressions.models import load_model
-from compressions.reader.adapter import add_lora, load_reader
+from compressions.reader.adapter import load_reader
+from compressions.training.lora import add_adapter
 from compressions.reader.config import ReaderConfig
 from compressions.reader.train import IGNORE, collate, reader_example, train_reader
 from compressions.training.config import TrainConfig
@@ -39,7 +40,7 @@ def _config(tmp_path, steps=25):
 
 def test_reader_training_moves_every_lora_parameter_and_lowers_the_loss(tmp_path):
     config = _config(tmp_path, steps=40)
-    initial = add_lora(load_model("tiny-random-llama")[0], _seeded_lora(config))
+    initial = add_adapter(load_model("tiny-random-llama")[0], _seeded_lora(config))
     model, tokenizer = load_model("tiny-random-llama")  # a fresh copy: training wraps it in place
     examples = synthetic_squad(8)
     batch = collate([reader_example(tokenizer, e, PROMPT) for e in examples], tokenizer.pad_token_id)

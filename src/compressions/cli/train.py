@@ -1,7 +1,7 @@
 """`compressions train compressor`: train a soft-token compressor on SQuAD and evaluate its checkpoint.
 
 Settings come from, in order: the dataclass defaults, `--config FILE`, `--preset`, the flags, then
-trailing `key=value` overrides (e.g. `loss.contrastive=0 pipeline.lora_rank=8`).
+trailing `key=value` overrides (e.g. `loss.contrastive=0 pipeline.use_lora=true pipeline.lora.r=8`).
 """
 
 from __future__ import annotations

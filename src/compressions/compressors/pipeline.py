@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import warnings
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -32,6 +31,7 @@ from compressions.errors import ConfigError
 from compressions.experiments.run_folder import atomic_write_json
 from compressions.models import DEFAULT_MODEL, load_model
 from compressions.models.soft_prompts import embed_with_slots, positions_from_mask
+from compressions.training.lora import LoraSettings, add_adapter, load_adapter
 
 CONFIG_FILE, COMPRESSOR_FILE = "pipeline_config.json", "compressor_config.json"
 WEIGHTS_FILE, ADAPTER_DIR = "compressor.safetensors", "adapter"
@@ -46,11 +46,8 @@ class PipelineConfig:
     input_layer: int = field(default=0, metadata={"help": "0: LLM input embeddings; k: hidden states after layer k"})
     max_context_tokens: int = field(default=512, metadata={"help": "contexts are cut to this many tokens"})
     separator: str = field(default="", metadata={"help": "after the soft tokens, in the slot: '' | 'bos' | any text"})
-    lora_rank: int = field(default=0, metadata={"help": "0: LLM frozen; r > 0: LoRA adapter of rank r"})
-    lora_alpha: int = field(default=16, metadata={"help": "LoRA scaling numerator"})
-    lora_targets: list[str] = field(
-        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"], metadata={"help": "LoRA module names"}
-    )
+    use_lora: bool = field(default=False, metadata={"help": "False: LLM frozen; True: it gets the LoRA adapter `lora`"})
+    lora: LoraSettings = field(default_factory=lambda: LoraSettings(target_modules=["q_proj", "k_proj", "v_proj", "o_proj"]))
     prompt: SquadPromptConfig = field(default_factory=SquadPromptConfig)
 
     def validate(self) -> None:
@@ -58,8 +55,9 @@ class PipelineConfig:
         self.prompt.validate()
         if self.budget < 1:
             raise ConfigError(f"budget must be >= 1, got {self.budget}")
-        if self.input_layer < 0 or self.max_context_tokens < 1 or self.lora_rank < 0:
-            raise ConfigError("input_layer and lora_rank must be >= 0, max_context_tokens >= 1")
+        if self.input_layer < 0 or self.max_context_tokens < 1:
+            raise ConfigError("input_layer must be >= 0, max_context_tokens >= 1")
+        self.lora.validate()
 
 
 class SoftPromptModel(nn.Module):
@@ -81,14 +79,8 @@ class SoftPromptModel(nn.Module):
         """A new compressor for `llm`, which is frozen (and wrapped in a new LoRA adapter if configured)."""
         config.validate()
         llm.requires_grad_(False)
-        if config.lora_rank:
-            from peft import LoraConfig, get_peft_model
-
-            lora = LoraConfig(
-                r=config.lora_rank, lora_alpha=config.lora_alpha, target_modules=list(config.lora_targets), lora_dropout=0.0
-            )
-            with _peft_on_transformers5():
-                llm = get_peft_model(llm, lora)
+        if config.use_lora:
+            llm = add_adapter(llm, config.lora.peft_config())
         embedding = llm.get_input_embeddings().weight
         compressor = build_compressor(
             config.arch,
@@ -128,7 +120,7 @@ class SoftPromptModel(nn.Module):
     # --- tensors ---
     def base_llm(self):
         """Context in which the LLM runs without its adapter (the frozen model itself)."""
-        return self.llm.disable_adapter() if self.config.lora_rank else contextlib.nullcontext()
+        return self.llm.disable_adapter() if self.config.use_lora else contextlib.nullcontext()
 
     def context_features(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """(B, N, d_llm) what the compressor reads: input embeddings, or frozen hidden states of a layer."""
@@ -189,7 +181,7 @@ class SoftPromptModel(nn.Module):
             "compressions_version": metadata.version("compressions"),
         }
         atomic_write_json(folder / COMPRESSOR_FILE, meta)
-        if self.config.lora_rank:
+        if self.config.use_lora:
             self.llm.save_pretrained(folder / ADAPTER_DIR)
         return folder
 
@@ -213,18 +205,6 @@ class SoftPromptModel(nn.Module):
         if llm is None or tokenizer is None:
             llm, tokenizer = load_model(config.model, device=device)
         llm.requires_grad_(False)
-        if config.lora_rank:
-            from peft import PeftModel
-
-            with _peft_on_transformers5():
-                llm = PeftModel.from_pretrained(llm, folder / ADAPTER_DIR)
+        if config.use_lora:
+            llm = load_adapter(llm, folder / ADAPTER_DIR)
         return cls(config, llm, tokenizer, compressor.to(device)).eval()
-
-
-
-@contextlib.contextmanager
-def _peft_on_transformers5():
-    """peft 0.21 reads `is_gradient_checkpointing`, which transformers 5 deprecates: silence that one warning."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
-        yield

@@ -49,7 +49,7 @@ class CompressorTrainConfig:
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=_train_defaults, metadata={"help": "learning_rate = the compressor's"})
-    lora_learning_rate: float = field(default=5e-5, metadata={"help": "LR of the LoRA parameters (lora_rank > 0)"})
+    lora_learning_rate: float = field(default=5e-5, metadata={"help": "LR of the LoRA parameters (pipeline.use_lora)"})
     data: str = field(default="squad", metadata={"help": "file, short name in the data dir, or hub id"})
     data_dir: str | None = field(default=None, metadata={"help": "default: $COMPRESSIONS_DATA_DIR"})
     train_articles: int = field(default=20, metadata={"help": "local files: first N articles are train"})

@@ -17,7 +17,7 @@ import time
 import warnings
 from pathlib import Path
 
-from peft import TrainableTokensConfig, get_peft_model
+from peft import TrainableTokensConfig
 from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
@@ -30,6 +30,7 @@ from compressions.gist.masks import float_mask_dtype
 from compressions.gist.tokens import add_gist_token
 from compressions.models import load_model
 from compressions.training.loop import train
+from compressions.training.lora import add_adapter
 
 log = logging.getLogger(__name__)
 CONFIG_FILE = "gist_config.json"
@@ -46,11 +47,10 @@ def prepare_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, co
     else:
         peft_config = TrainableTokensConfig(token_indices=[gist_id], target_modules=[embeddings])
     with warnings.catch_warnings():
-        # peft 0.21 reads a property transformers 5.23 deprecates, and warns that tied embeddings have no
-        # tied adapter: the gist row is shared by the head anyway (tests check merged logits equal the adapter's).
-        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        # peft warns that tied embeddings have no tied adapter: the gist row is shared by the head anyway
+        # (tests check merged logits equal the adapter's).
         warnings.filterwarnings("ignore", message="Model has `tie_word_embeddings=True`", category=UserWarning)
-        return get_peft_model(model, peft_config), gist_id
+        return add_adapter(model, peft_config), gist_id
 
 
 def _input_embedding_name(model: PreTrainedModel) -> str:

@@ -1,30 +1,15 @@
-"""Putting a LoRA adapter on a model: a new one to train, or a trained reader from its folder."""
+"""A trained SQuAD reader: the LoRA adapter saved by `compressions train reader`, and its prompt."""
 
 from __future__ import annotations
 
-import contextlib
 import json
-import warnings
 from pathlib import Path
 
-from peft import LoraConfig, PeftModel, get_peft_model
+from peft import PeftModel
 from transformers import PreTrainedModel
 
 from compressions.errors import ModelNotFoundError
-
-
-@contextlib.contextmanager
-def _quiet_peft():
-    # peft 0.21 reads `is_gradient_checkpointing`, which transformers 5.23 deprecated (a FutureWarning
-    # that the test suite turns into an error); nothing to act on in our code.
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
-        yield
-
-
-def add_lora(model: PreTrainedModel, config: LoraConfig) -> PeftModel:
-    with _quiet_peft():
-        return get_peft_model(model, config)
+from compressions.training.lora import load_adapter
 
 
 def load_reader(model: PreTrainedModel, path: str | Path) -> PeftModel:
@@ -32,9 +17,7 @@ def load_reader(model: PreTrainedModel, path: str | Path) -> PeftModel:
     path = Path(path)
     if not (path / "adapter_config.json").is_file():
         raise ModelNotFoundError(f"reader {str(path)!r} not found: expected adapter_config.json in that folder")
-    with _quiet_peft():
-        reader = PeftModel.from_pretrained(model, path)
-    return reader.eval()
+    return load_adapter(model, path).eval()
 
 
 def reader_prompt(path: str | Path) -> dict | None:

@@ -16,9 +16,9 @@ from compressions.data.prompts import SquadPromptConfig, squad_prompt, squad_pro
 from compressions.data.squad import SquadExample, load_squad
 from compressions.experiments.run_folder import RunFolder
 from compressions.models import load_model
-from compressions.reader.adapter import add_lora
 from compressions.reader.config import ReaderConfig
 from compressions.training.loop import train
+from compressions.training.lora import add_adapter
 
 log = logging.getLogger(__name__)
 IGNORE = -100  # label value the loss skips
@@ -73,7 +73,7 @@ def train_reader(
     if model is None or tokenizer is None:
         model, tokenizer = load_model(config.model, config.dtype, config.device)
     torch.manual_seed(config.train.seed)  # the adapter's random init is part of the run
-    reader = add_lora(model, config.lora.peft_config(task_type="CAUSAL_LM"))
+    reader = add_adapter(model, config.lora.peft_config(task_type="CAUSAL_LM"))
     dataset = [reader_example(tokenizer, e, config.prompt) for e in examples]
     trainable = [p for p in reader.parameters() if p.requires_grad]
     with RunFolder(config.out) as run:

@@ -1,10 +1,16 @@
-"""LoRA settings shared by the trainers that adapt an LLM (gist `lora` mode, the SQuAD reader)."""
+"""LoRA settings shared by the trainers that adapt an LLM (gist `lora` mode, the SQuAD reader, the
+compressor pipeline), and putting a peft adapter on a model: a new one, or a saved one from its folder."""
 
 from __future__ import annotations
 
+import contextlib
+import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from peft import LoraConfig
+from peft import LoraConfig, PeftConfig, PeftModel, get_peft_model
+from transformers import PreTrainedModel
 
 from compressions.errors import ConfigError
 
@@ -36,3 +42,22 @@ class LoraSettings:
             target_modules=list(self.target_modules),
             **extra,
         )
+
+
+@contextlib.contextmanager
+def quiet_peft() -> Iterator[None]:
+    # peft 0.21 reads `is_gradient_checkpointing`, which transformers 5.23 deprecated (a FutureWarning
+    # that the test suite turns into an error); nothing to act on in our code.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        yield
+
+
+def add_adapter(model: PreTrainedModel, config: PeftConfig) -> PeftModel:
+    with quiet_peft():
+        return get_peft_model(model, config)
+
+
+def load_adapter(model: PreTrainedModel, path: str | Path) -> PeftModel:
+    with quiet_peft():
+        return PeftModel.from_pretrained(model, path)
