@@ -8,7 +8,7 @@ import yaml
 from compressions.cli.main import main
 from compressions.data.synthetic import synthetic_squad
 from compressions.errors import ConfigError
-from compressions.experiments.grid import expand, load_grid
+from compressions.experiments.grid import expand, load_grid, run_grid
 from compressions.experiments.grid_report import GRID_COLUMNS, pareto_plot
 from compressions.experiments.report import markdown_table
 
@@ -98,3 +98,53 @@ def test_pareto_plot_draws_one_series_per_method_and_the_bounds_as_lines(tmp_pat
     prefix = next(line for line in ax.lines if line.get_label() == "prefix")
     assert list(prefix.get_xdata()) == [2.8, 5.6] and list(prefix.get_ydata()) == [14.0, 11.0]  # sorted by ratio
     assert ax.get_xscale() == "log"
+
+
+def test_device_queue_runs_each_cell_in_a_child_that_sees_one_device(tmp_path, capsys):
+    """Two workers ('devices' 0 and 1; on CPU the children simply ignore them) give the same scores as
+    this process, each cell records the device it was given, and a failed cell is still reported."""
+    data = yaml.safe_load(_grid_file(tmp_path).read_text())
+    data["groups"] = data["groups"][1:]  # the prefix cells and the failing suffix cell
+    queued_grid = tmp_path / "q.yaml"
+    queued_grid.write_text(yaml.safe_dump(data))
+    cells = ["prefix-M4", "prefix-M8"]
+    assert main(["grid", str(queued_grid), "--devices", "0", "1"]) == 0
+    assert "2 run, 0 skipped, 1 failed: suffix-M4" in capsys.readouterr().out
+    out = tmp_path / "runs" / "g"
+    assert {json.loads((out / c / "environment.json").read_text())["cuda_visible_devices"] for c in cells} == {"0", "1"}
+    assert "not found" in json.loads((out / "suffix-M4" / "error.json").read_text())["error"]
+    assert (out / "prefix-M4" / "worker.log").is_file()
+
+    serial = run_grid(load_grid(queued_grid)[0], tmp_path / "serial", progress=False, echo=lambda _: None)
+    assert serial == {"finished": cells, "skipped": [], "failed": ["suffix-M4"]}
+    for cell in cells:
+        assert json.loads((out / cell / "metrics.json").read_text())["f1"] == json.loads((tmp_path / "serial" / cell / "metrics.json").read_text())["f1"]
+    assert main(["grid", str(queued_grid), "--devices", "0", "1"]) == 0
+    assert "0 run, 2 skipped, 1 failed" in capsys.readouterr().out
+
+
+def test_gist_cell_trains_then_scores_and_the_report_draws_controls_as_lines(tmp_path):
+    from compressions.data.synthetic import synthetic_alpaca
+
+    def write(name, examples):
+        (tmp_path / name).write_text(json.dumps([{"instruction": e.instruction, "input": e.input, "output": e.output} for e in examples]))
+        return str(tmp_path / name)
+
+    train, split = write("train.json", synthetic_alpaca(8, seed=1)), write("unseen.json", synthetic_alpaca(3, seed=2))
+    base = {
+        "train": {"model": "tiny-random-llama", "data": train, "limit": 8, "train": {"batch_size": 4, "micro_batch_size": 4}},
+        "eval": {"splits": [split], "limit": 3, "max_new_tokens": 2},
+    }
+    grid = {"out": str(tmp_path / "g"), "groups": [{"kind": "gist", "base": base, "axes": {"train.condition": ["gist", "pos_control"]}}]}
+    (tmp_path / "g.yaml").write_text(yaml.safe_dump(grid))
+    assert main(["grid", str(tmp_path / "g.yaml")]) == 0
+
+    cell = tmp_path / "g" / "gist-k1-full-test"
+    row = json.loads((cell / "metrics.json").read_text())
+    scores = json.loads((cell / "eval" / "metrics.json").read_text())["gist-1"][split]
+    assert row["method"] == "gist-1" and row["budget"] == 1 and row["n"] == 3 and row["rougeL"] == scores["rougeL"]
+    assert row["compression_ratio"] > 1  # every instruction is longer than one gist
+    assert (cell / "train" / "model" / "gist_config.json").is_file()
+    control = json.loads((tmp_path / "g" / "pos_control-k1-full-test" / "metrics.json").read_text())
+    assert control["method"] == "pos_control" and control["compression_ratio"] is None
+    assert "| gist-k1-full-test | gist-1 | 1 |" in (tmp_path / "g" / "results.md").read_text()

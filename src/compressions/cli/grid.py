@@ -6,11 +6,15 @@ import argparse
 
 
 def run_grid_command(args: argparse.Namespace) -> None:
-    from compressions.experiments.grid import load_grid, run_grid
+    from compressions.experiments.grid import load_grid, run_grid, run_queue, visible_devices
     from compressions.experiments.grid_report import write_report
 
     grid, out = load_grid(args.grid, args.overrides)
-    summary = run_grid(grid, out)
+    if args.only:  # one cell of a queue (or a cell run by hand): no grid summary or report
+        run_grid(grid, out, progress=False, only=args.only)
+        return
+    devices = visible_devices() if args.devices == ["auto"] else args.devices
+    summary = run_queue(args.grid, args.overrides, devices) if devices else run_grid(grid, out)
     if summary["finished"] or summary["skipped"]:
         print(write_report(out))
     print(f"{len(summary['finished'])} run, {len(summary['skipped'])} skipped, {len(summary['failed'])} failed" + (
@@ -30,6 +34,12 @@ def register_command(commands) -> None:
     grid = commands.add_parser("grid", help="run a grid of cells (configs/grids/*.yaml); finished cells are skipped")
     grid.add_argument("grid", help="grid YAML file")
     grid.add_argument("overrides", nargs="*", metavar="key=value", help="grid overrides, e.g. out=runs/other")
+    grid.add_argument(
+        "--devices", nargs="+", default=[], metavar="ID",
+        help="run cells in parallel, one child process per device (CUDA_VISIBLE_DEVICES ids), e.g. --devices 0 1 2 3; "
+        "'auto': every visible GPU; default: one after another in this process",
+    )  # fmt: skip
+    grid.add_argument("--only", nargs="+", metavar="CELL", help="run only these cells (what each queue worker runs)")
     grid.set_defaults(func=run_grid_command)
     report = commands.add_parser("report", help="results.md, results_summary.json and pareto.png of a grid folder")
     report.add_argument("folder", help="grid folder, e.g. runs/smoke")

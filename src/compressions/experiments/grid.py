@@ -9,8 +9,10 @@ groups:
 ```
 
 Every cell (the product of its group's axes) is a run folder `<out>/<cell name>/`. Cells run one after
-another; a cell with a complete `metrics.json` is skipped, a failing cell leaves `error.json` and the
-grid goes on. `grid_summary.json` lists the finished, skipped and failed cells.
+another in this process, or, given devices, as a queue: one child process per device at a time, each
+seeing only its device (`CUDA_VISIBLE_DEVICES`), its output in `<cell>/worker.log`. A cell with a
+complete `metrics.json` is skipped, a failing cell leaves `error.json` and the grid goes on.
+`grid_summary.json` lists the finished, skipped and failed cells.
 """
 
 from __future__ import annotations
@@ -18,6 +20,11 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import os
+import queue
+import subprocess
+import sys
+import threading
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -36,7 +43,10 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class CellGroup:
-    kind: str = field(default="squad", metadata={"help": "squad (evaluate a method) | compressor (train, then evaluate)"})
+    kind: str = field(
+        default="squad",
+        metadata={"help": "squad (evaluate a method) | compressor (train, then evaluate) | gist (train a condition, then ROUGE)"},
+    )
     config: str | None = field(default=None, metadata={"help": "YAML file of the kind's config, applied before base"})
     base: dict[str, Any] = field(default_factory=dict, metadata={"help": "config values shared by the group's cells"})
     axes: dict[str, list[Any]] = field(default_factory=dict, metadata={"help": "dotted config key -> values; cells = product"})
@@ -90,15 +100,22 @@ def _run_compressor(config) -> dict:
     return metrics
 
 
+def _run_gist(config) -> dict:
+    from compressions.gist.cell import run_gist_cell
+
+    return run_gist_cell(config, progress=False)  # writes metrics.json itself
+
+
 def _schemas() -> dict[str, type]:
     from compressions.compressors.train import CompressorTrainConfig
     from compressions.evaluation.squad_eval import SquadEvalConfig
+    from compressions.gist.cell import GistRunConfig
 
-    return {"squad": SquadEvalConfig, "compressor": CompressorTrainConfig}
+    return {"squad": SquadEvalConfig, "compressor": CompressorTrainConfig, "gist": GistRunConfig}
 
 
 # kind -> run(config) -> metrics (metrics.json written into config.out)
-KINDS: dict[str, Callable[[Any], dict]] = {"squad": _run_squad, "compressor": _run_compressor}
+KINDS: dict[str, Callable[[Any], dict]] = {"squad": _run_squad, "compressor": _run_compressor, "gist": _run_gist}
 
 
 def _dotted(base: dict) -> list[str]:
@@ -150,9 +167,16 @@ def summary_line(name: str, metrics: dict) -> str:
     return "  ".join(parts)
 
 
-def run_grid(grid: GridConfig, out: Path, progress: bool = True, echo: Callable[[str], None] = tqdm.write) -> dict:
-    """Run the unfinished cells one after another; returns grid_summary.json's content."""
-    cells = expand(grid, out)
+def run_grid(
+    grid: GridConfig,
+    out: Path,
+    progress: bool = True,
+    echo: Callable[[str], None] = tqdm.write,
+    only: list[str] | None = None,
+) -> dict:
+    """Run the unfinished cells (those named in `only`, if given) one after another in this process;
+    returns grid_summary.json's content (written only for a whole grid)."""
+    cells = _selected(expand(grid, out), only)
     summary: dict[str, list[str]] = {"finished": [], "skipped": [], "failed": []}
     for i, cell in enumerate(tqdm(cells, desc="grid", unit="cell", disable=not progress), 1):
         folder = Path(cell.config.out)
@@ -163,15 +187,93 @@ def run_grid(grid: GridConfig, out: Path, progress: bool = True, echo: Callable[
         try:
             metrics = KINDS[cell.kind](cell.config)
         except Exception as err:  # one failed cell must not stop the grid
-            atomic_write_json(folder / "error.json", {"error": f"{type(err).__name__}: {err}", "traceback": traceback.format_exc()})
+            _record_failure(folder, f"{type(err).__name__}: {err}", traceback.format_exc())
             summary["failed"].append(cell.name)
             echo(f"[{i}/{len(cells)}] {cell.name}  FAILED: {type(err).__name__}: {err}")
             continue
         (folder / "error.json").unlink(missing_ok=True)
         summary["finished"].append(cell.name)
         echo(f"[{i}/{len(cells)}] {summary_line(cell.name, metrics)}")
+    if only is None:
+        atomic_write_json(out / "grid_summary.json", summary)
+    return summary
+
+
+def run_queue(
+    grid_file: str | Path,
+    overrides: list[str],
+    devices: list[str],
+    progress: bool = True,
+    echo: Callable[[str], None] = tqdm.write,
+) -> dict:
+    """Run the unfinished cells in child processes, one per device at a time (`compressions grid FILE
+    --only CELL` with `CUDA_VISIBLE_DEVICES=<device>`); returns grid_summary.json's content."""
+    grid, out = load_grid(grid_file, overrides)
+    cells = expand(grid, out)
+    summary: dict[str, list[str]] = {"finished": [], "skipped": [], "failed": []}
+    todo: queue.SimpleQueue[Cell] = queue.SimpleQueue()
+    for cell in cells:
+        if finished_metrics(Path(cell.config.out)) is not None:
+            summary["skipped"].append(cell.name)
+        else:
+            todo.put(cell)
+    bar = tqdm(total=len(cells), initial=len(summary["skipped"]), desc="grid", unit="cell", disable=not progress)
+    lock = threading.Lock()
+
+    def worker(device: str) -> None:
+        while True:
+            try:
+                cell = todo.get_nowait()
+            except queue.Empty:
+                return
+            folder = Path(cell.config.out)
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "error.json").unlink(missing_ok=True)  # a stale one would hide how this attempt ended
+            command = [sys.executable, "-m", "compressions.cli.main", "grid", str(grid_file), *overrides, "--only", cell.name]
+            with open(folder / "worker.log", "w", encoding="utf-8") as output:
+                code = subprocess.call(command, stdout=output, stderr=subprocess.STDOUT, env={**os.environ, "CUDA_VISIBLE_DEVICES": device})
+            metrics = finished_metrics(folder)
+            if metrics is None and not (folder / "error.json").is_file():  # the child died before recording anything
+                _record_failure(folder, f"worker exited with code {code}", (folder / "worker.log").read_text(encoding="utf-8")[-4000:])
+            with lock:
+                summary["finished" if metrics is not None else "failed"].append(cell.name)
+                bar.update(1)
+                line = summary_line(cell.name, metrics) if metrics is not None else f"{cell.name}  FAILED (see {folder / 'error.json'})"
+                echo(f"[device {device}] {line}")
+
+    threads = [threading.Thread(target=worker, args=(device,), daemon=True) for device in devices]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    bar.close()
+    order = {cell.name: i for i, cell in enumerate(cells)}
+    summary = {key: sorted(names, key=order.__getitem__) for key, names in summary.items()}
     atomic_write_json(out / "grid_summary.json", summary)
     return summary
+
+
+def visible_devices() -> list[str]:
+    """The GPUs this process may use, as CUDA_VISIBLE_DEVICES names them (none on a CPU machine)."""
+    import torch
+
+    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if listed is not None:
+        return [d.strip() for d in listed.split(",") if d.strip()]
+    return [str(i) for i in range(torch.cuda.device_count())]
+
+
+def _selected(cells: list[Cell], only: list[str] | None) -> list[Cell]:
+    if only is None:
+        return cells
+    unknown = sorted(set(only) - {c.name for c in cells})
+    if unknown:
+        raise ConfigError(f"no cell named {', '.join(unknown)} in this grid")
+    return [c for c in cells if c.name in only]
+
+
+def _record_failure(folder: Path, error: str, details: str) -> None:
+    atomic_write_json(folder / "error.json", {"error": error, "traceback": details})
 
 
 def load_grid(path: str | Path, overrides: list[str] | None = None) -> tuple[GridConfig, Path]:

@@ -1,7 +1,7 @@
 """The report of a grid folder: results_summary.json, results.md and pareto.png (quality vs compression).
 
 Rows are the cells' metrics.json; the plot has one series per method over its budgets, and the
-unbudgeted bounds (`full`, `none`) as horizontal lines, since they have no compression ratio to vary.
+unbudgeted bounds (`full`, `none`, and the gist controls) as horizontal lines, since they have no compression ratio to vary.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from compressions.errors import CompressionsError  # noqa: E402
 from compressions.experiments.grid import finished_metrics  # noqa: E402
 from compressions.experiments.report import write_results  # noqa: E402
 
-BOUNDS = ("full", "none")
+BOUNDS = ("full", "none", "pos_control", "neg_control")
 GRID_COLUMNS = (
     ("cell", "cell", "{}"),
     ("method", "method", "{}"),
@@ -51,7 +51,7 @@ def pareto_plot(rows: list[dict], path: Path, metric: str = "f1") -> Path:
         if row.get(metric) is None:
             continue
         if row.get("method") in BOUNDS:
-            style = "-" if row["method"] == "full" else ":"
+            style = "-" if row["method"] in ("full", "pos_control") else ":"
             ax.axhline(row[metric], color="black", linestyle=style, linewidth=1, label=f"{row['method']} ({row[metric]:.1f})")
         elif row.get("compression_ratio"):
             series.setdefault(row["method"], []).append((row["compression_ratio"], row[metric], row.get("budget")))

@@ -55,6 +55,7 @@ def environment() -> dict:
         "packages": versions,
         "git_commit": _git_commit(),
         "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
         "torch_threads": torch.get_num_threads(),
         "command": sys.argv,
     }
