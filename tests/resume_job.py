@@ -38,7 +38,7 @@ class ShuffledLoss:
 def main(out: Path, seconds_per_step: float) -> None:
     out.mkdir(parents=True, exist_ok=True)
     g = torch.Generator().manual_seed(0)
-    data = [torch.randint(3, 200, (12,), generator=g) for _ in range(18)]  # 9 micro-batches: epochs end mid-step
+    data = [torch.randint(3, 200, (12,), generator=g) for _ in range(18)]  # 9 micro-batches: an epoch is 4 steps, the one left over is skipped
     model, _ = load_model("tiny-random-llama")
     config = TrainConfig(learning_rate=3e-3, max_steps=12, batch_size=4, micro_batch_size=2, warmup_ratio=0.2, checkpoint_every=2)
     history = train(

@@ -110,7 +110,7 @@ def train_compressor(
         start = time.perf_counter()
         history = train(
             pipeline, groups, objective, features, collate_fn, config.train, run.path / "train_log.jsonl", progress, objective.set_step,
-            checkpoint_dir=run.path / "train_state",
+            checkpoint_dir=run.path / "train_state", tensorboard_dir=run.tensorboard_dir,
         )
         train_seconds = time.perf_counter() - start
         checkpoint = pipeline.save_pretrained(run.path / "checkpoint")

@@ -168,7 +168,7 @@ def evaluate_squad(
     with RunFolder(config.out or f"runs/eval/{config.run_name}") as run:
         run.save_config(config)
         run.write_json("sample_predictions.json", samples)
-        run.write_json("metrics.json", metrics)
+        run.write_metrics(metrics)
         log.info("%s: F1 %.1f EM %.1f on %d questions", config.run_name, metrics["f1"], metrics["exact_match"], len(examples))
     return metrics
 

@@ -1,7 +1,8 @@
 """A run folder: everything needed to trust and reproduce one result.
 
 `config.json` (resolved config), `metrics.json`, `sample_predictions.json`, `environment.json`
-(package versions, git commit, device) and `run.log`. Every file is written to a temporary name
+(package versions, git commit, device), `run.log` and `tensorboard/` (`train/`: per-step losses from
+training.loop; `eval/`: the numbers of metrics.json). Every file is written to a temporary name
 and renamed, so a killed run never leaves a half-written file that looks complete.
 """
 
@@ -19,8 +20,10 @@ from importlib import metadata
 from pathlib import Path
 
 import torch
+from torch.utils.tensorboard import SummaryWriter
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+TENSORBOARD = "tensorboard"
 PACKAGES = ("compressions", "torch", "transformers", "peft", "accelerate", "datasets", "rouge-score")
 
 
@@ -40,6 +43,17 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 def atomic_write_json(path: Path, obj) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n")
+
+
+def numeric_leaves(tree: dict, prefix: str = "") -> dict[str, float]:
+    """The numbers of a nested dict as {"outer/inner": value}; strings, booleans and None are left out."""
+    leaves = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            leaves.update(numeric_leaves(value, f"{prefix}{key}/"))
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            leaves[f"{prefix}{key}"] = float(value)
+    return leaves
 
 
 def environment() -> dict:
@@ -85,6 +99,17 @@ class RunFolder:
     def write_json(self, name: str, obj) -> Path:
         atomic_write_json(self.path / name, obj)
         return self.path / name
+
+    @property
+    def tensorboard_dir(self) -> Path:
+        return self.path / TENSORBOARD
+
+    def write_metrics(self, metrics: dict) -> Path:
+        """metrics.json, its numbers also as TensorBoard scalars (step 0) in tensorboard/eval."""
+        with SummaryWriter(self.tensorboard_dir / "eval") as writer:
+            for tag, value in numeric_leaves(metrics).items():
+                writer.add_scalar(tag, value, 0)
+        return self.write_json("metrics.json", metrics)
 
     def save_config(self, config) -> None:
         self.write_json("config.json", dataclasses.asdict(config))

@@ -140,7 +140,7 @@ def evaluate_gist(config: GistEvalConfig, progress: bool = True) -> dict:
         if retention:
             metrics["gist_retention"] = retention
         run.write_json("sample_predictions.json", samples)
-        run.write_json("metrics.json", metrics)
+        run.write_metrics(metrics)
     return metrics
 
 

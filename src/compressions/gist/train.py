@@ -111,7 +111,7 @@ def train_gist(
         lengths = [len(r["input_ids"]) for r in dataset] if config.group_by_length else None
         history = train(
             module, [{"params": params}], gist_loss, dataset, collate, config.train, out / "train_log.jsonl", progress, lengths=lengths,
-            checkpoint_dir=out / "train_state",
+            checkpoint_dir=out / "train_state", tensorboard_dir=run.tensorboard_dir,
         )
         seconds = time.perf_counter() - start
         trained = module.merge_and_unload() if config.mode != "full" else module

@@ -90,6 +90,7 @@ def train_reader(
             run.path / "train_log.jsonl",
             progress,
             checkpoint_dir=run.path / "train_state",
+            tensorboard_dir=run.tensorboard_dir,
         )
         seconds = time.perf_counter() - start
         reader.save_pretrained(run.path)

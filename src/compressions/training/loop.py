@@ -2,24 +2,26 @@
 clipping, seeding, a progress bar and a JSONL log. One job: run optimizer steps over a loss function.
 
 The caller owns the model and the loss: `loss_fn(module, batch) -> (loss, {name: float})`.
-The same code runs on one CPU, one GPU, or several under `accelerate launch` / `torchrun`.
+The same code runs on one CPU, one GPU, or several under `accelerate launch` / `torchrun`: every
+optimizer step sees the same `batch_size` examples and logs the same loss on any number of processes.
 Given a checkpoint folder it saves its state every `checkpoint_every` steps and, when started again
 with the same settings, continues from the last checkpoint as if never stopped (training.checkpoints).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import torch
 from accelerate import Accelerator, PartialState
 from accelerate.utils import set_seed
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import BatchSampler, DataLoader, RandomSampler, Sampler
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 from transformers.trainer_pt_utils import LengthGroupedSampler
@@ -36,6 +38,24 @@ class NonFiniteLossError(CompressionsError):
     pass
 
 
+class WholeSteps(BatchSampler):
+    """Micro-batches of `batch_size` indices; each epoch ends at a multiple of `per_step` micro-batches.
+
+    The cut keeps the optimizer steps identical across world sizes: Accelerate hands process k the
+    micro-batches k, k+W, ..., and would otherwise step on a partial accumulation at the end of an epoch.
+    """
+
+    def __init__(self, sampler: Sampler[int], batch_size: int, per_step: int):
+        super().__init__(sampler, batch_size, drop_last=True)
+        self.per_step = per_step
+
+    def __len__(self) -> int:
+        return super().__len__() // self.per_step * self.per_step
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return itertools.islice(super().__iter__(), len(self))
+
+
 def train(
     module: nn.Module,
     param_groups: list[dict],
@@ -48,6 +68,7 @@ def train(
     on_step: Callable[[int, dict], None] | None = None,
     lengths: Sequence[int] | None = None,
     checkpoint_dir: str | Path | None = None,
+    tensorboard_dir: str | Path | None = None,
 ) -> list[dict]:
     """Run `config.max_steps` optimizer steps; returns one log row per step.
 
@@ -55,14 +76,20 @@ def train(
     `lengths[i]` (tokens of example i) makes micro-batches of similar lengths: transformers'
     LengthGroupedSampler sorts random mega-batches of 50 micro-batches, so less compute goes to padding.
     A `loss_fn` with `state_dict`/`load_state_dict` (e.g. its own random generator) is checkpointed too.
+    Each row's values are means over the global batch (all processes); with `tensorboard_dir` they
+    are also TensorBoard scalars in `<tensorboard_dir>/train`.
     """
     config.validate()
     set_seed(config.seed)
-    accumulation = config.accumulation_steps(PartialState().num_processes)
+    cpu = not torch.cuda.is_available()
+    # the first state made fixes the distributed setup: without cpu=True several CPU processes would each run alone
+    accumulation = config.accumulation_steps(PartialState(cpu=cpu).num_processes)
     accelerator = Accelerator(
         gradient_accumulation_steps=accumulation,
         mixed_precision=config.mixed_precision,
-        cpu=not torch.cuda.is_available(),
+        cpu=cpu,
+        log_with="tensorboard" if tensorboard_dir is not None else None,
+        project_dir=tensorboard_dir,
     )
     generator = torch.Generator().manual_seed(config.seed)
     sampler = None
@@ -70,16 +97,10 @@ def train(
         if len(lengths) != len(dataset):
             raise CompressionsError(f"{len(lengths)} lengths for {len(dataset)} examples")
         sampler = LengthGroupedSampler(config.micro_batch_size, lengths=list(lengths), generator=generator)
-    loader = DataLoader(
-        dataset,
-        batch_size=config.micro_batch_size,
-        shuffle=sampler is None,
-        sampler=sampler,
-        collate_fn=collate_fn,
-        generator=generator,
-        drop_last=True,
-    )
-    if len(loader) < accumulation:
+    per_step = config.batch_size // config.micro_batch_size  # micro-batches per optimizer step, all processes
+    batches = WholeSteps(sampler or RandomSampler(dataset, generator=generator), config.micro_batch_size, per_step)
+    loader = DataLoader(dataset, batch_sampler=batches, collate_fn=collate_fn, generator=generator)
+    if len(loader) == 0:
         raise CompressionsError(
             f"{len(dataset)} examples cannot fill one optimizer step of {config.batch_size} examples"
         )
@@ -102,6 +123,8 @@ def train(
         step, skip, history = position["step"], position["epoch_batches"], position["history"]
         generator.set_state(epoch_generator)  # the epoch in progress is reshuffled exactly as before
         log.info("resuming at step %d from %s", step, last_checkpoint)
+    if tensorboard_dir is not None:  # on resume, TensorBoard hides what an earlier run logged after the checkpoint
+        accelerator.init_trackers("train", init_kwargs={"tensorboard": {"purge_step": step + 1}})
     sink = None
     if log_path and accelerator.is_main_process:
         sink = open(log_path, "w" if last_checkpoint else "a", encoding="utf-8")
@@ -130,10 +153,13 @@ def train(
             if not accelerator.sync_gradients:
                 continue
             step += 1
-            row = {"step": step, "lr": scheduler.get_last_lr()[0]}
-            row.update({k: sum(p[k] for p in pending) / len(pending) for k in pending[0]})
+            local = {k: sum(p[k] for p in pending) / len(pending) for k in pending[0]}
+            # every process ran as many micro-batches, so the mean of the processes' means is the global batch's
+            means = accelerator.reduce(torch.tensor(list(local.values()), dtype=torch.float64, device=accelerator.device), "mean")
+            row = {"step": step, "lr": scheduler.get_last_lr()[0], **dict(zip(local, means.tolist()))}
             pending = []
             history.append(row)
+            accelerator.log({k: v for k, v in row.items() if k != "step"}, step=step)
             if sink:
                 sink.write(json.dumps(row) + "\n")
                 sink.flush()
@@ -155,5 +181,7 @@ def train(
     bar.close()
     if sink:
         sink.close()
+    for tracker in accelerator.trackers:  # not accelerator.end_training(): it ends the process group the caller may still use
+        tracker.finish()
     accelerator.wait_for_everyone()
     return history
