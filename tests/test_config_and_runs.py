@@ -35,3 +35,15 @@ def test_empty_override_means_no_anchor(tiny):
 
     config = load_config(SquadEvalConfig, overrides=["prompt.format=chat", "prompt.anchor="])  # the shell's anchor=''
     assert squad_prompt(tiny[1], "Who?", config.prompt).suffix.endswith("assistant\n")
+
+
+def test_only_rank_zero_writes_run_files(tmp_path, monkeypatch):
+    monkeypatch.setenv("RANK", "1")
+    with RunFolder(tmp_path / "run") as run:
+        run.write_json("metrics.json", {"f1": 1.0})
+        run.write_metrics({"f1": 1.0})
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["run.rank1.log"]
+    monkeypatch.setenv("RANK", "0")
+    with RunFolder(tmp_path / "run") as run:
+        run.write_json("metrics.json", {"f1": 1.0})
+    assert (tmp_path / "run" / "metrics.json").is_file() and (tmp_path / "run" / "run.log").is_file()

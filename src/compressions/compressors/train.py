@@ -23,7 +23,7 @@ from compressions.compressors.pipeline import PipelineConfig, SoftPromptModel
 from compressions.data.squad import SquadExample, load_squad
 from compressions.errors import ConfigError
 from compressions.evaluation.squad_eval import LEARNED, SquadEvalConfig, evaluate_squad, pick_shots
-from compressions.experiments.run_folder import RunFolder
+from compressions.experiments.run_folder import RunFolder, is_main_process
 from compressions.models import load_model
 from compressions.training.config import TrainConfig
 from compressions.training.loop import train
@@ -113,7 +113,7 @@ def train_compressor(
             checkpoint_dir=run.path / "train_state", tensorboard_dir=run.tensorboard_dir,
         )
         train_seconds = time.perf_counter() - start
-        checkpoint = pipeline.save_pretrained(run.path / "checkpoint")
+        checkpoint = pipeline.save_pretrained(run.path / "checkpoint") if is_main_process() else run.path / "checkpoint"
         last = history[-min(10, len(history)) :]
         summary = {
             "arch": config.pipeline.arch,
@@ -128,7 +128,7 @@ def train_compressor(
             "checkpoint": str(checkpoint),
         }
         run.write_json("training_summary.json", summary)
-    if config.eval_limit:
+    if config.eval_limit and is_main_process():  # one evaluation, by rank 0, under several processes
         eval_config = SquadEvalConfig(
             method=LEARNED,
             checkpoint=str(checkpoint),

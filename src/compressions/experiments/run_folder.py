@@ -85,19 +85,28 @@ def _git_commit() -> str | None:
     return out.stdout.strip() or None
 
 
+def is_main_process() -> bool:
+    """True except in the non-zero ranks of `torchrun` / `accelerate launch` (read from RANK, so that
+    asking never initialises Accelerate's process state before the trainer does)."""
+    return os.environ.get("RANK", "0") == "0"
+
+
 class RunFolder:
-    """Owns one run's directory and its log handler."""
+    """Owns one run's directory and its log handler. Under several processes only rank 0 writes files;
+    the others log to `run.rank<k>.log`."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
-        self._handler = logging.FileHandler(self.path / "run.log", encoding="utf-8")
+        log_name = "run.log" if is_main_process() else f"run.rank{os.environ['RANK']}.log"
+        self._handler = logging.FileHandler(self.path / log_name, encoding="utf-8")
         self._handler.setFormatter(logging.Formatter(LOG_FORMAT))
         logging.getLogger("compressions").addHandler(self._handler)
         logging.getLogger("compressions").setLevel(logging.INFO)
 
     def write_json(self, name: str, obj) -> Path:
-        atomic_write_json(self.path / name, obj)
+        if is_main_process():
+            atomic_write_json(self.path / name, obj)
         return self.path / name
 
     @property
@@ -106,6 +115,8 @@ class RunFolder:
 
     def write_metrics(self, metrics: dict) -> Path:
         """metrics.json, its numbers also as TensorBoard scalars (step 0) in tensorboard/eval."""
+        if not is_main_process():
+            return self.path / "metrics.json"
         with SummaryWriter(self.tensorboard_dir / "eval") as writer:
             for tag, value in numeric_leaves(metrics).items():
                 writer.add_scalar(tag, value, 0)

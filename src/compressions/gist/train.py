@@ -23,7 +23,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from compressions.data.alpaca import AlpacaExample, load_alpaca
 from compressions.errors import DataError
-from compressions.experiments.run_folder import RunFolder
+from compressions.experiments.run_folder import RunFolder, is_main_process
 from compressions.gist.config import GistConfig
 from compressions.gist.data import GistCollator, training_example
 from compressions.gist.masks import float_mask_dtype
@@ -116,8 +116,9 @@ def train_gist(
         seconds = time.perf_counter() - start
         trained = module.merge_and_unload() if config.mode != "full" else module
         trained.eval()
-        trained.save_pretrained(out / "model")
-        tokenizer.save_pretrained(out / "model")
+        if is_main_process():
+            trained.save_pretrained(out / "model")
+            tokenizer.save_pretrained(out / "model")
         run.write_json(f"model/{CONFIG_FILE}", dataclasses.asdict(config))
         summary = {
             "run_name": config.run_name,

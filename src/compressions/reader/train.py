@@ -14,7 +14,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from compressions.data.prompts import SquadPromptConfig, squad_prompt, squad_prompt_ids
 from compressions.data.squad import SquadExample, load_squad
-from compressions.experiments.run_folder import RunFolder
+from compressions.experiments.run_folder import RunFolder, is_main_process
 from compressions.models import load_model
 from compressions.reader.config import ReaderConfig
 from compressions.training.loop import train
@@ -93,7 +93,8 @@ def train_reader(
             tensorboard_dir=run.tensorboard_dir,
         )
         seconds = time.perf_counter() - start
-        reader.save_pretrained(run.path)
+        if is_main_process():
+            reader.save_pretrained(run.path)
         run.write_json(
             "metrics.json",
             {"steps": len(history), "first_loss": history[0]["loss"], "last_loss": history[-1]["loss"], "seconds": seconds},
