@@ -75,15 +75,17 @@ ROWS = [
     {"cell": "none", "method": "none", "budget": None, "compression_ratio": None, "f1": 7.0, "exact_match": 0.0},
     {"cell": "prefix-M32", "method": "prefix", "budget": 32, "compression_ratio": 5.6, "f1": 11.0},
     {"cell": "prefix-M64", "method": "prefix", "budget": 64, "compression_ratio": 2.8, "f1": 14.0},
+    {"cell": "prefix-M64-reader", "method": "prefix", "budget": 64, "reader": "runs/reader", "compression_ratio": 2.8, "f1": 16.0},
     {"cell": "conv-M32", "method": "learned-conv", "budget": 32, "compression_ratio": 5.6, "f1": 9.0, "parameters": 1234567},
 ]
 
 
 def test_grid_table_shows_every_column_and_missing_values_as_dashes():
     lines = markdown_table(ROWS, GRID_COLUMNS).splitlines()
-    assert lines[0] == "| cell | method | M | ratio | F1 | EM | ROUGE-L | s/example | parameters | n |"
-    assert lines[3] == "| none | none | - | - | 7.0 | 0.0 | - | - | - | - |"
-    assert lines[6] == "| conv-M32 | learned-conv | 32 | 5.60 | 9.0 | - | - | - | 1,234,567 | - |"
+    assert lines[0] == "| cell | method | M | reader | ratio | F1 | EM | ROUGE-L | s/example | parameters | n |"
+    assert lines[3] == "| none | none | - | - | - | 7.0 | 0.0 | - | - | - | - |"
+    assert lines[6] == "| prefix-M64-reader | prefix | 64 | runs/reader | 2.80 | 16.0 | - | - | - | - | - |"
+    assert lines[7] == "| conv-M32 | learned-conv | 32 | - | 5.60 | 9.0 | - | - | - | 1,234,567 | - |"
 
 
 def test_pareto_plot_draws_one_series_per_method_and_the_bounds_as_lines(tmp_path, monkeypatch):
@@ -94,7 +96,7 @@ def test_pareto_plot_draws_one_series_per_method_and_the_bounds_as_lines(tmp_pat
     pareto_plot(ROWS, tmp_path / "p.png")
     ax = saved[0].axes[0]
     labels = sorted(line.get_label() for line in ax.lines)
-    assert labels == ["full (20.0)", "learned-conv", "none (7.0)", "prefix"]
+    assert labels == ["full (20.0)", "learned-conv", "none (7.0)", "prefix", "prefix + reader"]
     prefix = next(line for line in ax.lines if line.get_label() == "prefix")
     assert list(prefix.get_xdata()) == [2.8, 5.6] and list(prefix.get_ydata()) == [14.0, 11.0]  # sorted by ratio
     assert ax.get_xscale() == "log"

@@ -104,11 +104,11 @@ def test_cli_train_reader_then_eval_with_it(tmp_path, capsys):
     assert main([*grid, "--methods", "none", "random", "--budgets", "4", "--method-option", "random.seed=3"]) == 0
     rows = json.loads((tmp_path / "grid" / "results_summary.json").read_text())
     assert [(r["method"], r["budget"], r["reader"]) for r in rows] == [("none", None, str(reader)), ("random", 4, str(reader))]
-    saved = json.loads((tmp_path / "grid" / "random-M4" / "config.json").read_text())
+    saved = json.loads((tmp_path / "grid" / "random-M4-reader" / "config.json").read_text())
     assert saved["method_options"] == {"seed": 3}
     # the reader reads with its zero-shot training prompt, not the harness's default 2 solved examples
     assert saved["prompt"]["shots"] == 0
-    sample = json.loads((tmp_path / "grid" / "random-M4" / "sample_predictions.json").read_text())[0]
+    sample = json.loads((tmp_path / "grid" / "random-M4-reader" / "sample_predictions.json").read_text())[0]
     assert sample["prompt"].count("Context:") == 1
     assert main([*grid, "--methods", "random", "--method-option", "prefix.seed=3"]) == 2
     assert "expected METHOD.key=value" in capsys.readouterr().err

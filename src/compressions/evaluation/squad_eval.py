@@ -70,7 +70,8 @@ class SquadEvalConfig:
     def run_name(self) -> str:
         if self.method == LEARNED:
             return f"{LEARNED}-{Path(self.checkpoint).name}"
-        return self.method if self.method in UNBUDGETED else f"{self.method}-M{self.budget}"
+        name = self.method if self.method in UNBUDGETED else f"{self.method}-M{self.budget}"
+        return f"{name}-reader" if self.reader else name
 
 
 def pick_shots(train: list[SquadExample], k: int) -> list[SquadExample]:

@@ -23,6 +23,7 @@ GRID_COLUMNS = (
     ("cell", "cell", "{}"),
     ("method", "method", "{}"),
     ("budget", "M", "{}"),
+    ("reader", "reader", "{}"),
     ("compression_ratio", "ratio", "{:.2f}"),
     ("f1", "F1", "{:.1f}"),
     ("exact_match", "EM", "{:.1f}"),
@@ -50,11 +51,13 @@ def pareto_plot(rows: list[dict], path: Path, metric: str = "f1") -> Path:
     for row in rows:
         if row.get(metric) is None:
             continue
+        label = f"{row['method']} + reader" if row.get("reader") else row["method"]  # one series per reader
         if row.get("method") in BOUNDS:
             style = "-" if row["method"] in ("full", "pos_control") else ":"
-            ax.axhline(row[metric], color="black", linestyle=style, linewidth=1, label=f"{row['method']} ({row[metric]:.1f})")
+            color = "gray" if row.get("reader") else "black"
+            ax.axhline(row[metric], color=color, linestyle=style, linewidth=1, label=f"{label} ({row[metric]:.1f})")
         elif row.get("compression_ratio"):
-            series.setdefault(row["method"], []).append((row["compression_ratio"], row[metric], row.get("budget")))
+            series.setdefault(label, []).append((row["compression_ratio"], row[metric], row.get("budget")))
     for method, points in sorted(series.items()):
         points.sort()
         line = ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=method)[0]
