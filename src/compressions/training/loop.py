@@ -36,6 +36,33 @@ class NonFiniteLossError(CompressionsError):
     pass
 
 
+def example_loader(
+    dataset: Sequence,
+    collate_fn: Callable[[list], object],
+    micro_batch_size: int,
+    generator: torch.Generator,
+    lengths: Sequence[int] | None = None,
+    drop_last: bool = True,
+) -> DataLoader:
+    """Micro-batches in random order, or, given `lengths[i]` (tokens of example i), of similar lengths:
+    transformers' LengthGroupedSampler sorts random mega-batches of min(50, n // (4 x micro_batch_size))
+    micro-batches (less padding), so below 8 micro-batches of examples it does not group at all."""
+    sampler = None
+    if lengths is not None:
+        if len(lengths) != len(dataset):
+            raise CompressionsError(f"{len(lengths)} lengths for {len(dataset)} examples")
+        sampler = LengthGroupedSampler(micro_batch_size, lengths=list(lengths), generator=generator)
+    return DataLoader(
+        dataset,
+        batch_size=micro_batch_size,
+        shuffle=sampler is None,
+        sampler=sampler,
+        collate_fn=collate_fn,
+        generator=generator,
+        drop_last=drop_last,
+    )
+
+
 def train(
     module: nn.Module,
     param_groups: list[dict],
@@ -52,8 +79,7 @@ def train(
     """Run `config.max_steps` optimizer steps; returns one log row per step.
 
     `on_step(step, row)` runs after each optimizer step (e.g. to advance a loss schedule).
-    `lengths[i]` (tokens of example i) makes micro-batches of similar lengths: transformers'
-    LengthGroupedSampler sorts random mega-batches of 50 micro-batches, so less compute goes to padding.
+    `lengths[i]` (tokens of example i) makes micro-batches of similar lengths (see `example_loader`).
     A `loss_fn` with `state_dict`/`load_state_dict` (e.g. its own random generator) is checkpointed too.
     """
     config.validate()
@@ -65,20 +91,7 @@ def train(
         cpu=not torch.cuda.is_available(),
     )
     generator = torch.Generator().manual_seed(config.seed)
-    sampler = None
-    if lengths is not None:
-        if len(lengths) != len(dataset):
-            raise CompressionsError(f"{len(lengths)} lengths for {len(dataset)} examples")
-        sampler = LengthGroupedSampler(config.micro_batch_size, lengths=list(lengths), generator=generator)
-    loader = DataLoader(
-        dataset,
-        batch_size=config.micro_batch_size,
-        shuffle=sampler is None,
-        sampler=sampler,
-        collate_fn=collate_fn,
-        generator=generator,
-        drop_last=True,
-    )
+    loader = example_loader(dataset, collate_fn, config.micro_batch_size, generator, lengths)
     if len(loader) < accumulation:
         raise CompressionsError(
             f"{len(dataset)} examples cannot fill one optimizer step of {config.batch_size} examples"
