@@ -6,6 +6,15 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
+
+from compressions.data.synthetic import synthetic_alpaca
+from compressions.evaluation.benchmarks import alpaca_examples
+from compressions.gist.config import GistConfig
+from compressions.gist.data import training_example
+from compressions.gist.tokens import add_gist_token
+from compressions.gist.train import prepare_training
+from compressions.models import load_model
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
@@ -47,3 +56,31 @@ def test_gist_end_to_end_script(tmp_path, tiny_args):
     assert gist[100]["gflops"] < instruction[100]["gflops"]  # amortised, reading K gists beats reading P instruction tokens
     assert gist[1]["gflops"] > gist[10]["gflops"] > gist[100]["gflops"] and gist[100]["gflops"] < full["gflops"]
     assert json.loads((tmp_path / "e.json").read_text())["rows"] == rows
+
+
+def test_train_throughput_script_counts_every_real_token_once_in_each_setting(tmp_path, tiny_args):
+    script = _script("train_throughput")
+    options = ["--n", "10", "--batch-size", "4", "--out", str(tmp_path / "t.json")]
+    args = script.build_parser().parse_args(tiny_args + options)  # the last --n wins
+    rows = script.main(args)
+    assert [(r["setting"], r["batch"]) for r in rows] == [("random", 1), ("random", 4), ("length-grouped", 4), ("sorted", 4)]
+    examples, _ = alpaca_examples("alpaca_plus_train", str(tmp_path / "none"), 10)
+    model, tokenizer = load_model("tiny-random-llama")
+    gist_id = add_gist_token(model, tokenizer)
+    real = sum(len(training_example(tokenizer, e, 1, gist_id)["input_ids"]) for e in examples)
+    assert all(r["examples"] == 10 and r["tokens"] == real for r in rows)  # no example dropped or repeated
+    batch_1, shuffled, grouped, ordered = rows
+    assert batch_1["padded_tokens"] == real and batch_1["steps"] == 10 and shuffled["steps"] == 3
+    assert ordered["padded_tokens"] <= min(shuffled["padded_tokens"], grouped["padded_tokens"])
+    assert batch_1["vs_batch_1"] == 1.0
+    assert json.loads((tmp_path / "t.json").read_text())["rows"] == rows
+
+
+def test_train_throughput_leaves_the_weights_as_they_were():
+    script = _script("train_throughput")
+    model, tokenizer = load_model("tiny-random-llama")
+    module, dataset, collate = prepare_training(model, tokenizer, synthetic_alpaca(4), GistConfig())
+    before = {k: v.clone() for k, v in module.state_dict().items()}
+    row = script.measure(module, dataset, collate, GistConfig(), script.index_batches([1, 2, 3, 4], 2, "sorted", 0), warmup=1)
+    assert row["steps"] == 2 and all(torch.equal(before[k], v) for k, v in module.state_dict().items())
+
