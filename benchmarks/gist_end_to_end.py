@@ -19,6 +19,7 @@ from compressions.evaluation.benchmarks import (
     add_alpaca_args,
     add_ratios,
     common_parser,
+    cost_facts,
     gist_setup,
     measure_call,
     report,
@@ -94,6 +95,7 @@ def main(args: argparse.Namespace) -> list[dict]:
         "new tokens per example": args.new_tokens,
         "compression ratio (instruction tokens / K, mean)": round(compression_ratio(instruction_tokens, num_gist), 2),
         "per use": "cache cost / R + generation; ratios to instruction caching at the same R",
+        **cost_facts(args.device),
     }  # fmt: skip
     report(args.out, f"Instruction + input -> {args.new_tokens} tokens (per example, {len(examples)} examples)", rows, COLUMNS, facts, args)
     return rows

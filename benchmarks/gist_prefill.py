@@ -19,6 +19,7 @@ from compressions.evaluation.benchmarks import (
     add_alpaca_args,
     add_ratios,
     common_parser,
+    cost_facts,
     gist_setup,
     measure_call,
     report,
@@ -87,6 +88,7 @@ def main(args: argparse.Namespace) -> list[dict]:
         "KV bytes per cached prompt: instruction / K gists": (
             f"{kv_bytes(model.config, model.dtype, 1) * mean_instruction:,.0f} / {kv_bytes(model.config, model.dtype, num_gist):,}"
         ),
+        **cost_facts(args.device),
     }  # fmt: skip
     report(args.out, f"Prefill of the post-instruction tokens (per example, {len(examples)} examples)", rows, COLUMNS, facts, args)
     return rows

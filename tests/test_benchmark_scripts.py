@@ -1,11 +1,24 @@
 """The scripts in benchmarks/ run end to end on the tiny model and synthetic data (their numbers are not checked,
 only their accounting: rows, ratios, and the JSON beside the table)."""
 
+import copy
 import importlib.util
 import json
 from pathlib import Path
 
 import pytest
+import torch
+
+from compressions.compressors.method import LearnedContext
+from compressions.compressors.pipeline import PipelineConfig, SoftPromptModel
+from compressions.data.synthetic import synthetic_alpaca, synthetic_squad
+from compressions.evaluation.benchmarks import alpaca_examples
+from compressions.evaluation.efficiency import count_flops, kv_bytes
+from compressions.gist.config import GistConfig
+from compressions.gist.data import training_example
+from compressions.gist.tokens import add_gist_token
+from compressions.gist.train import prepare_training
+from compressions.models import load_model
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
@@ -47,3 +60,62 @@ def test_gist_end_to_end_script(tmp_path, tiny_args):
     assert gist[100]["gflops"] < instruction[100]["gflops"]  # amortised, reading K gists beats reading P instruction tokens
     assert gist[1]["gflops"] > gist[10]["gflops"] > gist[100]["gflops"] and gist[100]["gflops"] < full["gflops"]
     assert json.loads((tmp_path / "e.json").read_text())["rows"] == rows
+
+
+def test_train_throughput_script_counts_every_real_token_once_in_each_setting(tmp_path, tiny_args):
+    script = _script("train_throughput")
+    options = ["--n", "10", "--batch-size", "4", "--out", str(tmp_path / "t.json")]
+    args = script.build_parser().parse_args(tiny_args + options)  # the last --n wins
+    rows = script.main(args)
+    assert [(r["setting"], r["batch"]) for r in rows] == [("random", 1), ("random", 4), ("length-grouped", 4), ("sorted", 4)]
+    examples, _ = alpaca_examples("alpaca_plus_train", str(tmp_path / "none"), 10)
+    model, tokenizer = load_model("tiny-random-llama")
+    gist_id = add_gist_token(model, tokenizer)
+    real = sum(len(training_example(tokenizer, e, 1, gist_id)["input_ids"]) for e in examples)
+    assert all(r["examples"] == 10 and r["tokens"] == real for r in rows)  # no example dropped or repeated
+    batch_1, shuffled, grouped, ordered = rows
+    assert batch_1["padded_tokens"] == real and batch_1["steps"] == 10 and shuffled["steps"] == 3
+    assert ordered["padded_tokens"] <= min(shuffled["padded_tokens"], grouped["padded_tokens"])
+    assert batch_1["vs_batch_1"] == 1.0
+    assert json.loads((tmp_path / "t.json").read_text())["rows"] == rows
+
+
+def test_train_throughput_leaves_the_weights_as_they_were():
+    script = _script("train_throughput")
+    model, tokenizer = load_model("tiny-random-llama")
+    module, dataset, collate = prepare_training(model, tokenizer, synthetic_alpaca(4), GistConfig())
+    before = {k: v.clone() for k, v in module.state_dict().items()}
+    row = script.measure(module, dataset, collate, GistConfig(), script.index_batches([1, 2, 3, 4], 2, "sorted", 0), warmup=1)
+    assert row["steps"] == 2 and all(torch.equal(before[k], v) for k, v in module.state_dict().items())
+
+
+def test_squad_compressors_script_accounts_kv_bytes_and_compression(tmp_path, tiny_args):
+    script = _script("squad_compressors")
+    args = script.build_parser().parse_args(tiny_args + ["--budget", "4", "--new-tokens", "2", "--out", str(tmp_path / "s.json")])
+    rows = {r["method"]: r for r in script.main(args)}
+    assert list(rows) == ["full", "prefix", "extractive", "perplexity", "learned-cross_attention"]
+    model, _ = load_model("tiny-random-llama")
+    full, learned = rows["full"], rows["learned-cross_attention"]
+    assert learned["context_tokens"] == 4 and learned["context_kv_bytes"] == kv_bytes(model.config, model.dtype, 4)
+    assert full["context_tokens"] > 4 and full["context_kv_bytes"] == kv_bytes(model.config, model.dtype, 1) * full["context_tokens"]
+    assert rows["prefix"]["compress_gflops"] == rows["extractive"]["compress_gflops"] == full["compress_gflops"] == 0
+    assert rows["perplexity"]["compress_gflops"] > 0 and learned["compress_gflops"] > 0  # an LM / a compressor ran
+    assert full["flops_vs_full"] == full["kv_vs_full"] == 1.0 and rows["prefix"]["gflops"] < full["gflops"]
+    assert json.loads((tmp_path / "s.json").read_text())["rows"] == list(rows.values())
+
+
+def test_a_small_learned_compressor_costs_less_than_reading_a_long_context(tiny):
+    script = _script("squad_compressors")
+    model, tokenizer = tiny
+    config = PipelineConfig(model="tiny-random-llama", arch="pooling", budget=2, compressor={"hidden_size": 16})
+    learned = LearnedContext(SoftPromptModel.create(config, copy.deepcopy(model), tokenizer))
+    context = " ".join(e.context for e in synthetic_squad(20))  # about 700 tokens
+    compressed = learned.compress(context, "Who?", 2)
+    full_ids = tokenizer("Context: " + context).input_ids
+    soft_ids = tokenizer("Context: ").input_ids + compressed.token_ids
+    reader = learned.pipeline.llm
+    read_full = count_flops(reader, lambda: script.answer(reader, full_ids, None, 2, tokenizer.pad_token_id))
+    soft = (len(soft_ids) - 2, compressed.embeddings)  # the slot: the last 2 ids
+    read_soft = count_flops(reader, lambda: script.answer(reader, soft_ids, soft, 2, tokenizer.pad_token_id))
+    compress = count_flops(reader, lambda: learned.compress(context, "Who?", 2))
+    assert 0 < compress and compress + read_soft < read_full

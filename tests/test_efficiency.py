@@ -128,3 +128,14 @@ def test_generation_is_the_same_from_every_path(gist_tiny):
     gist = gist_prefill(model, tokenizer, cache, [e.input for e in EXAMPLES]).generate(model, 6, pad)
     for row, tokens in zip(gist.tolist(), generate(model, tokenizer, cache, [e.input for e in EXAMPLES], max_new_tokens=6)):
         assert row[: len(tokens)] == tokens  # the project's gist generation (which may stop at EOS)
+
+
+def test_flops_include_attention_outside_the_model(gist_tiny):
+    """A compressor's nn.MultiheadAttention runs CPU sdpa, which the counter would miss: counting uses its math path."""
+    model = gist_tiny[0]
+    attention = torch.nn.MultiheadAttention(64, 4, batch_first=True).eval()
+    query, context = torch.randn(1, 8, 64), torch.randn(1, 100, 64)
+    with torch.no_grad():
+        counted = count_flops(model, lambda: attention(query, context, context, need_weights=False))
+    projections = 2 * 64 * 64 * (8 + 100 + 100 + 8)  # q, k, v and output projections
+    assert counted == projections + 2 * 2 * 8 * 100 * 64  # + scores and weighted values

@@ -1,17 +1,19 @@
-"""What the scripts in `benchmarks/` share: their common options, the Alpaca+ examples (or synthetic ones
-when the data is absent), the gist model they measure, and the printed table + JSON they leave."""
+"""What the scripts in `benchmarks/` share: their common options, the Alpaca+ and SQuAD examples (or synthetic
+ones when the data is absent), the gist model they measure, and the printed table + JSON they leave."""
 
 from __future__ import annotations
 
 import argparse
 import logging
 from pathlib import Path
+from typing import Callable
 
 import torch
 from transformers import PreTrainedModel
 
 from compressions.data.alpaca import AlpacaExample, load_alpaca
-from compressions.data.synthetic import synthetic_alpaca
+from compressions.data.squad import SquadExample, load_squad
+from compressions.data.synthetic import synthetic_alpaca, synthetic_squad
 from compressions.errors import DataError
 from compressions.evaluation.efficiency import count_flops, median_seconds, peak_memory_bytes
 from compressions.experiments.report import markdown_table
@@ -52,13 +54,22 @@ def add_alpaca_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num-gist", type=int, default=1, help="K, when no --gist-model is given")
 
 
-def alpaca_examples(split: str, data_dir: str | None, n: int) -> tuple[list[AlpacaExample], str]:
-    """(the first n examples, where they came from); synthetic examples when the split is not found."""
+def examples_or_synthetic(load: Callable[[], list], synthetic: Callable[[int], list], n: int, what: str) -> tuple[list, str]:
+    """(the first n examples of `load()`, where they came from); `synthetic(n)` when the data is not found."""
     try:
-        return load_alpaca(split, data_dir)[:n], split
+        return load()[:n], what
     except DataError as err:
-        log.warning("%s: using synthetic_alpaca instead", err)
-        return synthetic_alpaca(n), f"synthetic_alpaca ({split} not found)"
+        log.warning("%s: using %s instead", err, synthetic.__name__)
+        return synthetic(n), f"{synthetic.__name__} ({what} not found)"
+
+
+def alpaca_examples(split: str, data_dir: str | None, n: int) -> tuple[list[AlpacaExample], str]:
+    return examples_or_synthetic(lambda: load_alpaca(split, data_dir), synthetic_alpaca, n, split)
+
+
+def squad_validation(data_dir: str | None, n: int) -> tuple[list[SquadExample], str]:
+    """The first n questions of SQuAD's validation split (dev-A articles 21-24), as the harness reads it."""
+    return examples_or_synthetic(lambda: load_squad("squad", "validation", data_dir), synthetic_squad, n, "squad validation")
 
 
 def gist_setup(args: argparse.Namespace):
@@ -103,13 +114,17 @@ def add_ratios(row: dict, full: dict, instruction: dict) -> None:
         row[f"time_vs_{name}"] = row["ms"] / other["ms"]
 
 
+def cost_facts(device: str) -> dict[str, str]:
+    """How `measure_call` measures, for the facts under a table of its costs."""
+    return {
+        "FLOPs": "torch.utils.flop_counter with eager attention; time: torch.utils.benchmark median, per example",
+        "peak memory": peak_memory_bytes(lambda: None, device)[1],
+    }
+
+
 def report(out: str, title: str, rows: list[dict], columns, facts: dict, args: argparse.Namespace) -> str:
     """Print the table and the facts under it; write both, the arguments and the environment to `out`."""
-    facts = facts | {
-        "device / dtype / threads": f"{args.device} / {args.dtype} / {torch.get_num_threads()}",
-        "FLOPs": "torch.utils.flop_counter with eager attention; time: torch.utils.benchmark median, per example",
-        "peak memory": peak_memory_bytes(lambda: None, args.device)[1],
-    }
+    facts = facts | {"device / dtype / threads": f"{args.device} / {args.dtype} / {torch.get_num_threads()}"}
     table = markdown_table(rows, columns)
     lines = [title, "", table] + [f"- {key}: {value}" for key, value in facts.items()]
     print("\n".join(lines))

@@ -5,7 +5,8 @@
   as many KV heads as query heads).
 - FLOPs: `torch.utils.flop_counter` (matmuls, 2 FLOPs per multiply-add). Its registry has the CUDA
   attention kernels but not the CPU sdpa kernel, so counting runs the model with eager attention (the
-  same matmuls, as bmm), then restores the implementation it had.
+  same matmuls, as bmm), then restores the implementation it had; attention outside the model (e.g. a
+  compressor's `nn.MultiheadAttention`) runs sdpa's math backend, whose bmm the counter sees.
 - Time: `torch.utils.benchmark.Timer.blocked_autorange` after one warm-up call, median, with the
   process's thread count (the Timer's default is one thread); it synchronises accelerators itself.
 - Peak memory: on CUDA, `max_memory_allocated` above what was allocated at the start; on CPU, growth
@@ -19,6 +20,7 @@ import sys
 from typing import Callable
 
 import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.benchmark import Timer
 from torch.utils.flop_counter import FlopCounterMode
 from transformers import PretrainedConfig, PreTrainedModel
@@ -50,7 +52,7 @@ def count_flops(model: PreTrainedModel, fn: Callable[[], object]) -> int:
     before = model.config._attn_implementation
     model.set_attn_implementation("eager")
     try:
-        with FlopCounterMode(display=False) as counter:
+        with FlopCounterMode(display=False) as counter, sdpa_kernel(SDPBackend.MATH):
             fn()
     finally:
         model.set_attn_implementation(before)

@@ -82,6 +82,15 @@ def build_dataset(
     return kept
 
 
+def prepare_training(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, examples: list[AlpacaExample], config: GistConfig
+) -> tuple[nn.Module, list[dict[str, list[int]]], GistCollator]:
+    """What a gist training run steps over: the module to train, the tokenised examples and their collator."""
+    module, gist_id = prepare_model(model, tokenizer, config)
+    dataset = build_dataset(tokenizer, examples, config, gist_id)
+    return module, dataset, GistCollator(tokenizer.pad_token_id, gist_id, config.condition, float_mask_dtype(model))
+
+
 def train_gist(
     config: GistConfig,
     examples: list[AlpacaExample] | None = None,
@@ -97,8 +106,7 @@ def train_gist(
         examples = load_alpaca(config.data, config.data_dir)[: config.n_examples]
     if model is None or tokenizer is None:
         model, tokenizer = load_model(config.model, config.dtype, config.device, attn_implementation=config.attn_implementation)
-    module, gist_id = prepare_model(model, tokenizer, config)
-    dataset = build_dataset(tokenizer, examples, config, gist_id)
+    module, dataset, collate = prepare_training(model, tokenizer, examples, config)
     config.train.max_steps = max(1, math.floor(len(dataset) * config.epochs / config.train.batch_size))
     out = Path(config.out or f"runs/gist/{config.run_name}")
     with RunFolder(out) as run:
@@ -106,7 +114,6 @@ def train_gist(
         trainable = sum(p.numel() for p in module.parameters() if p.requires_grad)
         log.info("%s: %d examples, %d steps, %d trainable parameters", config.run_name, len(dataset), config.train.max_steps, trainable)
         start = time.perf_counter()
-        collate = GistCollator(tokenizer.pad_token_id, gist_id, config.condition, float_mask_dtype(model))
         params = [p for p in module.parameters() if p.requires_grad]
         lengths = [len(r["input_ids"]) for r in dataset] if config.group_by_length else None
         history = train(

@@ -56,6 +56,30 @@ class WholeSteps(BatchSampler):
         return itertools.islice(super().__iter__(), len(self))
 
 
+def example_loader(
+    dataset: Sequence,
+    collate_fn: Callable[[list], object],
+    micro_batch_size: int,
+    generator: torch.Generator,
+    lengths: Sequence[int] | None = None,
+    per_step: int | None = 1,
+) -> DataLoader:
+    """Micro-batches in random order, or, given `lengths[i]` (tokens of example i), of similar lengths:
+    transformers' LengthGroupedSampler sorts random mega-batches of min(50, n // (4 x micro_batch_size))
+    micro-batches (less padding), so below 8 micro-batches of examples it does not group at all.
+    Each epoch ends at a multiple of `per_step` micro-batches (see WholeSteps); None keeps every example."""
+    sampler: Sampler[int] = RandomSampler(dataset, generator=generator)
+    if lengths is not None:
+        if len(lengths) != len(dataset):
+            raise CompressionsError(f"{len(lengths)} lengths for {len(dataset)} examples")
+        sampler = LengthGroupedSampler(micro_batch_size, lengths=list(lengths), generator=generator)
+    if per_step is None:
+        batches = BatchSampler(sampler, micro_batch_size, drop_last=False)
+    else:
+        batches = WholeSteps(sampler, micro_batch_size, per_step)
+    return DataLoader(dataset, batch_sampler=batches, collate_fn=collate_fn, generator=generator)
+
+
 def train(
     module: nn.Module,
     param_groups: list[dict],
@@ -73,8 +97,7 @@ def train(
     """Run `config.max_steps` optimizer steps; returns one log row per step.
 
     `on_step(step, row)` runs after each optimizer step (e.g. to advance a loss schedule).
-    `lengths[i]` (tokens of example i) makes micro-batches of similar lengths: transformers'
-    LengthGroupedSampler sorts random mega-batches of 50 micro-batches, so less compute goes to padding.
+    `lengths[i]` (tokens of example i) makes micro-batches of similar lengths (see `example_loader`).
     A `loss_fn` with `state_dict`/`load_state_dict` (e.g. its own random generator) is checkpointed too.
     Each row's values are means over the global batch (all processes); with `tensorboard_dir` they
     are also TensorBoard scalars in `<tensorboard_dir>/train`.
@@ -92,14 +115,8 @@ def train(
         project_dir=tensorboard_dir,
     )
     generator = torch.Generator().manual_seed(config.seed)
-    sampler = None
-    if lengths is not None:
-        if len(lengths) != len(dataset):
-            raise CompressionsError(f"{len(lengths)} lengths for {len(dataset)} examples")
-        sampler = LengthGroupedSampler(config.micro_batch_size, lengths=list(lengths), generator=generator)
     per_step = config.batch_size // config.micro_batch_size  # micro-batches per optimizer step, all processes
-    batches = WholeSteps(sampler or RandomSampler(dataset, generator=generator), config.micro_batch_size, per_step)
-    loader = DataLoader(dataset, batch_sampler=batches, collate_fn=collate_fn, generator=generator)
+    loader = example_loader(dataset, collate_fn, config.micro_batch_size, generator, lengths, per_step)
     if len(loader) == 0:
         raise CompressionsError(
             f"{len(dataset)} examples cannot fill one optimizer step of {config.batch_size} examples"
