@@ -29,7 +29,8 @@ def test_train_three_conditions_then_evaluate_them(tmp_path, capsys):
     assert main(argv) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics) == {"gist-2", "pos_control", "neg_control", "base", "gist_retention"}
-    assert set(metrics["gist-2"][split]) == {"rougeL", "rouge1", "rouge2", "n", "seconds_per_example"}
+    assert set(metrics["gist-2"][split]) == {"rougeL", "rouge1", "rouge2", "n", "seconds_per_example", "loss", "loss_gists_hidden"}
+    assert set(metrics["neg_control"][split]) == {"rougeL", "rouge1", "rouge2", "n", "seconds_per_example", "loss"}
     assert metrics["base"][split]["n"] == 3
     assert metrics["gist_retention"] == pytest.approx(gist_retention({k: v for k, v in metrics.items() if k != "gist_retention"}))
     samples = json.loads((out / "sample_predictions.json").read_text())
@@ -65,3 +66,26 @@ def test_gist_subcommands_have_help(capsys):
         assert code.value.code == 0
     out = capsys.readouterr().out
     assert "--preset" in out and "--pos-control" in out
+
+
+@pytest.mark.parametrize("condition", ["gist", "neg_control"])
+def test_completion_loss_is_the_training_loss(condition):
+    """Token-weighted mean over a padded batch of examples of different lengths = the training loss of
+    all of them in one batch (transformers' mean over label tokens), under the same mask."""
+    import torch
+
+    from compressions.gist.data import GistCollator, training_example
+    from compressions.gist.evaluate import GistEvalConfig, completion_loss
+    from compressions.gist.tokens import add_gist_token
+    from compressions.gist.train import gist_loss
+    from compressions.models import load_model
+
+    model, tokenizer = load_model("tiny-random-llama")
+    gist_id = add_gist_token(model, tokenizer)
+    examples = synthetic_alpaca(5, seed=3)
+    settings = {"num_gist": 2, "prompt_format": "plain", "condition": "gist"}
+    loss = completion_loss(model, tokenizer, examples, settings, condition, GistEvalConfig(base="x", batch_size=2))
+    rows = [training_example(tokenizer, e, 2, gist_id, "plain", 10**6) for e in examples]
+    with torch.no_grad():
+        expected, _ = gist_loss(model, GistCollator(tokenizer.pad_token_id, gist_id, condition)(rows))
+    assert loss == pytest.approx(expected.item(), rel=1e-5)

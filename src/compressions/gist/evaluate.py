@@ -7,8 +7,10 @@ How each model reads a prompt:
   exactly what their training mask let them see (`compress(..., keep="none")`).
 - `pos_control` models: the full prompt, gists included (plain causal, as trained).
 - a base model (no `gist_config.json`): the full prompt without a gist line.
-metrics.json: `{model: {split: {rougeL, rouge1, rouge2, n, seconds_per_example}}}` plus, when the
-controls are given, `gist_retention: {split: (gist - neg) / (pos - neg)}` on ROUGE-L.
+metrics.json: `{model: {split: {rougeL, rouge1, rouge2, n, seconds_per_example, loss}}}` plus, when the
+controls are given, `gist_retention: {split: (gist - neg) / (pos - neg)}` on ROUGE-L. `loss` is the
+teacher-forced NLL per reference token (output + EOS) read the way the model reads; gist models also get
+`loss_gists_hidden`, the same model under the neg_control mask: the gap is what the gists carry.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
+import torch.nn.functional as F
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from compressions.data.alpaca import AlpacaExample, load_alpaca
@@ -26,11 +30,12 @@ from compressions.errors import ConfigError
 from compressions.evaluation.rouge import aggregate_rouge, rouge_scores
 from compressions.experiments.run_folder import RunFolder
 from compressions.gist.cache import compress, generate
-from compressions.gist.data import FORMATS, prompt_ids
+from compressions.gist.data import FORMATS, GistCollator, prompt_ids, training_example
+from compressions.gist.masks import float_mask_dtype
 from compressions.gist.tokens import gist_token_id
 from compressions.gist.train import CONFIG_FILE
 from compressions.models import load_model
-from compressions.models.generation import generate_greedy
+from compressions.models.generation import generate_greedy, length_batches
 
 log = logging.getLogger(__name__)
 SPLITS = ["alpaca_plus_validation_unseen", "alpaca_plus_validation_seen"]
@@ -105,6 +110,31 @@ def predict(
     return generate(model, tokenizer, rows, inputs, config.max_new_tokens, config.batch_size, progress=progress)
 
 
+@torch.no_grad()
+def completion_loss(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    examples: list[AlpacaExample],
+    settings: dict | None,
+    condition: str,
+    config: GistEvalConfig,
+) -> float:
+    """Mean NLL per reference token, teacher-forced under `condition`'s mask (the training-time reading; the
+    gist mask gives the logits gist caching gives, as the tests check)."""
+    k, fmt = (settings["num_gist"], settings["prompt_format"]) if settings else (0, config.base_prompt_format)
+    gist_id = gist_token_id(tokenizer) if k else -1  # -1: no gist tokens, so every mask is plain causal
+    rows = [training_example(tokenizer, e, k, gist_id, fmt, max_length=10**6) for e in examples]
+    collate = GistCollator(tokenizer.pad_token_id, gist_id, condition, float_mask_dtype(model))
+    total, tokens = 0.0, 0
+    for batch in length_batches([len(r["input_ids"]) for r in rows], config.batch_size):
+        inputs = {key: value.to(model.device) for key, value in collate([rows[i] for i in batch]).items()}
+        labels = inputs.pop("labels")[:, 1:]
+        logits = model(**inputs).logits[:, :-1].float()  # (B, T-1, V) predicting tokens 1..T-1
+        total += F.cross_entropy(logits.transpose(1, 2), labels, ignore_index=-100, reduction="sum").item()
+        tokens += int((labels != -100).sum())
+    return total / tokens
+
+
 def model_name(role: str, settings: dict | None) -> str:
     return f"gist-{settings['num_gist']}" if role == "gist" and settings else role
 
@@ -129,6 +159,10 @@ def evaluate_gist(config: GistEvalConfig, progress: bool = True) -> dict:
                 predictions = [tokenizer.decode(g, skip_special_tokens=True).strip() for g in generated]
                 scores = [rouge_scores(p, e.output) for p, e in zip(predictions, examples)]
                 metrics[name][split] = {**aggregate_rouge(scores), "n": len(examples), "seconds_per_example": seconds / len(examples)}
+                condition = settings["condition"] if settings else "pos_control"
+                metrics[name][split]["loss"] = completion_loss(model, tokenizer, examples, settings, condition, config)
+                if condition == "gist":
+                    metrics[name][split]["loss_gists_hidden"] = completion_loss(model, tokenizer, examples, settings, "neg_control", config)
                 log.info("%s on %s: ROUGE-L %.1f (n=%d)", name, split, metrics[name][split]["rougeL"], len(examples))
                 samples += [
                     {"model": name, "split": split, "instruction": e.instruction, "input": e.input,
