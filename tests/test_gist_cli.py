@@ -37,6 +37,11 @@ def test_train_three_conditions_then_evaluate_them(tmp_path, capsys):
     assert len(samples) == 8 and {s["model"] for s in samples} == {"gist-2", "pos_control", "neg_control", "base"}
     assert "gist retention on" in capsys.readouterr().out
 
+    assert main([*argv, "rouge=false", "--out", str(tmp_path / "losses")]) == 0
+    losses = json.loads((tmp_path / "losses" / "metrics.json").read_text())
+    assert "gist_retention" not in losses and set(losses["gist-2"][split]) == {"n", "loss", "loss_gists_hidden"}
+    assert losses["gist-2"][split]["loss"] == metrics["gist-2"][split]["loss"]
+
 
 def test_retention_formula():
     scores = lambda r: {"s": {"rougeL": r}}  # noqa: E731

@@ -56,6 +56,7 @@ class GistEvalConfig:
     dtype: str = "float32"
     device: str = "cpu"
     n_samples: int = field(default=10, metadata={"help": "predictions per model and split in sample_predictions.json"})
+    rouge: bool = field(default=True, metadata={"help": "False: only the teacher-forced losses (no generation; minutes)"})
     out: str = field(default="runs/gist/eval", metadata={"help": "run folder"})
 
     def validate(self) -> None:
@@ -153,24 +154,26 @@ def evaluate_gist(config: GistEvalConfig, progress: bool = True) -> dict:
             model, tokenizer = load_model(model_dir(path), config.dtype, config.device)
             metrics[name] = {}
             for split, examples in splits.items():
-                start = time.perf_counter()
-                generated = predict(model, tokenizer, examples, settings, config, progress)
-                seconds = time.perf_counter() - start
-                predictions = [tokenizer.decode(g, skip_special_tokens=True).strip() for g in generated]
-                scores = [rouge_scores(p, e.output) for p, e in zip(predictions, examples)]
-                metrics[name][split] = {**aggregate_rouge(scores), "n": len(examples), "seconds_per_example": seconds / len(examples)}
                 condition = settings["condition"] if settings else "pos_control"
-                metrics[name][split]["loss"] = completion_loss(model, tokenizer, examples, settings, condition, config)
+                row = metrics[name][split] = {"n": len(examples)}
+                row["loss"] = completion_loss(model, tokenizer, examples, settings, condition, config)
                 if condition == "gist":
-                    metrics[name][split]["loss_gists_hidden"] = completion_loss(model, tokenizer, examples, settings, "neg_control", config)
-                log.info("%s on %s: ROUGE-L %.1f (n=%d)", name, split, metrics[name][split]["rougeL"], len(examples))
-                samples += [
-                    {"model": name, "split": split, "instruction": e.instruction, "input": e.input,
-                     "reference": e.output, "prediction": p, "rougeL": 100 * s["rougeL"]}
-                    for e, p, s in list(zip(examples, predictions, scores))[: config.n_samples]
-                ]  # fmt: skip
+                    row["loss_gists_hidden"] = completion_loss(model, tokenizer, examples, settings, "neg_control", config)
+                if config.rouge:
+                    start = time.perf_counter()
+                    generated = predict(model, tokenizer, examples, settings, config, progress)
+                    row["seconds_per_example"] = (time.perf_counter() - start) / len(examples)
+                    predictions = [tokenizer.decode(g, skip_special_tokens=True).strip() for g in generated]
+                    scores = [rouge_scores(p, e.output) for p, e in zip(predictions, examples)]
+                    row.update(aggregate_rouge(scores))
+                    samples += [
+                        {"model": name, "split": split, "instruction": e.instruction, "input": e.input,
+                         "reference": e.output, "prediction": p, "rougeL": 100 * s["rougeL"]}
+                        for e, p, s in list(zip(examples, predictions, scores))[: config.n_samples]
+                    ]  # fmt: skip
+                log.info("%s on %s: %s (n=%d)", name, split, {k: round(v, 3) for k, v in row.items() if k != "n"}, len(examples))
             del model
-        retention = gist_retention(metrics)
+        retention = gist_retention(metrics) if config.rouge else {}
         if retention:
             metrics["gist_retention"] = retention
         run.write_json("sample_predictions.json", samples)
