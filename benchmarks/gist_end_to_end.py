@@ -26,9 +26,9 @@ from compressions.evaluation.benchmarks import (
 )
 from compressions.evaluation.efficiency import amortised, compression_ratio
 from compressions.gist.cache import compress
-from compressions.models.generation import length_batches
-from compressions.gist.data import prompt_head, prompt_ids
+from compressions.gist.data import instruction_lengths, prompt_ids
 from compressions.gist.prefill import full_prefill, gist_prefill, instruction_prefill
+from compressions.models.generation import length_batches
 
 REUSES = (1, 10, 100)
 COLUMNS = (("batch", "batch", "{}"), ("path", "path", "{}"), ("reuses", "R", "{}"), *COST_COLUMNS)
@@ -89,7 +89,7 @@ def table_rows(totals: dict[str, dict[str, float]], n: int, batch: int) -> list[
 def main(args: argparse.Namespace) -> list[dict]:
     model, tokenizer, num_gist, what, examples, source = gist_setup(args)
     rows = table_rows(costs(model, tokenizer, examples, num_gist, args), len(examples), args.batch_size)
-    instruction_tokens = [len(prompt_head(tokenizer, e.instruction, 0, None)) for e in examples]
+    instruction_tokens = instruction_lengths(tokenizer, examples)
     facts = {
         "model": what, "data": f"{source}, first {len(examples)} examples", "K": num_gist,
         "new tokens per example": args.new_tokens,

@@ -26,9 +26,9 @@ from compressions.evaluation.benchmarks import (
 )
 from compressions.evaluation.efficiency import compression_ratio, kv_bytes
 from compressions.gist.cache import compress
-from compressions.models.generation import length_batches
-from compressions.gist.data import prompt_head, prompt_ids
+from compressions.gist.data import instruction_lengths, prompt_ids
 from compressions.gist.prefill import full_prefill, gist_prefill, instruction_prefill
+from compressions.models.generation import length_batches
 
 PATHS = ("full", "instruction", "gist")
 COLUMNS = (
@@ -79,7 +79,7 @@ def main(args: argparse.Namespace) -> list[dict]:
     model, tokenizer, num_gist, what, examples, source = gist_setup(args)
     cache = compress(model, tokenizer, [e.instruction for e in examples], num_gist, batch_size=args.batch_size)
     rows = measure(model, tokenizer, examples, cache, 1, args) + measure(model, tokenizer, examples, cache, args.batch_size, args)
-    instruction_tokens = [len(prompt_head(tokenizer, e.instruction, 0, None)) for e in examples]
+    instruction_tokens = instruction_lengths(tokenizer, examples)
     mean_instruction = sum(instruction_tokens) / len(instruction_tokens)
     facts = {
         "model": what, "data": f"{source}, first {len(examples)} examples", "K": num_gist,

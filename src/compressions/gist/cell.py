@@ -16,7 +16,7 @@ from compressions.data.alpaca import load_alpaca
 from compressions.evaluation.efficiency import compression_ratio
 from compressions.experiments.run_folder import RunFolder
 from compressions.gist.config import GistConfig
-from compressions.gist.data import prompt_head
+from compressions.gist.data import instruction_lengths
 from compressions.gist.evaluate import SPLITS, GistEvalConfig, evaluate_gist, model_name
 from compressions.gist.train import train_gist
 from compressions.models.loading import load_tokenizer
@@ -71,4 +71,4 @@ def _compression_ratio(train: GistConfig, evaluation: GistEvalConfig) -> float:
     """Mean instruction tokens / K on the scored split (the controls keep or drop everything: no ratio)."""
     tokenizer = load_tokenizer(train.model)
     examples = load_alpaca(evaluation.splits[0], evaluation.data_dir)[: evaluation.limit]
-    return compression_ratio([len(prompt_head(tokenizer, e.instruction, 0, None)) for e in examples], train.num_gist)
+    return compression_ratio(instruction_lengths(tokenizer, examples), train.num_gist)

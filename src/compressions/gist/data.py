@@ -48,6 +48,11 @@ def prompt_head(
     return tokenizer(_texts(tokenizer, instruction, "", num_gist, fmt)[0]).input_ids + [gist_id] * num_gist
 
 
+def instruction_lengths(tokenizer: PreTrainedTokenizerBase, examples: list[AlpacaExample]) -> list[int]:
+    """Tokens of each instruction as the full prompt holds it (plain, no gists): what K gists stand for."""
+    return [len(prompt_head(tokenizer, e.instruction, 0, None)) for e in examples]
+
+
 def prompt_tail(tokenizer: PreTrainedTokenizerBase, input: str, num_gist: int, fmt: str = "plain") -> list[int]:
     """Ids after the gists: the input line and `Output:` (or the end of the chat turn)."""
     return tokenizer(_texts(tokenizer, "", input, num_gist, fmt)[1], add_special_tokens=False).input_ids
