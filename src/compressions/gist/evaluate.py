@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from compressions.data.alpaca import AlpacaExample, load_alpaca
@@ -33,7 +32,7 @@ from compressions.gist.cache import compress, generate
 from compressions.gist.data import FORMATS, GistCollator, prompt_ids, training_example
 from compressions.gist.masks import float_mask_dtype
 from compressions.gist.tokens import gist_token_id
-from compressions.gist.train import CONFIG_FILE
+from compressions.gist.train import CONFIG_FILE, gist_loss
 from compressions.models import load_model
 from compressions.models.generation import generate_greedy, length_batches
 
@@ -126,13 +125,12 @@ def completion_loss(
     gist_id = gist_token_id(tokenizer) if k else -1  # -1: no gist tokens, so every mask is plain causal
     rows = [training_example(tokenizer, e, k, gist_id, fmt, max_length=10**6) for e in examples]
     collate = GistCollator(tokenizer.pad_token_id, gist_id, condition, float_mask_dtype(model))
-    total, tokens = 0.0, 0
+    total, tokens = 0.0, 0.0
     for batch in length_batches([len(r["input_ids"]) for r in rows], config.batch_size):
         inputs = {key: value.to(model.device) for key, value in collate([rows[i] for i in batch]).items()}
-        labels = inputs.pop("labels")[:, 1:]
-        logits = model(**inputs).logits[:, :-1].float()  # (B, T-1, V) predicting tokens 1..T-1
-        total += F.cross_entropy(logits.transpose(1, 2), labels, ignore_index=-100, reduction="sum").item()
-        tokens += int((labels != -100).sum())
+        loss, logs = gist_loss(model, inputs)  # the training loss: a mean over this batch's reference tokens
+        total += loss.item() * logs["completion_tokens"]
+        tokens += logs["completion_tokens"]
     return total / tokens
 
 
