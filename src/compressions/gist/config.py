@@ -18,8 +18,8 @@ from compressions.errors import ConfigError
 from compressions.gist.data import FORMATS
 from compressions.gist.masks import CONDITIONS
 from compressions.models import DEFAULT_MODEL
-from compressions.training.lora import LoraSettings
 from compressions.training.config import TrainConfig
+from compressions.training.lora import LoraSettings
 
 MODES = ("full", "lora", "frozen")
 NUM_GIST = (1, 2, 5, 10)
