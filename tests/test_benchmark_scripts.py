@@ -119,3 +119,13 @@ def test_a_small_learned_compressor_costs_less_than_reading_a_long_context(tiny)
     read_soft = count_flops(reader, lambda: script.answer(reader, soft_ids, soft, 2, tokenizer.pad_token_id))
     compress = count_flops(reader, lambda: learned.compress(context, "Who?", 2))
     assert 0 < compress and compress + read_soft < read_full
+
+
+def test_shared_prefix_script(tmp_path, tiny_args):
+    script = _script("shared_prefix")
+    rows = script.main(script.build_parser().parse_args(tiny_args + ["--new-tokens", "3", "--batch-size", "2", "--out", str(tmp_path / "s.json")]))
+    whole, shared = rows
+    assert (whole["share_prefix"], shared["share_prefix"]) == (False, True) and whole["time_vs_whole"] == 1.0
+    assert whole["same_answers"] == "4 / 4" and shared["same_answers"] == "4 / 4"
+    saved = json.loads((tmp_path / "s.json").read_text())
+    assert saved["rows"] == rows and int(saved["facts"]["shared head"].split()[0]) > 0

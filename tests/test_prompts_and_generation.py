@@ -3,7 +3,7 @@ import torch
 
 from compressions.data.prompts import SquadPromptConfig, squad_prompt
 from compressions.data.synthetic import synthetic_squad
-from compressions.models.generation import generate_greedy, left_pad
+from compressions.models.generation import cached_head_inputs, common_prefix_length, copy_cache, generate_greedy, left_pad, prefill
 
 FORMATS = [SquadPromptConfig("chat"), SquadPromptConfig("chat", anchor=""), SquadPromptConfig("completion")]
 
@@ -56,3 +56,43 @@ def test_batched_generation_equals_one_at_a_time(tiny):
     for _ in range(len(single[-1])):
         ids = torch.cat([ids, model(ids).logits[:, -1:].argmax(-1)], dim=1)
     assert ids[0, len(prompts[-1]) :].tolist()[: len(single[-1])] == single[-1]
+
+
+def test_common_prefix_length():
+    assert common_prefix_length([[1, 2, 3, 4], [1, 2, 5], [1, 2, 3]]) == 2
+    assert common_prefix_length([[1, 2, 3], [1, 2, 3]]) == 2  # each keeps a token to read
+    assert common_prefix_length([[7, 1], [8, 1]]) == 0
+
+
+def test_shared_prefix_generation_equals_full_prefill(tiny):
+    """Prompts with a common head (instruction, few-shot examples): the head prefilled once and copied
+    into every batch's cache gives the tokens of prefilling each whole prompt, and of argmax decoding."""
+    model, tokenizer = tiny
+    head = tokenizer(" ".join(e.context for e in synthetic_squad(2))).input_ids
+    tails = [tokenizer(e.question, add_special_tokens=False).input_ids[: 3 + 2 * i] for i, e in enumerate(synthetic_squad(5))]
+    prompts = [head + t for t in tails]
+    assert common_prefix_length(prompts) >= len(head)
+    kwargs = dict(max_new_tokens=6, batch_size=3, stop_at_newline=False, progress=False)
+    shared = generate_greedy(model, tokenizer, prompts, share_prefix=True, **kwargs)
+    assert shared == generate_greedy(model, tokenizer, prompts, share_prefix=False, **kwargs)
+    for prompt, new in zip(prompts, shared):
+        ids = torch.tensor([prompt])
+        for _ in range(len(new)):
+            ids = torch.cat([ids, model(ids).logits[:, -1:].argmax(-1)], dim=1)
+        assert ids[0, len(prompt) :].tolist() == new
+
+
+def test_cached_head_logits_equal_full_prefill(tiny):
+    """The head's KV copied into a batch cache, tails read at their own positions: last-token logits of
+    each whole prompt (a logit check: the random tiny model's argmax barely depends on positions)."""
+    model, tokenizer = tiny
+    head = tokenizer(synthetic_squad(1)[0].context).input_ids
+    tails = [[11, 12, 13], [14], [15, 16]]
+    ids, mask, positions = cached_head_inputs(torch.tensor([head] * 3), tails, tokenizer.pad_token_id, torch.full((3,), len(head)))
+    assert positions[1, -1].item() == len(head) and positions[0, -3:].tolist() == [len(head) + i for i in range(3)]
+    cache = copy_cache(model, prefill(model, head), 3)
+    with torch.no_grad():
+        logits = model(input_ids=ids[:, len(head) :], attention_mask=mask, position_ids=positions[:, len(head) :], past_key_values=cache).logits
+        for row, tail in enumerate(tails):
+            full = model(torch.tensor([head + tail])).logits[0, -1]
+            torch.testing.assert_close(logits[row, -1], full, rtol=1e-4, atol=1e-4)

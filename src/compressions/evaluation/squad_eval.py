@@ -98,7 +98,8 @@ def evaluate_squad(
     tokenizer: PreTrainedTokenizerBase | None = None,
     progress: bool = True,
 ) -> dict:
-    """Run one method over the questions and write the run folder; returns metrics.json's content.
+    """Run one method over the questions and write the run folder (made first, so run.log follows the
+    run); returns metrics.json's content.
 
     `examples` / `train_examples` default to the configured data's split / train split. With
     `config.reader` set, the adapter goes onto the model unless the model passed is already a reader
@@ -112,6 +113,19 @@ def evaluate_squad(
     needs_train = config.prompt.shots > 0 or config.max_new_tokens is None
     if train_examples is None and needs_train:
         train_examples = load_squad(config.data, "train", config.data_dir, config.on_error, config.train_articles)
+    with RunFolder(config.out or f"runs/eval/{config.run_name}") as run:
+        return _evaluate(run, config, examples, train_examples, model, tokenizer, progress)
+
+
+def _evaluate(
+    run: RunFolder,
+    config: SquadEvalConfig,
+    examples: list[SquadExample],
+    train_examples: list[SquadExample] | None,
+    model: PreTrainedModel | None,
+    tokenizer: PreTrainedTokenizerBase | None,
+    progress: bool,
+) -> dict:
     if config.method == LEARNED:  # the checkpoint fixes the LLM (+ adapter), M and the prompt it was trained with
         from compressions.compressors.method import LearnedContext
 
@@ -123,6 +137,7 @@ def evaluate_squad(
         model, tokenizer = load_model(config.model, config.dtype, config.device)
     if config.reader:
         model, config = _with_reader(model, config)
+    run.save_config(config)  # as read: a checkpoint or reader fixes its own prompt
 
     max_new_tokens = config.max_new_tokens
     if max_new_tokens is None:
@@ -166,11 +181,9 @@ def evaluate_squad(
         }
         for e, p, pred, s in list(zip(examples, prompts, predictions, scores))[: config.n_samples]
     ]
-    with RunFolder(config.out or f"runs/eval/{config.run_name}") as run:
-        run.save_config(config)
-        run.write_json("sample_predictions.json", samples)
-        run.write_metrics(metrics)
-        log.info("%s: F1 %.1f EM %.1f on %d questions", config.run_name, metrics["f1"], metrics["exact_match"], len(examples))
+    run.write_json("sample_predictions.json", samples)
+    run.write_metrics(metrics)
+    log.info("%s: F1 %.1f EM %.1f on %d questions", config.run_name, metrics["f1"], metrics["exact_match"], len(examples))
     return metrics
 
 

@@ -78,16 +78,16 @@ class Cell:
     config: Any  # the kind's config dataclass, `out` set to the cell's folder
 
 
-def _run_squad(config) -> dict:
+def _run_squad(config, progress: bool) -> dict:
     from compressions.evaluation.squad_eval import evaluate_squad
 
-    return evaluate_squad(config, progress=False)  # writes metrics.json itself
+    return evaluate_squad(config, progress=progress)  # writes metrics.json itself
 
 
-def _run_compressor(config) -> dict:
+def _run_compressor(config, progress: bool) -> dict:
     from compressions.compressors.train import train_compressor
 
-    summary = train_compressor(config, progress=False)
+    summary = train_compressor(config, progress=progress)
     metrics = {
         **summary.get("eval", {}),
         "method": f"learned-{summary['arch']}",
@@ -100,10 +100,10 @@ def _run_compressor(config) -> dict:
     return metrics
 
 
-def _run_gist(config) -> dict:
+def _run_gist(config, progress: bool) -> dict:
     from compressions.gist.cell import run_gist_cell
 
-    return run_gist_cell(config, progress=False)  # writes metrics.json itself
+    return run_gist_cell(config, progress=progress)  # writes metrics.json itself
 
 
 def _schemas() -> dict[str, type]:
@@ -115,7 +115,7 @@ def _schemas() -> dict[str, type]:
 
 
 # kind -> run(config) -> metrics (metrics.json written into config.out)
-KINDS: dict[str, Callable[[Any], dict]] = {"squad": _run_squad, "compressor": _run_compressor, "gist": _run_gist}
+KINDS: dict[str, Callable[[Any, bool], dict]] = {"squad": _run_squad, "compressor": _run_compressor, "gist": _run_gist}
 
 
 def _dotted(base: dict) -> list[str]:
@@ -185,7 +185,7 @@ def run_grid(
             continue
         log.info("cell %d of %d: %s", i, len(cells), cell.name)
         try:
-            metrics = KINDS[cell.kind](cell.config)
+            metrics = KINDS[cell.kind](cell.config, progress)  # bars of the cell's own work under the grid's
         except Exception as err:  # one failed cell must not stop the grid
             _record_failure(folder, f"{type(err).__name__}: {err}", traceback.format_exc())
             summary["failed"].append(cell.name)

@@ -27,7 +27,7 @@ from compressions.errors import CompressionsError
 from compressions.gist.data import prompt_head, prompt_tail
 from compressions.gist.masks import position_ids
 from compressions.gist.tokens import gist_token_id
-from compressions.models.generation import left_pad, length_batches, stop_token_ids, until_stop
+from compressions.models.generation import cached_head_inputs, left_pad, length_batches, stop_token_ids, until_stop
 
 FORMAT_VERSION = "1"
 KEEP = ("gist", "none")
@@ -180,14 +180,10 @@ def compress(
 def tail_inputs(
     cache: GistCache, tails: list[list[int]], pad_id: int, gist_id: int
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(input_ids, attention_mask, position_ids), each (N, kept + T), laid out `[gists (cached) | padding |
-    tail]` for the N rows of `cache`; the tails keep their original positions."""
-    tail_ids, tail_mask = left_pad(tails, pad_id)
-    n = len(tails)
-    ids = torch.cat([torch.full((n, cache.kept), gist_id), tail_ids], dim=1)  # (N, kept + T)
-    mask = torch.cat([torch.ones((n, cache.kept), dtype=torch.long), tail_mask], dim=1)
-    positions = (position_ids(mask) + (cache.next_positions - cache.kept)[:, None]) * mask
-    return ids, mask, positions
+    """(input_ids, attention_mask, position_ids) laid out `[gists (cached) | padding | tail]` for the
+    rows of `cache`; the tails keep their original positions."""
+    gists = torch.full((len(tails), cache.kept), gist_id)
+    return cached_head_inputs(gists, tails, pad_id, cache.next_positions)
 
 
 @torch.no_grad()

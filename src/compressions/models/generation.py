@@ -1,4 +1,9 @@
-"""Batched greedy generation from token-id prompts, stopping at a newline or EOS."""
+"""Batched greedy generation from token-id prompts, stopping at a newline or EOS.
+
+Prompts that all start with the same tokens (an instruction, few-shot examples) share one prefill of
+that prefix: its keys and values are computed once, copied into each batch's cache, and each batch
+reads only its tails, laid out `[prefix (cached) | padding | tail]` at their original positions.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +11,9 @@ from functools import lru_cache
 
 import torch
 from tqdm.auto import tqdm
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 
-from compressions.models.soft_prompts import embed_with_slots, slot_mask
+from compressions.models.soft_prompts import embed_with_slots, positions_from_mask, slot_mask
 
 
 @lru_cache(maxsize=8)
@@ -48,20 +53,32 @@ def generate_greedy(
     stop_at_newline: bool = True,
     progress: bool = True,
     soft: list[tuple[int, torch.Tensor] | None] | None = None,
+    share_prefix: bool = True,
 ) -> list[list[int]]:
     """New token ids for each prompt, in input order. Prompts are batched by length to limit padding.
 
     `soft[i] = (start, embeddings [M, d])` replaces prompt i's positions start..start+M-1 by those
-    vectors (the model then reads inputs_embeds); `None` keeps a prompt's tokens.
+    vectors (the model then reads inputs_embeds); `None` keeps a prompt's tokens. `share_prefix`
+    prefills the prompts' common first tokens once (token prompts only).
     """
     stops = stop_token_ids(model, tokenizer, stop_at_newline)
     outputs: list[list[int]] = [[] for _ in prompts]
     device = model.device
+    shared = common_prefix_length(prompts) if share_prefix and soft is None and len(prompts) > 1 else 0
+    prefix = prefill(model, prompts[0][:shared]) if shared else None
     bar = tqdm(total=len(prompts), desc="generate", unit="ex", disable=not progress)
     for rows in length_batches([len(p) for p in prompts], batch_size):
-        ids, mask = left_pad([prompts[i] for i in rows], tokenizer.pad_token_id)
+        ids, mask = left_pad([prompts[i][shared:] for i in rows], tokenizer.pad_token_id)
         inputs = {"input_ids": ids.to(device)}
-        if soft is not None and any(soft[i] is not None for i in rows):
+        if prefix is not None:  # generate skips the cached ids and reads the rest
+            head = torch.tensor(prompts[rows[0]][:shared]).expand(len(rows), shared)
+            ids, mask, positions = cached_head_inputs(head, [prompts[i][shared:] for i in rows], tokenizer.pad_token_id, torch.full((len(rows),), shared))
+            inputs = {
+                "input_ids": ids.to(device),
+                "position_ids": positions.to(device),
+                "past_key_values": copy_cache(model, prefix, len(rows)),
+            }
+        elif soft is not None and any(soft[i] is not None for i in rows):
             slots = [None if soft[i] is None else (soft[i][0], len(soft[i][1])) for i in rows]
             vectors = torch.cat([soft[i][1] for i in rows if soft[i] is not None]).to(device)
             in_slot = slot_mask([len(prompts[i]) for i in rows], slots, ids.shape[1])
@@ -80,6 +97,43 @@ def generate_greedy(
         bar.update(len(rows))
     bar.close()
     return outputs
+
+
+def cached_head_inputs(
+    head: torch.Tensor, tails: list[list[int]], pad_id: int, first_positions: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(input_ids, attention_mask, position_ids), each (N, H + T), laid out `[head | padding | tail]` for
+    a cache that already holds the head (N, H) (generate reads only what follows it); tail i starts at
+    position first_positions[i]."""
+    tail_ids, tail_mask = left_pad(tails, pad_id)
+    ids = torch.cat([head, tail_ids], dim=1)
+    mask = torch.cat([torch.ones_like(head), tail_mask], dim=1)
+    positions = (positions_from_mask(mask) + (first_positions - head.shape[1])[:, None]) * mask
+    return ids, mask, positions
+
+
+def common_prefix_length(prompts: list[list[int]]) -> int:
+    """Tokens every prompt starts with, leaving each at least one token to read."""
+    shortest = min(len(p) for p in prompts)
+    n = 0
+    while n < shortest - 1 and all(p[n] == prompts[0][n] for p in prompts):
+        n += 1
+    return n
+
+
+@torch.no_grad()
+def prefill(model: PreTrainedModel, ids: list[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Per layer (keys, values), each [1, heads, len(ids), head_dim], of one unpadded prompt."""
+    cache = model(input_ids=torch.tensor([ids], device=model.device), use_cache=True).past_key_values
+    return [(layer.keys, layer.values) for layer in cache.layers]
+
+
+def copy_cache(model: PreTrainedModel, kv: list[tuple[torch.Tensor, torch.Tensor]], rows: int) -> DynamicCache:
+    """A fresh cache holding `kv` for each of `rows` rows (a forward appends to the cache it is given)."""
+    cache = DynamicCache(config=model.config)
+    for layer, (keys, values) in enumerate(kv):
+        cache.update(keys.expand(rows, -1, -1, -1), values.expand(rows, -1, -1, -1), layer)
+    return cache
 
 
 def length_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
