@@ -1,10 +1,13 @@
+import copy
 import sys
+import time
 
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from peft import LoraConfig
+from transformers import BartConfig, BartForConditionalGeneration, LlamaForCausalLM
 
 from compressions.baselines import METHODS, UNBUDGETED, build_method
 from compressions.baselines.llmlingua_local import LegacyCacheLM
@@ -154,6 +157,45 @@ def test_perplexity_keeps_the_most_informative_tokens(tiny):
     top = sorted(information.topk(10).indices.tolist())
     kept = build_method("perplexity", tokenizer, 10, target_model=model, unit="token").compress(context, "q", 10)
     assert kept.token_ids == [ids[i] for i in top]
+
+
+def _summariser_options(tiny, tmp_path, kind: str) -> dict:
+    """Abstractive options for a tiny random summariser whose greedy summaries differ by context.
+    The `tiny` fixture's weights are too small for that: it repeats the chat template's last newline."""
+    model, tokenizer = tiny
+    torch.manual_seed(0)
+    if kind == "causal":
+        config = copy.deepcopy(model.config)
+        config.initializer_range = 0.2
+        return {"target_model": LlamaForCausalLM(config).eval()}
+    config = BartConfig(
+        vocab_size=len(tokenizer), d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
+        decoder_attention_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=64, init_std=0.2, pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, decoder_start_token_id=tokenizer.bos_token_id,
+        forced_eos_token_id=None,
+    )  # fmt: skip
+    BartForConditionalGeneration(config).save_pretrained(tmp_path / "bart")
+    tokenizer.save_pretrained(tmp_path / "bart")
+    return {"model": str(tmp_path / "bart")}
+
+
+@pytest.mark.parametrize("kind", ["causal", "seq2seq"])
+def test_abstractive_batches_give_the_summaries_of_one_at_a_time(tiny, tmp_path, kind):
+    tokenizer = tiny[1]
+    options, budget = _summariser_options(tiny, tmp_path, kind), 12
+    contexts = ["Vielika was born in Paris."] + [_long_context(n) for n in (1, 2, 3, 5, 8, 13)]  # the first fits
+    questions = ["Where was Vielika born?", "What?"] * 3 + ["Who?"]
+    single = build_method("abstractive", tokenizer, budget, **options)
+    one = [single.compress(c, q, budget) for c, q in zip(contexts, questions)]
+    method = build_method("abstractive", tokenizer, budget, **options, batch_size=3)  # padded batches of mixed lengths
+    start = time.perf_counter()
+    many = method.compress_many(contexts, questions, budget)
+    wall = time.perf_counter() - start
+    assert [r.token_ids for r in many] == [r.token_ids for r in one]
+    assert len({tuple(r.token_ids) for r in one}) >= 4  # summaries differ, so rows mixed up would show
+    assert many[0].token_ids == tokenizer(contexts[0], add_special_tokens=False).input_ids
+    assert all(0 < r.n_tokens <= budget for r in many)
+    assert all(r.seconds > 0 for r in many) and sum(r.seconds for r in many) <= wall
 
 
 def test_lm_methods_ignore_a_reader_adapter(tiny):

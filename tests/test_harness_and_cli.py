@@ -83,7 +83,13 @@ def test_every_subcommand_has_help(capsys):
 
 def test_rows_are_labelled_with_the_method_asked_for(tiny, tmp_path):
     # extractive-embedding is the extractive class with another ranker: its rows must not read "extractive"
-    examples = synthetic_squad(2)
-    for name in ("extractive", "extractive-embedding"):
-        config = SquadEvalConfig(model="tiny-random-llama", method=name, budget=8, max_new_tokens=1, out=str(tmp_path / name))
-        assert evaluate_squad(config, examples, synthetic_squad(4, seed=1), *tiny, progress=False)["method"] == name
+    examples = synthetic_squad(3)
+    options = {"abstractive": {"batch_size": 2}}  # the harness's one batched call: batches of 2 and 1
+    for name in ("extractive", "extractive-embedding", "abstractive"):
+        config = SquadEvalConfig(
+            model="tiny-random-llama", method=name, budget=8, method_options=options.get(name, {}), max_new_tokens=1,
+            out=str(tmp_path / name),
+        )  # fmt: skip
+        metrics = evaluate_squad(config, examples, synthetic_squad(4, seed=1), *tiny, progress=False)
+        assert metrics["method"] == name and metrics["n"] == 3 and metrics["mean_kept_tokens"] <= 8
+        assert 0 < metrics["compress_seconds_per_example"] <= metrics["seconds_per_example"]

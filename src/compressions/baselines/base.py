@@ -9,8 +9,9 @@ from __future__ import annotations
 import importlib
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
+from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
 from compressions.errors import CompressionsError
@@ -32,10 +33,20 @@ class CompressedContext:
         return len(self.token_ids)
 
 
-class ContextCompressor(Protocol):
+class ContextCompressor:
+    """What every context method is: `compress` one context; `compress_many` is the harness's entry point."""
+
     name: str
 
-    def compress(self, context: str, question: str, budget: int | None) -> CompressedContext: ...
+    def compress(self, context: str, question: str, budget: int | None) -> CompressedContext:
+        raise NotImplementedError
+
+    def compress_many(
+        self, contexts: list[str], questions: list[str], budget: int | None, progress: bool = False
+    ) -> list[CompressedContext]:
+        """One result per (context, question), in order. One at a time here; a method that batches overrides it."""
+        pairs = tqdm(zip(contexts, questions, strict=True), total=len(contexts), desc="compress", unit="ex", disable=not progress)
+        return [self.compress(context, question, budget) for context, question in pairs]
 
 
 def check_budget(budget: int | None, required: bool = True) -> None:
@@ -62,11 +73,12 @@ def require(module: str, method: str, extra: str):
         ) from None
 
 
-class BudgetedCompressor:
+class BudgetedCompressor(ContextCompressor):
     """Shared frame of the budgeted methods: checks, a clock, and contexts that already fit kept whole.
 
     Subclasses implement `select(context, question, budget, ids) -> kept ids` for contexts longer
-    than the budget; the result is checked against the budget here, so no method can overshoot.
+    than the budget (a method that batches overrides `compress_many` instead); every result goes
+    through `result`, which checks it against the budget, so no method can overshoot.
     """
 
     name = "budgeted"
@@ -80,9 +92,12 @@ class BudgetedCompressor:
         start = time.perf_counter()
         ids = self.tokenizer(context, add_special_tokens=False).input_ids
         kept = ids if len(ids) <= budget else self.select(context, question, budget, ids)
+        return self.result(kept, budget, time.perf_counter() - start)
+
+    def result(self, kept: list[int], budget: int, seconds: float) -> CompressedContext:
         if len(kept) > budget:
             raise AssertionError(f"{self.name} kept {len(kept)} tokens for a budget of {budget}")
-        return CompressedContext(kept, self.tokenizer.decode(kept), time.perf_counter() - start)
+        return CompressedContext(kept, self.tokenizer.decode(kept), seconds)
 
     def select(self, context: str, question: str, budget: int, ids: list[int]) -> list[int]:
         raise NotImplementedError

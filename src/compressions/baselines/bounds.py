@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from transformers import PreTrainedTokenizerBase
 
-from compressions.baselines.base import CompressedContext, check_context
+from compressions.baselines.base import CompressedContext, ContextCompressor, check_context
 
 
-class FullContext:
+class FullContext(ContextCompressor):
     """Upper bound: the context as it is. Ignores the budget."""
 
     name = "full"
@@ -20,7 +20,7 @@ class FullContext:
         return CompressedContext(self.tokenizer(context, add_special_tokens=False).input_ids, context)
 
 
-class NoContext:
+class NoContext(ContextCompressor):
     """Lower bound: the question alone."""
 
     name = "none"

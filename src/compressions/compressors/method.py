@@ -11,12 +11,12 @@ from pathlib import Path
 
 import torch
 
-from compressions.baselines.base import CompressedContext, check_context
+from compressions.baselines.base import CompressedContext, ContextCompressor, check_context
 from compressions.compressors.pipeline import SoftPromptModel
 from compressions.errors import ConfigError
 
 
-class LearnedContext:
+class LearnedContext(ContextCompressor):
     def __init__(self, pipeline: SoftPromptModel):
         self.pipeline = pipeline.eval()
         self.name = f"learned-{pipeline.config.arch}"

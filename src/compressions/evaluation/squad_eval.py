@@ -149,10 +149,11 @@ def _evaluate(
         method = build_method(config.method, tokenizer, config.budget, target_model=model, **config.method_options)
 
     start = time.perf_counter()
+    contexts, questions = [e.context for e in examples], [e.question for e in examples]
+    compressed_all = method.compress_many(contexts, questions, config.budget, progress=progress)
     prompts, soft, kept, context_lengths, compress_seconds = [], [], [], [], 0.0
-    for example in examples:
+    for example, compressed in zip(examples, compressed_all, strict=True):
         parts = squad_prompt(tokenizer, example.question, config.prompt, shots)
-        compressed = method.compress(example.context, example.question, config.budget)
         compress_seconds += compressed.seconds
         context_lengths.append(len(tokenizer(example.context, add_special_tokens=False).input_ids))
         kept.append(compressed.n_tokens)
