@@ -48,7 +48,9 @@ class PipelineConfig:
     separator: str = field(default="", metadata={"help": "after the soft tokens, in the slot: '' | 'bos' | any text"})
     use_lora: bool = field(default=False, metadata={"help": "False: LLM frozen; True: it gets the LoRA adapter `lora`"})
     lora: LoraSettings = field(default_factory=lambda: LoraSettings(target_modules=["q_proj", "k_proj", "v_proj", "o_proj"]))
-    prompt: SquadPromptConfig = field(default_factory=SquadPromptConfig)
+    # Zero-shot, as the SQuAD reader: training teaches the answer format, and solved examples would
+    # cost every step ~140 more tokens (the reader's prompt, so the two read the same text around the slot).
+    prompt: SquadPromptConfig = field(default_factory=lambda: SquadPromptConfig(shots=0))
 
     def validate(self) -> None:
         compressor_class(self.arch)
