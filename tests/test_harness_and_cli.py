@@ -93,3 +93,39 @@ def test_rows_are_labelled_with_the_method_asked_for(tiny, tmp_path):
         metrics = evaluate_squad(config, examples, synthetic_squad(4, seed=1), *tiny, progress=False)
         assert metrics["method"] == name and metrics["n"] == 3 and metrics["mean_kept_tokens"] <= 8
         assert 0 < metrics["compress_seconds_per_example"] <= metrics["seconds_per_example"]
+
+
+def test_compressed_cache_is_reused_by_a_run_that_differs_only_in_answering(tiny, tmp_path):
+    examples, shots = synthetic_squad(5), synthetic_squad(4, seed=1)
+
+    def run(name, **changes):
+        settings = {"method": "perplexity", "budget": 8, "max_new_tokens": 2, "compressed_cache": str(tmp_path / "cache")}
+        config = SquadEvalConfig(model="tiny-random-llama", out=str(tmp_path / name), **(settings | changes))
+        metrics = evaluate_squad(config, examples, shots, *tiny, progress=False)
+        return metrics, json.loads((tmp_path / name / "sample_predictions.json").read_text())
+
+    first, first_samples = run("first")
+    second, second_samples = run("second", max_new_tokens=3)  # answering differs, compressing does not
+    assert first["compressions_reused"] == 0 and second["compressions_reused"] == 5
+    assert [s["prompt"] for s in second_samples] == [s["prompt"] for s in first_samples]
+    assert second["compress_seconds_per_example"] == first["compress_seconds_per_example"]  # the cost when made
+    assert second["seconds_per_example"] >= second["compress_seconds_per_example"]
+    assert run("other-budget", budget=6)[0]["compressions_reused"] == 0
+    [cache_file] = [p for p in (tmp_path / "cache").iterdir() if p.name.startswith("perplexity-M8-")]
+    assert len(cache_file.read_text().splitlines()) == 5
+
+
+def test_compressed_cache_survives_a_torn_last_line(tmp_path):
+    from compressions.baselines.base import CompressedContext
+    from compressions.evaluation.compressed_cache import CompressedCache
+
+    identity = {"method": "prefix", "budget": 4}
+    cache = CompressedCache(tmp_path, identity)
+    cache.put("c1", "q1", CompressedContext([1, 2], "ab", 0.5))
+    with open(cache.path, "a") as f:
+        f.write('{"key": "torn')  # a kill mid-write
+    again = CompressedCache(tmp_path, identity)
+    assert again.get("c1", "q1") == CompressedContext([1, 2], "ab", 0.5) and again.get("c2", "q2") is None
+    again.put("c2", "q2", CompressedContext([3], "c", 0.1))
+    assert CompressedCache(tmp_path, identity).get("c2", "q2").token_ids == [3]
+    assert CompressedCache(tmp_path, identity | {"budget": 5}).get("c1", "q1") is None  # another budget, another file

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from peft import PeftModel
+from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from compressions.baselines import UNBUDGETED, build_method, check_method
@@ -21,14 +22,16 @@ from compressions.data.prompts import SquadPromptConfig, squad_prompt, squad_pro
 from compressions.data.squad import SquadExample, load_squad
 from compressions.errors import ConfigError
 from compressions.evaluation.answer_lengths import answer_token_lengths, length_report
+from compressions.evaluation.compressed_cache import CompressedCache
 from compressions.evaluation.squad_metrics import aggregate_squad, normalize_answer, squad_scores
-from compressions.experiments.run_folder import RunFolder
+from compressions.experiments.run_folder import RunFolder, environment
 from compressions.models import DEFAULT_MODEL, load_model
 from compressions.models.generation import generate_greedy
 from compressions.reader.adapter import load_reader, reader_prompt
 
 log = logging.getLogger(__name__)
 LEARNED = "learned"  # soft tokens from a trained compressor checkpoint (compressions.compressors)
+COMPRESS_CHUNK = 64  # examples compressed between two writes to a compressed-context cache
 
 
 @dataclass
@@ -46,6 +49,9 @@ class SquadEvalConfig:
     method_options: dict = field(default_factory=dict, metadata={"help": "the method's own options (key: value)"})
     checkpoint: str | None = field(default=None, metadata={"help": "method learned: compressor checkpoint folder"})
     reader: str | None = field(default=None, metadata={"help": "reader adapter folder (compressions train reader)"})
+    compressed_cache: str | None = field(
+        default=None, metadata={"help": "folder keeping text methods' compressed contexts, reused by runs that differ only in reader"}
+    )
     prompt: SquadPromptConfig = field(default_factory=SquadPromptConfig)
     max_new_tokens: int | None = field(default=None, metadata={"help": "default: answer-length diagnostic"})
     batch_size: int = 8
@@ -149,8 +155,10 @@ def _evaluate(
         method = build_method(config.method, tokenizer, config.budget, target_model=model, **config.method_options)
 
     start = time.perf_counter()
-    contexts, questions = [e.context for e in examples], [e.question for e in examples]
-    compressed_all = method.compress_many(contexts, questions, config.budget, progress=progress)
+    cache = None
+    if config.compressed_cache and config.method != LEARNED:
+        cache = CompressedCache(config.compressed_cache, _cache_identity(config))
+    compressed_all, reused = _compress(method, examples, config.budget, cache, progress)
     prompts, soft, kept, context_lengths, compress_seconds = [], [], [], [], 0.0
     for example, compressed in zip(examples, compressed_all, strict=True):
         parts = squad_prompt(tokenizer, example.question, config.prompt, shots)
@@ -164,12 +172,13 @@ def _evaluate(
             soft.append(None)
     soft = soft if any(s is not None for s in soft) else None
     generated = generate_greedy(model, tokenizer, prompts, max_new_tokens, config.batch_size, progress=progress, soft=soft)
-    seconds = time.perf_counter() - start
+    seconds = time.perf_counter() - start + sum(compressed_all[i].seconds for i in reused)  # reused: as when made
 
     predictions = [first_line(tokenizer.decode(g, skip_special_tokens=True)) for g in generated]
     scores = [squad_scores(p, e.answers) for p, e in zip(predictions, examples)]
     metrics = _metrics(config, examples, predictions, scores, kept, context_lengths, prompts, seconds, compress_seconds)
     metrics["max_new_tokens"] = max_new_tokens
+    metrics["compressions_reused"] = len(reused)
     # the registry name the run asked for (two names may share a class); learned-<arch> for checkpoints
     metrics["method"] = method.name if config.method == LEARNED else config.method
     samples = [
@@ -186,6 +195,30 @@ def _evaluate(
     run.write_metrics(metrics)
     log.info("%s: F1 %.1f EM %.1f on %d questions", config.run_name, metrics["f1"], metrics["exact_match"], len(examples))
     return metrics
+
+
+def _cache_identity(config: SquadEvalConfig) -> dict:
+    """What decides a text method's output (the reader does not: compression runs with adapters off)."""
+    fields = ("method", "method_options", "budget", "model", "dtype", "device")
+    return {name: getattr(config, name) for name in fields} | {"code": environment()["git_commit"]}
+
+
+def _compress(method, examples: list[SquadExample], budget: int | None, cache: CompressedCache | None, progress: bool):
+    """(every example's compressed context, the indices taken from the cache). With a cache, new ones
+    are made in chunks, each stored when done, so a killed run keeps its finished chunks."""
+    contexts, questions = [e.context for e in examples], [e.question for e in examples]
+    if cache is None:
+        return method.compress_many(contexts, questions, budget, progress=progress), []
+    found = [cache.get(c, q) for c, q in zip(contexts, questions)]
+    reused = [i for i, c in enumerate(found) if c is not None]
+    todo = [i for i, c in enumerate(found) if c is None]
+    for begin in tqdm(range(0, len(todo), COMPRESS_CHUNK), desc="compress", unit="chunk", disable=not progress):
+        rows = todo[begin : begin + COMPRESS_CHUNK]
+        fresh = method.compress_many([contexts[i] for i in rows], [questions[i] for i in rows], budget)
+        for i, compressed in zip(rows, fresh, strict=True):
+            found[i] = compressed
+            cache.put(contexts[i], questions[i], compressed)
+    return found, reused
 
 
 def _with_reader(model: PreTrainedModel, config: SquadEvalConfig) -> tuple[PeftModel, SquadEvalConfig]:
