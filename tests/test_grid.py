@@ -94,12 +94,16 @@ def test_pareto_plot_draws_one_series_per_method_and_the_bounds_as_lines(tmp_pat
     saved = []
     monkeypatch.setattr(plt.Figure, "savefig", lambda fig, path: saved.append(fig))
     pareto_plot(ROWS, tmp_path / "p.png")
-    ax = saved[0].axes[0]
-    labels = sorted(line.get_label() for line in ax.lines)
-    assert labels == ["full (20.0)", "learned-conv", "none (7.0)", "prefix", "prefix + reader"]
-    prefix = next(line for line in ax.lines if line.get_label() == "prefix")
+    base, reader = saved[0].axes  # one panel per reader; learned compressors in both
+    assert (base.get_title(), reader.get_title()) == ("base model", "reader: runs/reader")
+    assert sorted(line.get_label() for line in base.lines) == ["full (20.0)", "learned-conv", "none (7.0)", "prefix"]
+    assert sorted(line.get_label() for line in reader.lines) == ["learned-conv", "prefix"]
+    prefix = next(line for line in base.lines if line.get_label() == "prefix")
     assert list(prefix.get_xdata()) == [2.8, 5.6] and list(prefix.get_ydata()) == [14.0, 11.0]  # sorted by ratio
-    assert ax.get_xscale() == "log"
+    assert [line.get_color() for line in reader.lines if line.get_label() == "prefix"] == [prefix.get_color()]
+    assert base.get_xscale() == "log"
+    pareto_plot([r for r in ROWS if not r.get("reader")], tmp_path / "q.png")
+    assert len(saved[1].axes) == 1  # no reader, one panel
 
 
 def test_device_queue_runs_each_cell_in_a_child_that_sees_one_device(tmp_path, capsys):

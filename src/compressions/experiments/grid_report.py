@@ -1,7 +1,8 @@
 """The report of a grid folder: results_summary.json, results.md and pareto.png (quality vs compression).
 
-Rows are the cells' metrics.json; the plot has one series per method over its budgets, and the
-unbudgeted bounds (`full`, `none`, and the gist controls) as horizontal lines, since they have no compression ratio to vary.
+Rows are the cells' metrics.json; the plot has one panel per reader (the base model, each SQuAD reader),
+one series per method over its budgets, and the unbudgeted bounds (`full`, `none`, and the gist controls)
+as horizontal lines, since they have no compression ratio to vary.
 """
 
 from __future__ import annotations
@@ -44,38 +45,57 @@ def collect_rows(folder: Path) -> list[dict]:
     return rows
 
 
-def pareto_plot(rows: list[dict], path: Path, metric: str = "f1") -> Path:
-    """Quality against compression ratio (log scale); full and none as horizontal lines."""
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
-    series: dict[str, list[tuple[float, float, int]]] = {}
+def _panels(rows: list[dict]) -> dict[str, list[dict]]:
+    """Rows per reader panel: text methods where their reader put them; learned compressors (trained on
+    answers, no reader) in every panel, beside both readers' baselines."""
+    readers = sorted({r["reader"] for r in rows if r.get("reader")})
+    panels: dict[str, list[dict]] = {"base model": []} | {f"reader: {name}": [] for name in readers}
     for row in rows:
-        if row.get(metric) is None:
-            continue
-        label = f"{row['method']} + reader" if row.get("reader") else row["method"]  # one series per reader
-        if row.get("method") in BOUNDS:
-            style = "-" if row["method"] in ("full", "pos_control") else ":"
-            color = "gray" if row.get("reader") else "black"
-            ax.axhline(row[metric], color=color, linestyle=style, linewidth=1, label=f"{label} ({row[metric]:.1f})")
-        elif row.get("compression_ratio"):
-            series.setdefault(label, []).append((row["compression_ratio"], row[metric], row.get("budget")))
-    for method, points in sorted(series.items()):
-        points.sort()
-        line = ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=method)[0]
-        for x, y, budget in points:
-            ax.annotate(f"M={budget}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7, color=line.get_color())
-    if not ax.lines:
-        plt.close(fig)
+        if str(row.get("method", "")).startswith("learned"):
+            for panel in panels.values():
+                panel.append(row)
+        else:
+            panels[f"reader: {row['reader']}" if row.get("reader") else "base model"].append(row)
+    return {title: panel for title, panel in panels.items() if panel}
+
+
+def pareto_plot(rows: list[dict], path: Path, metric: str = "f1") -> Path:
+    """Quality against compression ratio (log scale), one panel per reader; full and none as
+    horizontal lines; a method keeps its colour across panels."""
+    rows = [r for r in rows if r.get(metric) is not None]
+    if not rows:
         raise CompressionsError(f"no row has {metric!r} to plot")
-    if series:
-        ax.set_xscale("log")
-        plain = FuncFormatter(lambda x, _: f"{x:g}")  # 5, 10 rather than 5x10^0
-        ax.xaxis.set_major_formatter(plain)
-        ax.xaxis.set_minor_formatter(plain)
-    ax.set_xlabel("compression ratio (context tokens / kept tokens, log scale)")
-    ax.set_ylabel(metric.upper() if len(metric) <= 2 else metric)
-    ax.set_title(f"{ax.get_ylabel()} vs compression ratio")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8, loc="best")
+    panels = _panels(rows)
+    methods = sorted({r["method"] for r in rows if r["method"] not in BOUNDS})
+    colors = dict(zip(methods, (plt.cm.tab10.colors + plt.cm.tab20.colors[1::2]) * 2))  # strong hues first
+    markers = dict(zip(methods, "osD^vPX*<>" * 4))  # and a marker, for hues that come close
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 6), dpi=120, sharey=True, squeeze=False)
+    for ax, (title, panel) in zip(axes[0], panels.items()):
+        series: dict[str, list[tuple[float, float, int]]] = {}
+        for row in panel:
+            if row["method"] in BOUNDS:
+                style = "-" if row["method"] in ("full", "pos_control") else ":"
+                ax.axhline(row[metric], color="black", linestyle=style, linewidth=1, label=f"{row['method']} ({row[metric]:.1f})")
+            elif row.get("compression_ratio"):
+                series.setdefault(row["method"], []).append((row["compression_ratio"], row[metric], row.get("budget")))
+        for method, points in sorted(series.items()):
+            points.sort()
+            style = "--" if method.startswith("learned") else "-"
+            ax.plot([p[0] for p in points], [p[1] for p in points], style, marker=markers[method], color=colors[method], label=method)
+            for x, y, budget in points:
+                ax.annotate(f"M={budget}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=6, color=colors[method])
+        if series:
+            ax.set_xscale("log")
+            plain = FuncFormatter(lambda x, _: f"{x:g}")  # 5, 10 rather than 5x10^0
+            ax.xaxis.set_major_formatter(plain)
+            ax.xaxis.set_minor_formatter(plain)
+        ax.set_title(title)
+        ax.set_xlabel("compression ratio (context tokens / kept tokens, log scale)")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=3, frameon=False)
+    label = metric.upper() if len(metric) <= 2 else metric
+    axes[0][0].set_ylabel(label)
+    fig.suptitle(f"{label} vs compression ratio")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
