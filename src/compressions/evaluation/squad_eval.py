@@ -24,7 +24,7 @@ from compressions.errors import ConfigError
 from compressions.evaluation.answer_lengths import answer_token_lengths, length_report
 from compressions.evaluation.compressed_cache import CompressedCache
 from compressions.evaluation.squad_metrics import aggregate_squad, normalize_answer, squad_scores
-from compressions.experiments.run_folder import RunFolder, environment
+from compressions.experiments.run_folder import RunFolder, git_commit
 from compressions.models import DEFAULT_MODEL, load_model
 from compressions.models.generation import generate_greedy
 from compressions.reader.adapter import load_reader, reader_prompt
@@ -200,7 +200,7 @@ def _evaluate(
 def _cache_identity(config: SquadEvalConfig) -> dict:
     """What decides a text method's output (the reader does not: compression runs with adapters off)."""
     fields = ("method", "method_options", "budget", "model", "dtype", "device")
-    return {name: getattr(config, name) for name in fields} | {"code": environment()["git_commit"]}
+    return {name: getattr(config, name) for name in fields} | {"code": git_commit()}
 
 
 def _compress(method, examples: list[SquadExample], budget: int | None, cache: CompressedCache | None, progress: bool):

@@ -67,7 +67,7 @@ def environment() -> dict:
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "packages": versions,
-        "git_commit": _git_commit(),
+        "git_commit": git_commit(),
         "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
         "torch_threads": torch.get_num_threads(),
@@ -75,7 +75,8 @@ def environment() -> dict:
     }
 
 
-def _git_commit() -> str | None:
+def git_commit() -> str | None:
+    """HEAD of the checkout this code runs from, or None outside git."""
     try:
         out = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5

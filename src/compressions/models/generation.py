@@ -68,17 +68,19 @@ def generate_greedy(
     prefix = prefill(model, prompts[0][:shared]) if shared else None
     bar = tqdm(total=len(prompts), desc="generate", unit="ex", disable=not progress)
     for rows in length_batches([len(p) for p in prompts], batch_size):
-        ids, mask = left_pad([prompts[i][shared:] for i in rows], tokenizer.pad_token_id)
-        inputs = {"input_ids": ids.to(device)}
+        tails = [prompts[i][shared:] for i in rows]
         if prefix is not None:  # generate skips the cached ids and reads the rest
             head = torch.tensor(prompts[rows[0]][:shared]).expand(len(rows), shared)
-            ids, mask, positions = cached_head_inputs(head, [prompts[i][shared:] for i in rows], tokenizer.pad_token_id, torch.full((len(rows),), shared))
+            ids, mask, positions = cached_head_inputs(head, tails, tokenizer.pad_token_id, torch.full((len(rows),), shared))
             inputs = {
                 "input_ids": ids.to(device),
                 "position_ids": positions.to(device),
                 "past_key_values": copy_cache(model, prefix, len(rows)),
             }
-        elif soft is not None and any(soft[i] is not None for i in rows):
+        else:
+            ids, mask = left_pad(tails, tokenizer.pad_token_id)
+            inputs = {"input_ids": ids.to(device)}
+        if soft is not None and any(soft[i] is not None for i in rows):  # never with a shared prefix
             slots = [None if soft[i] is None else (soft[i][0], len(soft[i][1])) for i in rows]
             vectors = torch.cat([soft[i][1] for i in rows if soft[i] is not None]).to(device)
             in_slot = slot_mask([len(prompts[i]) for i in rows], slots, ids.shape[1])
