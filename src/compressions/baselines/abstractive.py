@@ -4,7 +4,7 @@ to M target tokens.
 The summariser is the target model itself by default (`model=target`), or any causal or
 encoder-decoder model (`model=<alias, dir or hub id>`, e.g. a BART or T5 summariser). Its
 generation time is compression cost and is counted in `seconds`. Summaries are generated
-`batch_size` at a time (`compress_many`): batching changes the time they take, not what they say
+`batch_size` at a time (`select_many`): batching changes the time they take, not what they say
 (greedy, and padding moves logits only by float rounding; tested equal to one at a time).
 """
 
@@ -16,7 +16,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from compressions.baselines.base import BudgetedCompressor, CompressedContext, check_budget, check_context
+from compressions.baselines.base import BudgetedCompressor
 from compressions.baselines.language_model import TARGET, adapters_off, compressor_model
 from compressions.errors import CompressionsError
 from compressions.models.generation import generate_greedy, length_batches
@@ -58,38 +58,24 @@ class Abstractive(BudgetedCompressor):
         except (KeyError, IndexError, ValueError) as err:
             raise CompressionsError(f"bad abstractive prompt (slots: context, question, words): {err!r}") from None
 
-    def compress(self, context: str, question: str, budget: int | None) -> CompressedContext:
-        return self.compress_many([context], [question], budget)[0]
-
-    def compress_many(
-        self, contexts: list[str], questions: list[str], budget: int | None, progress: bool = False
-    ) -> list[CompressedContext]:
-        """Contexts that fit are kept whole; the rest are summarised `batch_size` at a time. Each
-        summary's `seconds` is its share of its batch's generation, plus an equal share of the rest."""
-        for context, _ in zip(contexts, questions, strict=True):  # one question per context
-            check_context(context)
-        check_budget(budget)
-        if not contexts:
-            return []
-        start = time.perf_counter()
-        kept = [self.tokenizer(c, add_special_tokens=False).input_ids for c in contexts]
-        long = [i for i, ids in enumerate(kept) if len(ids) > budget]
-        prompts = [self.prompt_ids(contexts[i], questions[i], budget) for i in long]
+    def select_many(
+        self, contexts: list[str], questions: list[str], budget: int, ids: list[list[int]], progress: bool = False
+    ) -> list[tuple[list[int], float]]:
+        """Summaries `batch_size` at a time; each one's seconds are its share of its batch's generation."""
+        prompts = [self.prompt_ids(c, q, budget) for c, q in zip(contexts, questions, strict=True)]
         # In its own tokens the summariser may need more than M to say M target tokens' worth.
         max_new_tokens = budget if self.lm_tokenizer is self.tokenizer else 2 * budget
-        seconds = [0.0] * len(contexts)
-        bar = tqdm(total=len(long), desc="summarise", unit="ex", disable=not progress)
+        out: list[tuple[list[int], float]] = [([], 0.0)] * len(contexts)
+        bar = tqdm(total=len(contexts), desc="summarise", unit="ex", disable=not progress)
         for rows in length_batches([len(p) for p in prompts], self.batch_size):
-            batch_start = time.perf_counter()
+            start = time.perf_counter()
             summaries = self.summarise([prompts[r] for r in rows], max_new_tokens)
-            share = (time.perf_counter() - batch_start) / len(rows)
+            share = (time.perf_counter() - start) / len(rows)
             for r, summary in zip(rows, summaries, strict=True):
-                kept[long[r]] = self.tokenizer(summary, add_special_tokens=False).input_ids[:budget]
-                seconds[long[r]] = share
+                out[r] = (self.tokenizer(summary, add_special_tokens=False).input_ids[:budget], share)
             bar.update(len(rows))
         bar.close()
-        rest = (time.perf_counter() - start - sum(seconds)) / len(contexts)  # checks, tokenising, cutting
-        return [self.result(ids, budget, s + rest) for ids, s in zip(kept, seconds, strict=True)]
+        return out
 
     def prompt_ids(self, context: str, question: str, budget: int) -> list[int]:
         """The summariser's prompt, in its own tokenizer."""

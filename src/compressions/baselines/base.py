@@ -76,8 +76,8 @@ def require(module: str, method: str, extra: str):
 class BudgetedCompressor(ContextCompressor):
     """Shared frame of the budgeted methods: checks, a clock, and contexts that already fit kept whole.
 
-    Subclasses implement `select(context, question, budget, ids) -> kept ids` for contexts longer
-    than the budget (a method that batches overrides `compress_many` instead); every result goes
+    Subclasses implement `select(context, question, budget, ids) -> kept ids` for a context longer
+    than the budget, or `select_many` to handle all of them at once (batching); every result goes
     through `result`, which checks it against the budget, so no method can overshoot.
     """
 
@@ -87,12 +87,38 @@ class BudgetedCompressor(ContextCompressor):
         self.tokenizer = tokenizer
 
     def compress(self, context: str, question: str, budget: int | None) -> CompressedContext:
-        check_context(context)
+        return self.compress_many([context], [question], budget)[0]
+
+    def compress_many(
+        self, contexts: list[str], questions: list[str], budget: int | None, progress: bool = False
+    ) -> list[CompressedContext]:
+        """Each result's `seconds` is its share of `select_many`, plus an equal share of the rest."""
+        for context, _ in zip(contexts, questions, strict=True):  # one question per context
+            check_context(context)
         check_budget(budget)
+        if not contexts:
+            return []
         start = time.perf_counter()
-        ids = self.tokenizer(context, add_special_tokens=False).input_ids
-        kept = ids if len(ids) <= budget else self.select(context, question, budget, ids)
-        return self.result(kept, budget, time.perf_counter() - start)
+        kept = [self.tokenizer(c, add_special_tokens=False).input_ids for c in contexts]
+        long = [i for i, ids in enumerate(kept) if len(ids) > budget]
+        seconds = [0.0] * len(contexts)
+        selected = self.select_many([contexts[i] for i in long], [questions[i] for i in long], budget, [kept[i] for i in long], progress)
+        for i, (ids, spent) in zip(long, selected, strict=True):
+            kept[i], seconds[i] = ids, spent
+        rest = (time.perf_counter() - start - sum(seconds)) / len(contexts)  # checks and tokenising
+        return [self.result(ids, budget, s + rest) for ids, s in zip(kept, seconds, strict=True)]
+
+    def select_many(
+        self, contexts: list[str], questions: list[str], budget: int, ids: list[list[int]], progress: bool = False
+    ) -> list[tuple[list[int], float]]:
+        """(kept ids, seconds) for each context longer than the budget; one `select` at a time here."""
+        out = []
+        for context, question, context_ids in tqdm(
+            zip(contexts, questions, ids), total=len(contexts), desc="compress", unit="ex", disable=not progress
+        ):
+            start = time.perf_counter()
+            out.append((self.select(context, question, budget, context_ids), time.perf_counter() - start))
+        return out
 
     def result(self, kept: list[int], budget: int, seconds: float) -> CompressedContext:
         if len(kept) > budget:
