@@ -21,8 +21,8 @@ from compressions.data.synthetic import synthetic_squad
 from compressions.errors import ConfigError
 from compressions.evaluation.squad_eval import SquadEvalConfig, evaluate_squad
 from compressions.models import load_model
-from compressions.models.generation import generate_greedy, left_pad
-from compressions.models.soft_prompts import embed_with_slots, positions_from_mask, slot_mask
+from compressions.models.generation import generate_greedy, left_pad, position_ids
+from compressions.models.soft_prompts import embed_with_slots, slot_mask
 from compressions.training.lora import LoraSettings
 
 
@@ -212,7 +212,7 @@ def test_generation_from_soft_slots_matches_a_manual_greedy_loop():
         embeds = embed_with_slots(model, ids, slot_mask([len(prompt)], [(start, 4)], ids.shape[1]), vectors)
         tokens = []
         for _ in range(len(expected)):
-            logits = model(inputs_embeds=embeds, position_ids=positions_from_mask(torch.ones(embeds.shape[:2]))).logits
+            logits = model(inputs_embeds=embeds, position_ids=position_ids(torch.ones(embeds.shape[:2]))).logits
             tokens.append(logits[0, -1].argmax().item())
             embeds = torch.cat([embeds, model.get_input_embeddings()(torch.tensor([[tokens[-1]]]))], dim=1)
         assert tokens == expected
@@ -366,7 +366,7 @@ def test_hidden_state_input_and_teacher_without_adapter():
     torch.testing.assert_close(pipeline.context_features(ids, mask), expected)
     teacher = pipeline.teacher_logits(batch["teacher_ids"], batch["teacher_mask"], batch["labels"].shape[1])
     reference = base(
-        input_ids=batch["teacher_ids"], attention_mask=batch["teacher_mask"], position_ids=positions_from_mask(batch["teacher_mask"])
+        input_ids=batch["teacher_ids"], attention_mask=batch["teacher_mask"], position_ids=position_ids(batch["teacher_mask"])
     ).logits[:, -batch["labels"].shape[1] - 1 : -1]
     torch.testing.assert_close(teacher, reference)
     adapted = pipeline.llm(input_ids=batch["teacher_ids"], attention_mask=batch["teacher_mask"]).logits

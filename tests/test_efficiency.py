@@ -16,7 +16,8 @@ from compressions.evaluation.efficiency import (
 )
 from compressions.gist.cache import compress, generate
 from compressions.gist.data import prompt_head, prompt_ids, prompt_tail
-from compressions.gist.masks import gist_mask, position_ids
+from compressions.gist.masks import gist_mask
+from compressions.models.generation import position_ids
 from compressions.gist.prefill import full_prefill, gist_prefill, instruction_prefill
 from compressions.gist.tokens import add_gist_token
 from compressions.models import load_model

@@ -8,7 +8,8 @@ from compressions.data.alpaca import AlpacaExample
 from compressions.errors import CompressionsError
 from compressions.gist.cache import GistCache, compress, generate
 from compressions.gist.data import GistCollator, prompt_head, prompt_ids, training_example
-from compressions.gist.masks import float_mask_dtype, gist_mask, mask_for, position_ids
+from compressions.gist.masks import float_mask_dtype, gist_mask, mask_for
+from compressions.models.generation import position_ids
 from compressions.gist.tokens import GIST_TOKEN, add_gist_token
 from compressions.models import load_model
 

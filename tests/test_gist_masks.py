@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from compressions.gist.masks import additive_mask, gist_mask, position_ids
+from compressions.gist.masks import additive_mask, gist_mask
+from compressions.models.generation import position_ids
 
 G, PAD = 99, 0
 

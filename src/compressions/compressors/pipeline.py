@@ -30,7 +30,8 @@ from compressions.data.prompts import SquadPromptConfig, squad_prompt
 from compressions.errors import ConfigError
 from compressions.experiments.run_folder import atomic_write_json
 from compressions.models import DEFAULT_MODEL, load_model
-from compressions.models.soft_prompts import embed_with_slots, positions_from_mask
+from compressions.models.generation import position_ids
+from compressions.models.soft_prompts import embed_with_slots
 from compressions.training.lora import LoraSettings, add_adapter, load_adapter
 
 CONFIG_FILE, COMPRESSOR_FILE = "pipeline_config.json", "compressor_config.json"
@@ -151,8 +152,8 @@ class SoftPromptModel(nn.Module):
             return self._last_logits(answer_width, input_ids=input_ids, attention_mask=attention_mask)
 
     def _last_logits(self, answer_width: int, attention_mask: torch.Tensor, **inputs) -> torch.Tensor:
-        position_ids = positions_from_mask(attention_mask)
-        out = self.llm(**inputs, attention_mask=attention_mask, position_ids=position_ids, logits_to_keep=answer_width + 1)
+        positions = position_ids(attention_mask)
+        out = self.llm(**inputs, attention_mask=attention_mask, position_ids=positions, logits_to_keep=answer_width + 1)
         return out.logits[:, :-1]
 
     def forward(self, batch: dict, input_ids: torch.Tensor | None = None) -> dict:

@@ -25,9 +25,8 @@ from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 
 from compressions.errors import CompressionsError
 from compressions.gist.data import prompt_head, prompt_tail
-from compressions.gist.masks import position_ids
 from compressions.gist.tokens import gist_token_id
-from compressions.models.generation import cached_head_inputs, left_pad, length_batches, stop_token_ids, until_stop
+from compressions.models.generation import cached_head_inputs, left_pad, length_batches, position_ids, stop_token_ids, until_stop
 
 FORMAT_VERSION = "1"
 KEEP = ("gist", "none")

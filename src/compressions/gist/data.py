@@ -20,8 +20,8 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from compressions.data.alpaca import AlpacaExample
-from compressions.gist.masks import additive_mask, gist_mask, position_ids
-from compressions.models.generation import left_pad
+from compressions.gist.masks import additive_mask, gist_mask
+from compressions.models.generation import left_pad, position_ids
 
 FORMATS = ("plain", "chat")
 IGNORE = -100

@@ -1,4 +1,4 @@
-"""Attention masks and position ids for gist training, as pure functions of a padded batch.
+"""Attention masks for gist training, as pure functions of a padded batch.
 
 Three conditions (Mu et al., section 3 and the authors' code):
 - `gist`: causal; tokens after the last gist cannot see anything before the first gist.
@@ -68,8 +68,3 @@ def mask_for(model, mask: torch.Tensor) -> torch.Tensor:
     dtype = float_mask_dtype(model)
     return mask if dtype is None else additive_mask(mask, dtype)
 
-
-def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
-    """[B, T] positions counting from 0 at each example's first real token; 0 on padding."""
-    mask = attention_mask.long()
-    return (mask.cumsum(-1) - 1).clamp(min=0) * mask

@@ -21,9 +21,8 @@ from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 from compressions.data.alpaca import AlpacaExample
 from compressions.gist.cache import GistCache, tail_inputs
 from compressions.gist.data import prompt_head, prompt_ids, prompt_tail
-from compressions.gist.masks import position_ids
 from compressions.gist.tokens import gist_token_id
-from compressions.models.generation import left_pad
+from compressions.models.generation import left_pad, position_ids
 
 
 @dataclass

@@ -13,7 +13,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 
-from compressions.models.soft_prompts import embed_with_slots, positions_from_mask, slot_mask
+from compressions.models.soft_prompts import embed_with_slots, slot_mask
 
 
 @lru_cache(maxsize=8)
@@ -41,6 +41,12 @@ def left_pad(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, tor
             ids[row, width - len(seq) :] = torch.tensor(seq)
             mask[row, width - len(seq) :] = 1
     return ids, mask
+
+
+def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
+    """[B, T] positions counting from 0 at each example's first real token; 0 on padding."""
+    mask = attention_mask.long()
+    return (mask.cumsum(-1) - 1).clamp(min=0) * mask
 
 
 @torch.no_grad()
@@ -110,7 +116,7 @@ def cached_head_inputs(
     tail_ids, tail_mask = left_pad(tails, pad_id)
     ids = torch.cat([head, tail_ids], dim=1)
     mask = torch.cat([torch.ones_like(head), tail_mask], dim=1)
-    positions = (positions_from_mask(mask) + (first_positions - head.shape[1])[:, None]) * mask
+    positions = (position_ids(mask) + (first_positions - head.shape[1])[:, None]) * mask
     return ids, mask, positions
 
 

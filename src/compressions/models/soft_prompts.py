@@ -28,7 +28,3 @@ def embed_with_slots(model: PreTrainedModel, ids: torch.Tensor, mask: torch.Tens
     embeds = model.get_input_embeddings()(ids)
     return embeds.masked_scatter(mask.to(embeds.device)[..., None], soft.to(embeds.dtype))
 
-
-def positions_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
-    """position_ids for left padding: 0 at each row's first real token (padding gets 0)."""
-    return (attention_mask.long().cumsum(-1) - 1).clamp_min(0)
