@@ -67,4 +67,3 @@ def mask_for(model, mask: torch.Tensor) -> torch.Tensor:
     """The bool mask as the model's attention implementation needs it (additive float for eager)."""
     dtype = float_mask_dtype(model)
     return mask if dtype is None else additive_mask(mask, dtype)
-

@@ -27,4 +27,3 @@ def embed_with_slots(model: PreTrainedModel, ids: torch.Tensor, mask: torch.Tens
     (any shape whose leading dims flatten to mask.sum() vectors, e.g. (B, M, d))."""
     embeds = model.get_input_embeddings()(ids)
     return embeds.masked_scatter(mask.to(embeds.device)[..., None], soft.to(embeds.dtype))
-
