@@ -102,6 +102,7 @@ def test_pareto_plot_draws_one_series_per_method_and_the_bounds_as_lines(tmp_pat
     assert list(prefix.get_xdata()) == [2.8, 5.6] and list(prefix.get_ydata()) == [14.0, 11.0]  # sorted by ratio
     assert [line.get_color() for line in reader.lines if line.get_label() == "prefix"] == [prefix.get_color()]
     assert base.get_xscale() == "log"
+    assert [(a.get_text(), a.xy) for a in base.texts] == [("M=64", (2.8, 14.0)), ("M=32", (5.6, 11.0))]  # one per budget, on top
     pareto_plot([r for r in ROWS if not r.get("reader")], tmp_path / "q.png")
     assert len(saved[1].axes) == 1  # no reader, one panel
 

@@ -82,8 +82,14 @@ def pareto_plot(rows: list[dict], path: Path, metric: str = "f1") -> Path:
             points.sort()
             style = "--" if method.startswith("learned") else "-"
             ax.plot([p[0] for p in points], [p[1] for p in points], style, marker=markers[method], color=colors[method], label=method)
-            for x, y, budget in points:
-                ax.annotate(f"M={budget}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=6, color=colors[method])
+        # Methods at one budget often share a ratio: one label per (budget, ratio), above the highest point.
+        tops: dict[tuple, tuple[float, float]] = {}
+        for x, y, budget in (point for points in series.values() for point in points):
+            key = (budget, round(x, 1))
+            if key not in tops or y > tops[key][1]:
+                tops[key] = (x, y)
+        for (budget, _), (x, y) in sorted(tops.items(), key=lambda item: item[1]):
+            ax.annotate(f"M={budget}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
         if series:
             ax.set_xscale("log")
             plain = FuncFormatter(lambda x, _: f"{x:g}")  # 5, 10 rather than 5x10^0
