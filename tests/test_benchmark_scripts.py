@@ -129,3 +129,18 @@ def test_shared_prefix_script(tmp_path, tiny_args):
     assert whole["same_answers"] == "4 / 4" and shared["same_answers"] == "4 / 4"
     saved = json.loads((tmp_path / "s.json").read_text())
     assert saved["rows"] == rows and int(saved["facts"]["shared head"].split()[0]) > 0
+
+
+def test_capacity_probe_script(tmp_path, tiny_args):
+    script = _script("capacity_probe")
+    args = script.build_parser().parse_args(tiny_args + ["--budget", "3", "--steps", "4", "--max-new-tokens", "3", "--out", str(tmp_path / "c.json")])
+    args.n = 2
+    rows = script.main(args)
+    assert [r["context"] for r in rows] == ["full context", "prefix (first 3 tokens)", "3 crammed vectors"]
+    prefix, crammed = rows[1], rows[2]
+    # the vectors start as the prefix's embeddings and move: their norm changes; regeneration does not get worse
+    assert crammed["soft_norm"] != pytest.approx(prefix["soft_norm"])
+    assert crammed["reconstruction_accuracy"] >= prefix["reconstruction_accuracy"]
+    assert rows[0]["reconstruction_accuracy"] is None
+    saved = json.loads((tmp_path / "c.json").read_text())
+    assert saved["rows"] == rows and "synthetic_squad" in saved["facts"]["paragraphs / questions"]

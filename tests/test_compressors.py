@@ -26,12 +26,24 @@ from compressions.models.soft_prompts import embed_with_slots, slot_mask
 from compressions.training.lora import LoraSettings
 
 
-def _compressor(arch, m=6, d=32):
+FEATURE_ARCHS = [name for name, cls in ARCHITECTURES.items() if not cls.reads_llm]
+
+
+def _compressor(arch, m=6, d=32, normalize=True):
     torch.manual_seed(0)
-    return build_compressor(arch, num_tokens=m, input_size=d, hidden_size=16, output_norm=2.0).eval()
+    return build_compressor(arch, num_tokens=m, input_size=d, hidden_size=16, output_norm=2.0, normalize_output=normalize).eval()
 
 
-@pytest.mark.parametrize("arch", ARCHITECTURES)
+@pytest.mark.parametrize("arch", FEATURE_ARCHS)
+def test_output_scale_is_free_unless_normalized(arch):
+    x, mask = torch.randn(2, 9, 32), torch.ones(2, 9, dtype=torch.bool)
+    free = _compressor(arch, normalize=False)(x, mask)
+    clamped = _compressor(arch)(x, mask)
+    torch.testing.assert_close(clamped, free / free.norm(dim=-1, keepdim=True) * 2.0)
+    assert not torch.allclose(free.norm(dim=-1), torch.full((2, 6), 2.0))
+
+
+@pytest.mark.parametrize("arch", FEATURE_ARCHS)
 @pytest.mark.parametrize("n", [3, 6, 17])  # below, at and above M = 6
 def test_shape_norm_and_padding_invariance(arch, n):
     compressor = _compressor(arch)
@@ -303,10 +315,10 @@ def test_compressor_overfits_eight_examples_end_to_end(tmp_path):
     assert sum(a != b for a, b in zip(moved, answers)) >= 6
 
     rows = [json.loads(line) for line in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]
-    logged = {"cosine_within", "cosine_across", "first_token_accuracy", "answer_ce", "first_token_ce", "contrastive", "anti_collapse"}
+    logged = {"cosine_within", "cosine_across", "soft_norm", "first_token_accuracy", "answer_ce", "first_token_ce", "contrastive", "anti_collapse"}
     assert len(rows) == 250 and logged <= set(rows[-1])
     assert summary["last_steps_mean"]["first_token_accuracy"] == 1.0
-    assert set(summary["validation_collapse"]) == {"contexts", "cosine_within", "cosine_across"}
+    assert set(summary["validation_collapse"]) == {"contexts", "cosine_within", "cosine_across", "soft_norm", "embedding_norm"}
 
 
 def test_cli_train_then_eval_learned(tmp_path, capsys):

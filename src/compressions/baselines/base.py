@@ -6,6 +6,7 @@ target model will read in place of the context. Token counts are always in the t
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import time
 from dataclasses import dataclass
@@ -34,9 +35,13 @@ class CompressedContext:
 
 
 class ContextCompressor:
-    """What every context method is: `compress` one context; `compress_many` is the harness's entry point."""
+    """What every context method is: `compress` one context; `compress_many` is the harness's entry point;
+    `reading()` is the context in which the target model reads what it made (e.g. an encoder-only adapter off)."""
 
     name: str
+
+    def reading(self) -> contextlib.AbstractContextManager:
+        return contextlib.nullcontext()
 
     def compress(self, context: str, question: str, budget: int | None) -> CompressedContext:
         raise NotImplementedError

@@ -40,7 +40,7 @@ def register(groups: dict) -> None:
     parser = groups["train"].add_parser("compressor", help="train a soft-token compressor on SQuAD")
     parser.add_argument("--arch", choices=list(ARCHITECTURES), help="compressor architecture")
     parser.add_argument("--budget", type=int, help="M, soft tokens per context")
-    parser.add_argument("--preset", choices=list(PRESETS), help="size: test (seconds), validate (~1 h on 2 CPU cores), full")
+    parser.add_argument("--preset", choices=list(PRESETS), help="size: test (seconds), quick (a check, under 15 min on 2 CPU cores), validate (one grid cell), full (a GPU)")
     parser.add_argument("--config", help="YAML config file")
     parser.add_argument("--model", help="the LLM that reads the soft tokens (alias, local dir or hub id)")
     parser.add_argument("--data", help="SQuAD file, short name in the data dir (squad), or hub id")

@@ -1,7 +1,8 @@
-"""Learned soft-token compressors: N context vectors -> M soft tokens a frozen LLM reads instead.
+"""Learned soft-token compressors: a context -> M soft tokens a frozen LLM reads instead.
 
 One architecture per module; this dict joins them (name -> compressor class; its config class is
-`cls.config_class`).
+`cls.config_class`). Classes with `reads_llm` run the LLM as their encoder (encoder.py); the others read
+the context's N vectors.
 """
 
 from __future__ import annotations
@@ -9,25 +10,29 @@ from __future__ import annotations
 from compressions.compressors.base import CompressorConfig, SoftCompressor
 from compressions.compressors.conv import ConvCompressor
 from compressions.compressors.cross_attention import CrossAttentionCompressor
+from compressions.compressors.encoder import EncoderCompressor, MemoryCompressor, PooledEncoderCompressor, SelectedResidualCompressor
 from compressions.compressors.gist_compressor import GistCompressor
 from compressions.compressors.pooling import PoolingCompressor
 from compressions.errors import ConfigError
 
-ARCHITECTURES: dict[str, type[SoftCompressor]] = {
+ARCHITECTURES: dict[str, type[SoftCompressor | EncoderCompressor]] = {
     "cross_attention": CrossAttentionCompressor,
     "conv": ConvCompressor,
     "pooling": PoolingCompressor,
     "gist_compressor": GistCompressor,
+    "memory": MemoryCompressor,
+    "pooled_encoder": PooledEncoderCompressor,
+    "selected_residual": SelectedResidualCompressor,
 }
 
 
-def compressor_class(arch: str) -> type[SoftCompressor]:
+def compressor_class(arch: str) -> type[SoftCompressor | EncoderCompressor]:
     if arch not in ARCHITECTURES:
         raise ConfigError(f"unknown compressor arch {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
     return ARCHITECTURES[arch]
 
 
-def build_compressor(arch: str, **fields) -> SoftCompressor:
+def build_compressor(arch: str, **fields) -> SoftCompressor | EncoderCompressor:
     """A compressor from its arch name and config fields; unknown fields fail with their name."""
     cls = compressor_class(arch)
     known = {f for f in cls.config_class.__dataclass_fields__}
@@ -37,4 +42,4 @@ def build_compressor(arch: str, **fields) -> SoftCompressor:
     return cls(cls.config_class(**fields))
 
 
-__all__ = ["ARCHITECTURES", "CompressorConfig", "SoftCompressor", "build_compressor", "compressor_class"]
+__all__ = ["ARCHITECTURES", "CompressorConfig", "EncoderCompressor", "SoftCompressor", "build_compressor", "compressor_class"]

@@ -1,9 +1,10 @@
 """What every soft-token compressor shares: the config fields, the input and output projections,
-and the scaling of the M outputs to the LLM's embedding norm.
+and the optional scaling of the M outputs to the LLM's embedding norm.
 
 A compressor maps the context's N vectors `[B, N, d_llm]` (LLM input embeddings or hidden states)
 with a padding mask `[B, N]` (True = real token, right padding) to exactly `[B, M, d_llm]`.
-Subclasses implement `encode` on the compressor's own width `hidden_size`.
+Subclasses implement `encode` on the compressor's own width `hidden_size`. Compressors that run the
+LLM itself as their encoder (`reads_llm = True`, see encoder.py) take the pipeline instead of features.
 """
 
 from __future__ import annotations
@@ -21,23 +22,36 @@ from compressions.errors import ConfigError
 class CompressorConfig:
     num_tokens: int = field(default=32, metadata={"help": "M, the number of soft tokens out"})
     input_size: int = field(default=576, metadata={"help": "d_llm of the vectors in (set from the LLM)"})
-    hidden_size: int = field(default=256, metadata={"help": "the compressor's own width"})
-    output_norm: float = field(default=1.0, metadata={"help": "L2 norm of each soft token (LLM mean embedding norm)"})
+    output_norm: float = field(default=1.0, metadata={"help": "the LLM's mean embedding norm (set from the LLM)"})
+    # Off by default: trained compressors emit vectors far above the embedding norm, and a frozen LLM
+    # needs that scale to decode them (Zeng & Tan, ACL 2026); forcing it was one cause of collapse here.
+    normalize_output: bool = field(default=False, metadata={"help": "rescale every soft token to output_norm"})
 
     def validate(self) -> None:
-        for name in ("num_tokens", "input_size", "hidden_size"):
+        for name in ("num_tokens", "input_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"compressor.{name} must be >= 1, got {getattr(self, name)}")
         if self.output_norm <= 0:
             raise ConfigError(f"compressor.output_norm must be > 0, got {self.output_norm}")
 
 
+@dataclass
+class SoftCompressorConfig(CompressorConfig):
+    hidden_size: int = field(default=256, metadata={"help": "the compressor's own width"})
+
+    def validate(self) -> None:
+        super().validate()
+        if self.hidden_size < 1:
+            raise ConfigError(f"compressor.hidden_size must be >= 1, got {self.hidden_size}")
+
+
 class SoftCompressor(nn.Module):
-    """Projection in, `encode` to M vectors, projection out, norm scaling."""
+    """Projection in, `encode` to M vectors, projection out, optional norm scaling."""
 
-    config_class = CompressorConfig
+    config_class = SoftCompressorConfig
+    reads_llm = False  # reads features [B, N, d], not the LLM
 
-    def __init__(self, config: CompressorConfig):
+    def __init__(self, config: SoftCompressorConfig):
         super().__init__()
         config.validate()
         self.config = config
@@ -55,12 +69,17 @@ class SoftCompressor(nn.Module):
             raise ValueError("every example needs at least one real context token")
         mask = mask.bool()
         hidden = self.input_proj(x) * mask[..., None]  # (B, N, h); padding zeroed
-        out = self.output_proj(self.encode(hidden, mask))  # (B, M, d_llm)
-        # Soft tokens at the norm of real embeddings: the LLM never saw inputs of another scale.
-        return out / out.norm(dim=-1, keepdim=True).clamp_min(1e-6) * self.config.output_norm
+        return rescale(self.output_proj(self.encode(hidden, mask)), self.config)  # (B, M, d_llm)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+def rescale(soft: torch.Tensor, config: CompressorConfig) -> torch.Tensor:
+    """Soft tokens as made, or each at the LLM's mean embedding norm when `normalize_output` is set."""
+    if not config.normalize_output:
+        return soft
+    return soft / soft.norm(dim=-1, keepdim=True).clamp_min(1e-6) * config.output_norm
 
 
 def sinusoidal_positions(length: int, dim: int, device=None) -> torch.Tensor:

@@ -11,12 +11,12 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from compressions.compressors.base import CompressorConfig, SoftCompressor, window_weights
+from compressions.compressors.base import SoftCompressorConfig, SoftCompressor, window_weights
 from compressions.errors import ConfigError
 
 
 @dataclass
-class ConvConfig(CompressorConfig):
+class ConvConfig(SoftCompressorConfig):
     layers: int = field(default=2, metadata={"help": "depthwise + pointwise convolution layers"})
     kernel_size: int = field(default=5, metadata={"help": "depthwise kernel (odd)"})
     stride: int = field(default=2, metadata={"help": "depthwise stride (sequence shrinks by about this per layer)"})

@@ -11,13 +11,13 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from compressions.compressors.base import CompressorConfig, SoftCompressor, init_truncated_normal, sinusoidal_positions
+from compressions.compressors.base import SoftCompressorConfig, SoftCompressor, init_truncated_normal, sinusoidal_positions
 from compressions.compressors.layers import ResidualAttention, ResidualFeedForward
 from compressions.errors import ConfigError
 
 
 @dataclass
-class CrossAttentionConfig(CompressorConfig):
+class CrossAttentionConfig(SoftCompressorConfig):
     heads: int = field(default=4, metadata={"help": "attention heads (divides hidden_size)"})
     self_layers: int = field(default=2, metadata={"help": "self-attention + MLP blocks per pass"})
     passes: int = field(default=3, metadata={"help": "iterative cross-attention passes over the context"})

@@ -11,13 +11,13 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from compressions.compressors.base import CompressorConfig, SoftCompressor, init_truncated_normal, sinusoidal_positions
+from compressions.compressors.base import SoftCompressorConfig, SoftCompressor, init_truncated_normal, sinusoidal_positions
 from compressions.compressors.layers import ResidualAttention, ResidualFeedForward
 from compressions.errors import ConfigError
 
 
 @dataclass
-class GistCompressorConfig(CompressorConfig):
+class GistCompressorConfig(SoftCompressorConfig):
     heads: int = field(default=4, metadata={"help": "attention heads (divides hidden_size)"})
     layers: int = field(default=2, metadata={"help": "cross + self + feed-forward layers"})
     mlp_mult: int = field(default=4, metadata={"help": "feed-forward width / hidden_size"})

@@ -6,6 +6,7 @@ them in the prompt's context slot, so the prompt around them is the one every te
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -26,13 +27,24 @@ class LearnedContext(ContextCompressor):
     def from_checkpoint(cls, folder: str | Path, device: str = "cpu") -> LearnedContext:
         return cls(SoftPromptModel.from_pretrained(folder, device=device))
 
+    def reading(self):
+        return self.pipeline.decoding()
+
+    def compress_many(self, contexts: list[str], questions: list[str], budget: int | None, progress: bool = False) -> list[CompressedContext]:
+        """The compressor never reads the question: each distinct context is compressed once, and its
+        questions share the result (and its seconds, split between them)."""
+        unique = dict.fromkeys(contexts)
+        made = dict(zip(unique, super().compress_many(list(unique), ["" for _ in unique], budget, progress)))
+        uses = {c: contexts.count(c) for c in unique}
+        return [dataclasses.replace(made[c], seconds=made[c].seconds / uses[c]) for c in contexts]
+
     @torch.no_grad()
     def compress(self, context: str, question: str, budget: int | None = None) -> CompressedContext:
         check_context(context)
         if budget not in (None, self.pipeline.config.budget):
             raise ConfigError(f"this checkpoint makes {self.pipeline.config.budget} soft tokens, not {budget}")
         start = time.perf_counter()
-        device = self.pipeline.compressor.output_proj.weight.device
+        device = self.pipeline.device
         ids = torch.tensor([self.pipeline.context_ids(context)], device=device)
         soft, _ = self.pipeline.compress(ids, torch.ones_like(ids, dtype=torch.bool))
         seconds = time.perf_counter() - start

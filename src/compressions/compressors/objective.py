@@ -64,8 +64,10 @@ class CompressorObjective:
 
 
 def soft_token_diagnostics(soft: torch.Tensor) -> dict[str, float]:
-    """Collapse diagnostics: mean pairwise cosine of the M tokens within and across examples."""
+    """Collapse diagnostics: mean pairwise cosine of the M tokens within and across examples, and the
+    tokens' mean L2 norm (to set against the LLM's mean embedding norm)."""
     return {
         "cosine_within": losses.cosine_within(soft).mean().item(),
         "cosine_across": losses.cosine_across(soft).item(),
+        "soft_norm": soft.norm(dim=-1).mean().item(),
     }

@@ -1,4 +1,10 @@
-"""A compressor and the frozen LLM that reads its soft tokens (optionally with a LoRA adapter).
+"""A compressor and the frozen LLM that reads its soft tokens.
+
+The decoder is the LLM itself, or the SQuAD reader (`reader`: its LoRA adapter merged into the weights,
+so learned methods are read by the same decoder as the text rows beside them). One LoRA adapter can be
+added: the decoder's (`use_lora`: the LLM reads soft tokens with it) or the encoder's (`encoder_lora`:
+on only while a `reads_llm` compressor runs the LLM over the context). The teacher is always the
+decoder without that adapter, reading the full text.
 
 The LLM sees exactly the SQuAD harness's prompt (data/prompts.py) with the context slot holding
 `M soft tokens [+ separator]` instead of the context's tokens:
@@ -7,7 +13,7 @@ The same `slot_ids` / `prompt_ids` serve training and evaluation, so the two can
 
 Checkpoint folder (`save_pretrained`): `compressor.safetensors`, `pipeline_config.json` (this config),
 `compressor_config.json` (arch, its full config, parameter count, package version) and `adapter/`
-(peft) when LoRA is on.
+(peft) when LoRA is on. The reader is recorded by path and merged again on loading.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from compressions.experiments.run_folder import atomic_write_json
 from compressions.models import DEFAULT_MODEL, load_model
 from compressions.models.generation import position_ids
 from compressions.models.soft_prompts import embed_with_slots
+from compressions.reader.adapter import reader_prompt, with_reader
 from compressions.training.lora import LoraSettings, add_adapter, load_adapter
 
 CONFIG_FILE, COMPRESSOR_FILE = "pipeline_config.json", "compressor_config.json"
@@ -41,13 +48,15 @@ WEIGHTS_FILE, ADAPTER_DIR = "compressor.safetensors", "adapter"
 @dataclass
 class PipelineConfig:
     model: str = field(default=DEFAULT_MODEL, metadata={"help": "the LLM that reads the soft tokens"})
-    arch: str = field(default="cross_attention", metadata={"help": "cross_attention | conv | pooling | gist_compressor"})
+    arch: str = field(default="cross_attention", metadata={"help": "a name of compressions.compressors.ARCHITECTURES"})
     budget: int = field(default=32, metadata={"help": "M, soft tokens per context"})
     compressor: dict = field(default_factory=dict, metadata={"help": "arch options (hidden_size, heads, ...)"})
     input_layer: int = field(default=0, metadata={"help": "0: LLM input embeddings; k: hidden states after layer k"})
     max_context_tokens: int = field(default=512, metadata={"help": "contexts are cut to this many tokens"})
     separator: str = field(default="", metadata={"help": "after the soft tokens, in the slot: '' | 'bos' | any text"})
-    use_lora: bool = field(default=False, metadata={"help": "False: LLM frozen; True: it gets the LoRA adapter `lora`"})
+    use_lora: bool = field(default=False, metadata={"help": "the decoder reads soft tokens with the LoRA adapter `lora`"})
+    encoder_lora: bool = field(default=False, metadata={"help": "the LLM encodes contexts with the LoRA adapter `lora`"})
+    reader: str | None = field(default=None, metadata={"help": "SQuAD reader adapter folder: the frozen decoder"})
     lora: LoraSettings = field(default_factory=lambda: LoraSettings(target_modules=["q_proj", "k_proj", "v_proj", "o_proj"]))
     # Zero-shot, as the SQuAD reader: training teaches the answer format, and solved examples would
     # cost every step ~140 more tokens (the reader's prompt, so the two read the same text around the slot).
@@ -60,6 +69,10 @@ class PipelineConfig:
             raise ConfigError(f"budget must be >= 1, got {self.budget}")
         if self.input_layer < 0 or self.max_context_tokens < 1:
             raise ConfigError("input_layer must be >= 0, max_context_tokens >= 1")
+        if self.use_lora and self.encoder_lora:
+            raise ConfigError("use_lora and encoder_lora: one LoRA adapter per pipeline, the decoder's or the encoder's")
+        if self.encoder_lora and not compressor_class(self.arch).reads_llm:
+            raise ConfigError(f"encoder_lora: arch {self.arch!r} does not run the LLM as its encoder")
         self.lora.validate()
 
 
@@ -79,10 +92,15 @@ class SoftPromptModel(nn.Module):
 
     @classmethod
     def create(cls, config: PipelineConfig, llm: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> SoftPromptModel:
-        """A new compressor for `llm`, which is frozen (and wrapped in a new LoRA adapter if configured)."""
+        """A new compressor for `llm`, which is frozen (the reader merged in, then wrapped in a new LoRA
+        adapter if configured)."""
         config.validate()
+        trained = reader_prompt(config.reader) if config.reader else None
+        if trained is not None and trained != dataclasses.asdict(config.prompt):
+            raise ConfigError(f"reader {config.reader} was trained with prompt {trained}, not pipeline.prompt {dataclasses.asdict(config.prompt)}")
+        llm = with_reader(llm, config.reader)
         llm.requires_grad_(False)
-        if config.use_lora:
+        if config.use_lora or config.encoder_lora:
             llm = add_adapter(llm, config.lora.peft_config())
         embedding = llm.get_input_embeddings().weight
         compressor = build_compressor(
@@ -121,9 +139,27 @@ class SoftPromptModel(nn.Module):
         return self.tokenizer(context, add_special_tokens=False).input_ids[: self.config.max_context_tokens]
 
     # --- tensors ---
+    @property
+    def device(self) -> torch.device:
+        return self.llm.get_input_embeddings().weight.device
+
     def base_llm(self):
-        """Context in which the LLM runs without its adapter (the frozen model itself)."""
-        return self.llm.disable_adapter() if self.config.use_lora else contextlib.nullcontext()
+        """Context in which the LLM runs without its adapter (the frozen decoder itself)."""
+        return self.llm.disable_adapter() if self.config.use_lora or self.config.encoder_lora else contextlib.nullcontext()
+
+    def decoding(self):
+        """Context of the decoder's forwards: the adapter is off when it is the encoder's."""
+        return self.llm.disable_adapter() if self.config.encoder_lora else contextlib.nullcontext()
+
+    def embed(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.llm.get_input_embeddings()(ids)
+
+    def hidden(self, embeds: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """(B, T, d) last (normed) hidden states of the LLM as encoder: with the encoder adapter, if any."""
+        context = contextlib.nullcontext() if self.config.encoder_lora else self.base_llm()
+        with context:
+            out = self.llm.get_decoder()(inputs_embeds=embeds, attention_mask=mask.long(), position_ids=position_ids(mask))
+        return out.last_hidden_state
 
     def context_features(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """(B, N, d_llm) what the compressor reads: input embeddings, or frozen hidden states of a layer."""
@@ -134,7 +170,9 @@ class SoftPromptModel(nn.Module):
         return out.hidden_states[self.config.input_layer]
 
     def compress(self, ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Right-padded context ids (B, N) -> (soft tokens (B, M, d), the features they came from)."""
+        """Right-padded context ids (B, N) -> (soft tokens (B, M, d), the context's features (B, N, d))."""
+        if self.compressor.reads_llm:
+            return self.compressor(self, ids, mask.bool()), self.embed(ids).detach()
         features = self.context_features(ids, mask)
         return self.compressor(features, mask.bool()), features
 
@@ -143,7 +181,8 @@ class SoftPromptModel(nn.Module):
     ) -> torch.Tensor:
         """(B, A, V) logits at the positions that predict the last A (right-aligned answer) tokens."""
         embeds = embed_with_slots(self.llm, input_ids, slot_mask, soft)
-        return self._last_logits(answer_width, inputs_embeds=embeds, attention_mask=attention_mask)
+        with self.decoding():
+            return self._last_logits(answer_width, inputs_embeds=embeds, attention_mask=attention_mask)
 
     @torch.no_grad()
     def teacher_logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, answer_width: int) -> torch.Tensor:
@@ -184,7 +223,7 @@ class SoftPromptModel(nn.Module):
             "compressions_version": metadata.version("compressions"),
         }
         atomic_write_json(folder / COMPRESSOR_FILE, meta)
-        if self.config.use_lora:
+        if self.config.use_lora or self.config.encoder_lora:
             self.llm.save_pretrained(folder / ADAPTER_DIR)
         return folder
 
@@ -202,12 +241,14 @@ class SoftPromptModel(nn.Module):
             raise ConfigError(f"not a compressor checkpoint (no {COMPRESSOR_FILE}): {folder}")
         config = load_config(PipelineConfig, folder / CONFIG_FILE)
         meta = json.loads((folder / COMPRESSOR_FILE).read_text())
+        meta["config"].setdefault("normalize_output", True)  # saved before the scale was free: it was clamped
         arch = compressor_class(meta["arch"])
         compressor = arch(arch.config_class(**meta["config"]))
         compressor.load_state_dict(load_file(folder / WEIGHTS_FILE), strict=True)  # every key and shape must match
         if llm is None or tokenizer is None:
             llm, tokenizer = load_model(config.model, device=device)
+        llm = with_reader(llm, config.reader)
         llm.requires_grad_(False)
-        if config.use_lora:
+        if config.use_lora or config.encoder_lora:
             llm = load_adapter(llm, folder / ADAPTER_DIR)
         return cls(config, llm, tokenizer, compressor.to(device)).eval()

@@ -9,11 +9,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from compressions.compressors.base import CompressorConfig, SoftCompressor, window_weights
+from compressions.compressors.base import SoftCompressorConfig, SoftCompressor, window_weights
 
 
 @dataclass
-class PoolingConfig(CompressorConfig):
+class PoolingConfig(SoftCompressorConfig):
     pass
 
 

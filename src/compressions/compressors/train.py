@@ -30,12 +30,13 @@ from compressions.training.loop import train
 
 log = logging.getLogger(__name__)
 
-# Sizes, as config overrides applied after a --config file. Measured with SmolLM2-135M, cross_attention
-# M=32 (2.7M parameters), all losses on, 1 CPU thread: ~33 s per step of 8 questions, ~1.8 s per
-# evaluated question; so `validate` (100 steps, 100 questions) is about an hour. `full` is for a GPU.
+# Sizes, as config overrides applied after a --config file. `quick` is a check (under 15 minutes on 2 CPU
+# cores for selected_residual with the encoder LoRA at M=32, ~12 s per step of 8 questions when alone);
+# `validate` is one grid cell (100 steps, all 783 validation questions; 25-45 minutes here); `full` is for a GPU.
 PRESETS = {
     "test": ["train.max_steps=2", "train.batch_size=2", "train.micro_batch_size=2", "train_limit=8", "eval_limit=4"],
-    "validate": ["train.max_steps=100", "train.batch_size=8", "train.micro_batch_size=4", "eval_limit=100"],
+    "quick": ["train.max_steps=30", "train.batch_size=8", "train.micro_batch_size=4", "eval_limit=100"],
+    "validate": ["train.max_steps=100", "train.batch_size=8", "train.micro_batch_size=4", "eval_limit=783"],
     "full": ["train.max_steps=2000", "train.batch_size=16", "train.micro_batch_size=8", "eval_limit=0"],
 }
 
@@ -134,7 +135,7 @@ def train_compressor(
             checkpoint=str(checkpoint),
             limit=config.eval_limit,
             max_new_tokens=config.max_new_tokens,
-            device=str(pipeline.compressor.output_proj.weight.device),
+            device=str(pipeline.device),
             out=str(run.path / "eval"),
         )
         summary["eval"] = evaluate_squad(eval_config, eval_examples, train_examples, progress=progress)
@@ -144,12 +145,13 @@ def train_compressor(
 
 @torch.no_grad()
 def collapse_diagnostic(pipeline: SoftPromptModel, examples: list[SquadExample], n_contexts: int) -> dict:
-    """Mean pairwise cosine of the soft tokens within and across the first n distinct contexts."""
+    """Mean pairwise cosine of the soft tokens within and across the first n distinct contexts, and
+    their norms against the LLM's mean embedding norm."""
     contexts = list(dict.fromkeys(e.context for e in examples))[:n_contexts]
     if len(contexts) < 2:
         return {}
     pipeline.eval()
-    device = pipeline.compressor.output_proj.weight.device
+    device = pipeline.device
     ids, mask = right_pad([pipeline.context_ids(c) for c in contexts], pipeline.tokenizer.pad_token_id)
     soft, _ = pipeline.compress(ids.to(device), mask.to(device))
-    return {"contexts": len(contexts), **soft_token_diagnostics(soft)}
+    return {"contexts": len(contexts), **soft_token_diagnostics(soft), "embedding_norm": pipeline.compressor.config.output_norm}

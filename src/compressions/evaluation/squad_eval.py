@@ -138,10 +138,13 @@ def _evaluate(
         method = LearnedContext.from_checkpoint(config.checkpoint, config.device)
         model, tokenizer = method.pipeline.llm, method.pipeline.tokenizer
         trained = method.pipeline.config
-        config = dataclasses.replace(config, model=trained.model, budget=trained.budget, prompt=trained.prompt)
+        if config.reader not in (None, trained.reader):
+            raise ConfigError(f"this checkpoint is read by the decoder it was trained with (reader {trained.reader}), not {config.reader}")
+        replace = {"model": trained.model, "budget": trained.budget, "prompt": trained.prompt, "reader": trained.reader}
+        config = dataclasses.replace(config, **replace)
     elif model is None or tokenizer is None:
         model, tokenizer = load_model(config.model, config.dtype, config.device)
-    if config.reader:
+    if config.reader and config.method != LEARNED:  # a checkpoint's reader is already merged into its LLM
         model, config = _with_reader(model, config)
     run.save_config(config)  # as read: a checkpoint or reader fixes its own prompt
 
@@ -171,7 +174,8 @@ def _evaluate(
         else:
             soft.append(None)
     soft = soft if any(s is not None for s in soft) else None
-    generated = generate_greedy(model, tokenizer, prompts, max_new_tokens, config.batch_size, progress=progress, soft=soft)
+    with method.reading():
+        generated = generate_greedy(model, tokenizer, prompts, max_new_tokens, config.batch_size, progress=progress, soft=soft)
     seconds = time.perf_counter() - start + sum(compressed_all[i].seconds for i in reused)  # reused: as when made
 
     predictions = [first_line(tokenizer.decode(g, skip_special_tokens=True)) for g in generated]

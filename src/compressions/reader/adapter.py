@@ -20,6 +20,12 @@ def load_reader(model: PreTrainedModel, path: str | Path) -> PeftModel:
     return load_adapter(model, path).eval()
 
 
+def with_reader(model: PreTrainedModel, path: str | Path | None) -> PreTrainedModel:
+    """The model with the reader's adapter merged into its weights (a plain model that reads as the
+    reader does), or the model itself when no reader is given."""
+    return model if path is None else load_reader(model, path).merge_and_unload()
+
+
 def reader_prompt(path: str | Path) -> dict | None:
     """The prompt config the reader was trained with (from its run folder's config.json)."""
     config = Path(path) / "config.json"

@@ -1,0 +1,172 @@
+"""Compressors that run the LLM as their encoder (compressors/encoder.py): shapes and padding
+invariance, what each computes at step 0, the encoder adapter kept out of the decoder, a reader as
+decoder, checkpoints with adapters, and an overfit of 8 synthetic examples to exact answers."""
+
+import pytest
+import torch
+
+from compressions.compressors import ARCHITECTURES
+from compressions.compressors.batches import collate, right_pad, squad_features
+from compressions.compressors.encoder import prefix_positions
+from compressions.compressors.method import LearnedContext
+from compressions.compressors.pipeline import PipelineConfig, SoftPromptModel
+from compressions.data.prompts import SquadPromptConfig, squad_prompt, squad_prompt_ids
+from compressions.data.synthetic import synthetic_squad
+from compressions.errors import ConfigError
+from compressions.models import load_model
+from compressions.models.generation import position_ids
+from compressions.reader.config import ReaderConfig
+from compressions.reader.train import train_reader
+from compressions.training.config import TrainConfig
+from compressions.training.lora import LoraSettings
+
+ENCODER_ARCHS = [name for name, cls in ARCHITECTURES.items() if cls.reads_llm]
+LORA = LoraSettings(r=2, target_modules=["q_proj", "v_proj"])
+
+
+def _pipeline(arch, budget=4, encoder_lora=False, llm=None, **options):
+    llm, tokenizer = llm or load_model("tiny-random-llama")
+    config = PipelineConfig(model="tiny-random-llama", arch=arch, budget=budget, encoder_lora=encoder_lora, lora=LORA, **options)
+    torch.manual_seed(0)
+    return SoftPromptModel.create(config, llm, tokenizer).eval()
+
+
+def _perturb(module, pattern):
+    """Non-zero values for parameters that start at zero (LoRA B, the residual correction)."""
+    g = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            if pattern in name:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.05)
+
+
+def _contexts(pipeline, n=3):
+    contexts = [e.context for e in synthetic_squad(n, seed=2)]
+    ids = [pipeline.context_ids(c) for c in contexts]
+    ids[1] = ids[1][:3]  # one context shorter than M
+    return right_pad(ids, pipeline.tokenizer.pad_token_id)
+
+
+@pytest.mark.parametrize("arch", ENCODER_ARCHS)
+def test_shapes_and_padding_invariance(arch):
+    pipeline = _pipeline(arch, encoder_lora=True)
+    _perturb(pipeline, "lora_B")
+    _perturb(pipeline, "correction")
+    ids, mask = _contexts(pipeline)
+    with torch.no_grad():
+        soft, _ = pipeline.compress(ids, mask)
+        assert soft.shape == (3, 4, pipeline.llm.config.hidden_size)
+        for row in range(3):
+            n = int(mask[row].sum())
+            alone, _ = pipeline.compress(ids[row : row + 1, :n], mask[row : row + 1, :n])
+            torch.testing.assert_close(soft[row], alone[0], atol=1e-4, rtol=1e-4)
+            noisy = ids.clone()
+            noisy[row, n:] = 7  # what sits in the padding is never read
+            torch.testing.assert_close(pipeline.compress(noisy, mask)[0][row], soft[row], atol=1e-4, rtol=1e-4)
+    assert not torch.allclose(soft[0], soft[2])  # different contexts, different tokens
+
+
+def test_selected_residual_starts_as_prefix_truncation(tiny):
+    """At step 0 the decoder reads exactly the embeddings of the first M context tokens, so its logits
+    are those of the `prefix` text method's prompt."""
+    pipeline = _pipeline("selected_residual", llm=tiny)
+    ids, mask = _contexts(pipeline)
+    with torch.no_grad():
+        soft, _ = pipeline.compress(ids, mask)
+    embeds = tiny[0].get_input_embeddings()
+    torch.testing.assert_close(soft[0], embeds(ids[0, :4]), atol=0, rtol=0)
+    assert prefix_positions(torch.tensor([3]), 4).tolist() == [[0, 0, 1, 2]]  # a short context repeats tokens
+
+    example = synthetic_squad(1, seed=2)[0]
+    method = LearnedContext(pipeline)
+    parts = squad_prompt(tiny[1], example.question, pipeline.config.prompt)
+    prefix_ids = tiny[1](example.context, add_special_tokens=False).input_ids[:4]
+    text_prompt = torch.tensor([squad_prompt_ids(tiny[1], parts, prefix_ids)])
+    start = len(tiny[1](parts.prefix).input_ids)
+    soft_embeds = embeds(text_prompt).clone()
+    soft_embeds[0, start : start + 4] = method.compress(example.context, example.question).embeddings
+    with torch.no_grad():
+        torch.testing.assert_close(tiny[0](inputs_embeds=soft_embeds).logits, tiny[0](input_ids=text_prompt).logits)
+
+
+def test_pooled_encoder_starts_as_window_means_of_hidden_states(tiny):
+    pipeline = _pipeline("pooled_encoder", budget=2, llm=tiny)
+    ids, mask = right_pad([list(range(10, 16))], tiny[1].pad_token_id)
+    with torch.no_grad():
+        soft, _ = pipeline.compress(ids, mask)
+        reference = tiny[0].get_decoder()(input_ids=ids).last_hidden_state  # (1, 6, d)
+    torch.testing.assert_close(soft[0], torch.stack([reference[0, :3].mean(0), reference[0, 3:].mean(0)]), atol=1e-5, rtol=1e-5)
+
+
+def test_memory_tokens_are_last_hidden_states_after_the_context(tiny):
+    pipeline = _pipeline("memory", budget=2, llm=tiny)
+    ids, mask = right_pad([list(range(10, 15))], tiny[1].pad_token_id)
+    with torch.no_grad():
+        soft, _ = pipeline.compress(ids, mask)
+        embeds = torch.cat([tiny[0].get_input_embeddings()(ids), pipeline.compressor.memory[None]], dim=1)
+        reference = tiny[0].get_decoder()(inputs_embeds=embeds).last_hidden_state[:, -2:]
+    torch.testing.assert_close(soft, reference, atol=1e-5, rtol=1e-5)
+
+
+def test_encoder_adapter_is_off_in_the_decoder_and_the_teacher(tiny):
+    pipeline = _pipeline("memory", encoder_lora=True)
+    _perturb(pipeline, "lora_B")
+    base, tokenizer = tiny
+    features = squad_features(pipeline, synthetic_squad(2), progress=False)
+    batch = collate(features, tokenizer.pad_token_id, pipeline.slot_ids(), 4)
+    with torch.no_grad():
+        out = pipeline(batch)
+        embeds = base.get_input_embeddings()(batch["input_ids"]).masked_scatter(batch["slot_mask"][..., None], out["soft"])
+        mask = batch["attention_mask"]
+        reference = base(inputs_embeds=embeds, attention_mask=mask, position_ids=position_ids(mask)).logits
+        width = batch["labels"].shape[1]
+        torch.testing.assert_close(out["logits"], reference[:, -width - 1 : -1], atol=1e-5, rtol=1e-5)
+        context = pipeline.embed(batch["context_ids"])
+        adapted = pipeline.hidden(context, batch["context_mask"])
+        plain = base.get_decoder()(inputs_embeds=context, attention_mask=batch["context_mask"].long()).last_hidden_state
+        assert not torch.allclose(adapted, plain, atol=1e-3)  # the encoder does read with its adapter
+        with LearnedContext(pipeline).reading():  # what the harness generates with
+            torch.testing.assert_close(pipeline.llm(inputs_embeds=context).logits, base(inputs_embeds=context).logits)
+
+
+def test_encoder_lora_needs_an_encoder_arch():
+    with pytest.raises(ConfigError, match="does not run the LLM"):
+        PipelineConfig(arch="conv", encoder_lora=True).validate()
+    with pytest.raises(ConfigError, match="one LoRA adapter"):
+        PipelineConfig(arch="memory", encoder_lora=True, use_lora=True).validate()
+
+
+@pytest.mark.parametrize("arch", ENCODER_ARCHS)
+def test_checkpoint_round_trip_with_encoder_adapter(tmp_path, arch):
+    pipeline = _pipeline(arch, encoder_lora=True)
+    _perturb(pipeline, "lora_B")
+    _perturb(pipeline, "correction")
+    features = squad_features(pipeline, synthetic_squad(2), progress=False)
+    batch = collate(features, pipeline.tokenizer.pad_token_id, pipeline.slot_ids(), 4)
+    with torch.no_grad():
+        before = pipeline(batch)
+    pipeline.save_pretrained(tmp_path / "ck")
+    loaded = SoftPromptModel.from_pretrained(tmp_path / "ck")
+    assert loaded.config == pipeline.config
+    with torch.no_grad():
+        after = loaded(batch)
+    assert torch.equal(before["soft"], after["soft"]) and torch.equal(before["logits"], after["logits"])
+
+
+def test_reader_is_the_decoder_and_is_merged_again_on_loading(tmp_path):
+    examples = synthetic_squad(4)
+    llm, tokenizer = load_model("tiny-random-llama")
+    train = TrainConfig(max_steps=2, batch_size=2, micro_batch_size=2, learning_rate=1e-2)
+    reader_config = ReaderConfig(model="tiny-random-llama", lora=LoraSettings(r=2, target_modules=["q_proj"]), train=train, out=str(tmp_path / "reader"))
+    train_reader(reader_config, examples, llm, tokenizer, progress=False)
+    pipeline = _pipeline("selected_residual", reader=str(tmp_path / "reader"))
+    plain, _ = load_model("tiny-random-llama")
+    ids = torch.tensor([[5, 6, 7, 8]])
+    with torch.no_grad():
+        merged = pipeline.llm(input_ids=ids).logits
+        assert not torch.allclose(merged, plain(input_ids=ids).logits, atol=1e-4)  # the reader changed the decoder
+        pipeline.save_pretrained(tmp_path / "ck")
+        loaded = SoftPromptModel.from_pretrained(tmp_path / "ck")
+        torch.testing.assert_close(loaded.llm(input_ids=ids).logits, merged)
+    with pytest.raises(ConfigError, match="trained with prompt"):
+        _pipeline("selected_residual", reader=str(tmp_path / "reader"), prompt=SquadPromptConfig(shots=1))
