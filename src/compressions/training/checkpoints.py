@@ -4,19 +4,22 @@ A checkpoint is `<folder>/step-00000010/`: Accelerate's `save_state` (trainable 
 scheduler, RNG states, registered objects such as a stateful loss) plus `position.json` (step, the
 micro-batches already read in the current epoch, the log history, the train config) and
 `data_generator.pt` (the shuffling generator as it was when that epoch began). It is written under a
-hidden temporary name and renamed, so a folder named `step-*` is always complete; older ones are
-removed after the rename.
+hidden temporary name unique to the run (`.step-<step>.<pid>.tmp`) and renamed, so a folder named
+`step-*` is always complete; older ones, and temporary folders of runs no longer alive, are removed
+after the rename.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
 from pathlib import Path
 
 import torch
 from accelerate import Accelerator
+from accelerate.utils import broadcast_object_list
 
 from compressions.errors import CompressionsError
 from compressions.training.config import TrainConfig
@@ -36,6 +39,19 @@ def latest_checkpoint(folder: str | Path) -> Path | None:
     return steps[-1] if steps else None
 
 
+def _running(pid: str) -> bool:
+    """Whether the process `pid` (as written in a temp folder's name) still runs."""
+    if not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # runs, under another user
+        return True
+    return True
+
+
 def _comparable(config: TrainConfig) -> dict:
     return {k: v for k, v in dataclasses.asdict(config).items() if k not in RESUMABLE_CHANGES}
 
@@ -45,9 +61,10 @@ def save_checkpoint(
 ) -> Path:
     """Write step `step` atomically (every process calls this) and drop older checkpoints; returns its path."""
     final = folder / f"step-{step:08d}"
-    tmp = folder / f".step-{step:08d}.tmp"
+    name = [f".step-{step:08d}.{os.getpid()}.tmp"]  # unique per run: two runs never write into one temp folder
+    broadcast_object_list(name)  # every process writes into rank 0's
+    tmp = folder / name[0]
     if accelerator.is_main_process:
-        shutil.rmtree(tmp, ignore_errors=True)  # left by a kill during an earlier save
         tmp.mkdir(parents=True)
     accelerator.wait_for_everyone()
     accelerator.save_state(str(tmp))
@@ -59,6 +76,9 @@ def save_checkpoint(
         for old in folder.glob("step-*"):
             if old != final:
                 shutil.rmtree(old)
+        for left in folder.glob(".step-*.tmp"):
+            if not _running(left.name.split(".")[-2]):  # left by a save that was killed
+                shutil.rmtree(left, ignore_errors=True)
     accelerator.wait_for_everyone()
     return final
 

@@ -144,7 +144,7 @@ def train(
         accelerator.init_trackers("train", init_kwargs={"tensorboard": {"purge_step": step + 1}})
     sink = None
     if log_path and accelerator.is_main_process:
-        sink = open(log_path, "w" if last_checkpoint else "a", encoding="utf-8")
+        sink = open(log_path, "w", encoding="utf-8")  # a rerun rewrites the log: no second copy of its rows
         sink.writelines(json.dumps(row) + "\n" for row in history)  # drops rows logged after the checkpoint
     bar = tqdm(
         total=config.max_steps, initial=step, desc="train", unit="step", disable=not (progress and accelerator.is_main_process)

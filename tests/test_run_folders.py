@@ -1,0 +1,141 @@
+"""Run folders that cannot lie (issue 19): one run owns a folder at a time, status.json says how its last
+run ended, metrics.json always belongs to config.json. Each row is a case a careless user tried."""
+
+import fcntl
+import json
+import os
+
+import pytest
+import torch
+import yaml
+
+from compressions.cli.main import main
+from compressions.data.synthetic import synthetic_squad
+from compressions.errors import DataError
+from compressions.experiments.folder_lock import LOCK_FILE
+from compressions.experiments.grid import finished_metrics, load_grid, run_grid
+from compressions.models.loading import load_model
+from compressions.training.config import TrainConfig
+from compressions.training.loop import train
+
+HOLDER = {"pid": 4242, "command": "compressions eval squad --out X"}
+
+
+def _squad_file(path):
+    paragraphs = [
+        {"context": e.context, "qas": [{"id": e.id, "question": e.question, "answers": [{"text": e.answers[0], "answer_start": e.answer_starts[0]}]}]}
+        for e in synthetic_squad(6)
+    ]
+    path.write_text(json.dumps({"data": [{"title": "A", "paragraphs": paragraphs[:3]}, {"title": "B", "paragraphs": paragraphs[3:]}]}))
+    return path
+
+
+def _hold(folder):
+    """Lock `folder` as another process would (flock on a separate open file), naming HOLDER; returns the fd."""
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    os.ftruncate(fd, 0)
+    os.write(fd, json.dumps(HOLDER).encode())
+    return fd
+
+
+def _state(folder):
+    path = folder / "status.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _fail(*_args, **_kwargs):
+    raise DataError("generation failed")
+
+
+def _interrupt(*_args, **_kwargs):
+    raise KeyboardInterrupt
+
+
+# before: the method of a finished run first made in the folder, or "hold" (another process holds its lock)
+# method: the run under test; breaks: what generation raises in it
+# then: exit code, words of its one error line, the folder's state and metrics.json's method afterwards
+CASES = {
+    "held by another run": ("hold", "none", None, 2, "in use by another run (pid 4242: compressions eval squad --out X)", None, None),
+    "finished with another config": ("full", "none", None, 2, "holds a finished run of another config (method)", "finished", "full"),
+    "finished with the same config": ("full", "full", None, 0, None, "finished", "full"),
+    "a rerun that fails": ("full", "full", _fail, 2, "generation failed", "failed", None),
+}
+
+
+@pytest.mark.parametrize("before, method, breaks, code, words, state, metrics_method", CASES.values(), ids=CASES.keys())
+def test_a_run_folder_belongs_to_one_run(before, method, breaks, code, words, state, metrics_method, tmp_path, capsys, monkeypatch):
+    data, out = _squad_file(tmp_path / "squad.json"), tmp_path / "run"
+    argv = ["eval", "squad", "--model", "tiny-random-llama", "--data", str(data), "--max-new-tokens", "2", "--shots", "0", "train_articles=1", "--out", str(out)]
+    if before == "hold":
+        _hold(out)
+    else:
+        assert main([*argv, "--method", before]) == 0
+    capsys.readouterr()
+    if breaks is not None:
+        monkeypatch.setattr("compressions.evaluation.squad_eval.generate_greedy", breaks)
+    assert main([*argv, "--method", method]) == code
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line.lower()]  # beside progress bars
+    if words is None:
+        assert not errors
+    else:
+        assert len(errors) == 1 and errors[0].startswith("error: ") and words in errors[0]
+    status = _state(out)
+    assert (status and status["state"]) == state
+    if state == "failed":
+        assert status["error"] == "DataError: generation failed"
+    assert (finished_metrics(out) or {}).get("method") == metrics_method
+    if metrics_method is None:  # no stale result beside the new config
+        assert not (out / "metrics.json").exists() and not (out / "sample_predictions.json").exists()
+    else:
+        assert json.loads((out / "config.json").read_text())["method"] == metrics_method
+
+
+def test_an_interrupted_run_is_marked_interrupted(tmp_path, monkeypatch):
+    from compressions.evaluation.squad_eval import SquadEvalConfig, evaluate_squad
+
+    monkeypatch.setattr("compressions.evaluation.squad_eval.generate_greedy", _interrupt)
+    config = SquadEvalConfig(model="tiny-random-llama", max_new_tokens=2, out=str(tmp_path / "run"))
+    with pytest.raises(KeyboardInterrupt):
+        evaluate_squad(config, synthetic_squad(2), synthetic_squad(2), progress=False)
+    assert _state(tmp_path / "run")["state"] == "interrupted" and finished_metrics(tmp_path / "run") is None
+
+
+def test_the_grid_runs_only_what_is_not_finished_and_not_held(tmp_path):
+    base = {"model": "tiny-random-llama", "data": str(_squad_file(tmp_path / "squad.json")), "train_articles": 1, "max_new_tokens": 2, "prompt": {"shots": 0}}
+    grid_file = tmp_path / "g.yaml"
+    grid_file.write_text(yaml.safe_dump({"out": str(tmp_path / "g"), "groups": [{"kind": "squad", "base": base, "axes": {"method": ["full", "none"]}}]}))
+    grid, out = load_grid(grid_file)
+    run_grid(grid, out, progress=False, echo=lambda _: None)
+    # `full` left metrics.json, then a rerun of it failed; `none` is being run by another grid
+    (out / "full" / "status.json").write_text(json.dumps({"state": "failed", "error": "DataError: x"}))
+    (out / "none" / "status.json").write_text(json.dumps({"state": "running"}))
+    (out / "none" / "metrics.json").unlink()
+    fd = _hold(out / "none")
+    lines = []
+    assert run_grid(grid, out, progress=False, echo=lines.append) == {"finished": ["full"], "skipped": ["none"], "failed": []}
+    assert "none  skipped" in lines[1] and "pid 4242" in lines[1]
+    os.close(fd)
+    assert _state(out / "full")["state"] == "finished" and _state(out / "none")["state"] == "running"
+    assert run_grid(grid, out, progress=False, echo=lambda _: None)["finished"] == ["none"]
+
+
+def test_a_plain_rerun_rewrites_the_train_log_and_temp_folders_of_dead_runs_go(tmp_path):
+    model, _ = load_model("tiny-random-llama")
+    dead = tmp_path / "state" / ".step-00000001.999999999.tmp"  # a save killed mid-way, by a process long gone
+    dead.mkdir(parents=True)
+    data = [list(range(3, 15))] * 4
+    config = TrainConfig(max_steps=2, batch_size=2, micro_batch_size=2, checkpoint_every=2)
+
+    def loss(module, batch):
+        return module(input_ids=batch, labels=batch).loss, {}
+
+    def collate(rows):
+        return torch.tensor(rows)
+
+    for _ in range(2):
+        train(model, [{"params": model.parameters()}], loss, data, collate, config, tmp_path / "log.jsonl", progress=False)
+    assert [json.loads(line)["step"] for line in (tmp_path / "log.jsonl").read_text().splitlines()] == [1, 2]
+    train(model, [{"params": model.parameters()}], loss, data, collate, config, tmp_path / "log.jsonl", progress=False, checkpoint_dir=tmp_path / "state")
+    assert sorted(p.name for p in (tmp_path / "state").iterdir()) == ["step-00000002"]
