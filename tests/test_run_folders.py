@@ -139,3 +139,23 @@ def test_a_plain_rerun_rewrites_the_train_log_and_temp_folders_of_dead_runs_go(t
     assert [json.loads(line)["step"] for line in (tmp_path / "log.jsonl").read_text().splitlines()] == [1, 2]
     train(model, [{"params": model.parameters()}], loss, data, collate, config, tmp_path / "log.jsonl", progress=False, checkpoint_dir=tmp_path / "state")
     assert sorted(p.name for p in (tmp_path / "state").iterdir()) == ["step-00000002"]
+
+
+NAMES = {
+    "out of the grid folder": ("../../escaped-{method}", "is not one folder name inside"),
+    "an absolute path": ("/tmp/escaped-{method}", "is not one folder name inside"),
+    "a sub-folder": ("sub/{method}", "is not one folder name inside"),
+    "a hidden folder": (".{method}", "is not one folder name inside"),
+    "a key that is no axis": ("{model}-{method}", "does not fit the axes (method)"),
+}
+
+
+@pytest.mark.parametrize("name, words", NAMES.values(), ids=NAMES.keys())
+def test_a_cell_name_stays_inside_the_grid_folder(name, words, tmp_path, capsys):
+    grid_file = tmp_path / "deep" / "g.yaml"
+    grid_file.parent.mkdir()
+    grid_file.write_text(yaml.safe_dump({"out": str(tmp_path / "deep" / "g"), "groups": [{"kind": "squad", "name": name, "axes": {"method": ["full"]}}]}))
+    assert main(["grid", str(grid_file)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: groups[0]") and words in err[0]
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["deep", "g.yaml"]  # nothing written anywhere

@@ -138,13 +138,17 @@ def expand(grid: GridConfig, out: Path) -> list[Cell]:
     grid.validate()
     cells: list[Cell] = []
     schemas = _schemas()
-    for group in grid.groups:
+    for i, group in enumerate(grid.groups):
         keys = list(group.axes)
         for values in itertools.product(*group.axes.values()):
             overrides = _dotted(group.base) + [f"{k}={json.dumps(v)}" for k, v in zip(keys, values)]
             config = load_config(schemas[group.kind], group.config, overrides)
             leaves = {k.rsplit(".", 1)[-1]: v for k, v in zip(keys, values)}
-            name = group.name.format(**leaves) if group.name else config.run_name
+            try:
+                name = group.name.format(**leaves) if group.name else config.run_name
+            except (KeyError, IndexError, ValueError) as err:
+                raise ConfigError(f"groups[{i}].name {group.name!r} does not fit the axes ({', '.join(leaves)}): {err}") from None
+            _check_cell_name(name, i, out)
             config.out = str(out / name)
             cells.append(Cell(name, group.kind, config))
     names = [c.name for c in cells]
@@ -152,6 +156,15 @@ def expand(grid: GridConfig, out: Path) -> list[Cell]:
     if clashes:
         raise ConfigError(f"cells share the names {', '.join(clashes)}: give their group a name template")
     return cells
+
+
+def _check_cell_name(name: str, group: int, out: Path) -> None:
+    """A cell is one folder directly inside the grid folder: a name like `../x` would write elsewhere,
+    `a/b` would hide from the report, `.x` would be hidden."""
+    if not name or Path(name).name != name or "\\" in name or name.startswith("."):
+        raise ConfigError(
+            f"groups[{group}] cell name {name!r} is not one folder name inside {out} (no '/', no leading '.'); fix the group's name template"
+        )
 
 
 def finished_metrics(folder: Path) -> dict | None:
