@@ -4,6 +4,7 @@ run ended, metrics.json always belongs to config.json. Each row is a case a care
 import fcntl
 import json
 import os
+import pickle
 
 import pytest
 import torch
@@ -11,7 +12,7 @@ import yaml
 
 from compressions.cli.main import main
 from compressions.data.synthetic import synthetic_squad
-from compressions.errors import DataError
+from compressions.errors import CompressionsError, DataError
 from compressions.experiments.folder_lock import LOCK_FILE
 from compressions.experiments.grid import finished_metrics, load_grid, run_grid
 from compressions.models.loading import load_model
@@ -159,3 +160,81 @@ def test_a_cell_name_stays_inside_the_grid_folder(name, words, tmp_path, capsys)
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: groups[0]") and words in err[0]
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["deep", "g.yaml"]  # nothing written anywhere
+
+
+class Evil:
+    """A pickle that creates a file when unpickled: what a hostile train_state could hold."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return open, (str(self.marker), "w")
+
+
+class NoisyLoss:
+    """A loss with its own random generator, so that the checkpoint holds loss_state.pt."""
+
+    def __init__(self):
+        self.generator = torch.Generator().manual_seed(1)
+        self.calls = 0
+
+    def __call__(self, module, batch):
+        self.calls += 1
+        ids = torch.where(torch.rand(batch.shape, generator=self.generator) < 0.1, 5, batch)
+        return module(input_ids=ids, labels=ids).loss, {}
+
+    def state_dict(self):
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state):
+        self.generator.set_state(state["generator"])
+
+
+def _truncate(step, marker):
+    path = step / "model.safetensors"
+    path.write_bytes(path.read_bytes()[:100])
+
+
+def _plant(name):
+    def plant(step, marker):
+        with open(step / name, "wb") as f:
+            pickle.dump(Evil(marker), f)
+
+    return plant
+
+
+# what is done to the steps of a finished 4-step run (checkpoints at 2 and 4) before it is run again
+DAMAGE = {
+    "truncated model.safetensors": ({"step-00000004": _truncate}, "SafetensorError"),
+    "planted custom_checkpoint_0.pkl": ({"step-00000004": _plant("custom_checkpoint_0.pkl")}, "custom_checkpoint"),
+    "pickle as loss_state.pt": ({"step-00000004": _plant("loss_state.pt")}, "UnpicklingError"),
+    "pickle as data_generator.pt": ({"step-00000004": _plant("data_generator.pt")}, "UnpicklingError"),
+    "every step damaged": ({"step-00000004": _truncate, "step-00000002": _plant("loss_state.pt")}, "no training-state step"),
+}
+
+
+@pytest.mark.parametrize("damage, words", DAMAGE.values(), ids=DAMAGE.keys())
+def test_resume_loads_only_what_this_project_wrote_and_falls_back_a_step(damage, words, tmp_path, caplog):
+    marker = tmp_path / "pwned"
+    config = TrainConfig(max_steps=4, batch_size=2, micro_batch_size=2, checkpoint_every=2, learning_rate=1e-3)
+    data = [torch.randint(3, 200, (12,), generator=torch.Generator().manual_seed(i)) for i in range(8)]
+
+    def run():
+        model, _ = load_model("tiny-random-llama")
+        loss = NoisyLoss()
+        history = train(model, [{"params": model.parameters()}], loss, data, torch.stack, config, progress=False, checkpoint_dir=tmp_path / "state")
+        return history, loss.calls
+
+    whole, _ = run()
+    for step, harm in damage.items():
+        harm(tmp_path / "state" / step, marker)
+    if words == "no training-state step":
+        with pytest.raises(CompressionsError, match="no training-state step .* can be loaded"):
+            run()
+    else:
+        history, calls = run()
+        assert history == whole and calls == 2  # steps 3-4 again, from step 2, exactly as before
+        assert words in caplog.text and "trying the one before" in caplog.text
+        assert sorted(p.name for p in (tmp_path / "state").iterdir()) == ["damaged-step-00000004", "step-00000002", "step-00000004"]
+    assert not marker.exists()  # no pickled code ran
