@@ -44,7 +44,7 @@ def test_kill_9_then_rerun_equals_an_uninterrupted_run(tmp_path):
     assert history2 == history and log2 == log == history  # bit-identical losses and learning rates
     assert [r["step"] for r in log2] == list(range(1, 13))
     assert params2.keys() == params.keys() and all(torch.equal(params[k], params2[k]) for k in params)
-    assert [p.name for p in (killed / "train_state").iterdir()] == ["step-00000012"]  # older ones removed
+    assert sorted(p.name for p in (killed / "train_state").iterdir()) == ["step-00000010", "step-00000012"]  # older ones removed
 
 
 def _lm_data():
@@ -83,7 +83,7 @@ def test_a_nan_loss_keeps_the_last_good_checkpoint(tmp_path):
 
     with pytest.raises(NonFiniteLossError, match=r"loss is nan at step 3.*last good checkpoint .*step-00000002"):
         _run(nan_at_step_3, tmp_path, checkpoint_every=1)
-    assert [p.name for p in tmp_path.iterdir()] == ["step-00000002"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["step-00000001", "step-00000002"]
     # a rerun resumes from it: steps 1-2 are not repeated
     _, history = _run(checkpoint_dir=tmp_path, checkpoint_every=1)
     assert [r["step"] for r in history] == [1, 2, 3, 4] and len(calls) == 3
@@ -107,6 +107,6 @@ def test_a_finished_compressor_run_resumes_at_its_end_with_the_same_results(tmp_
         "eval_limit=0", f"out={tmp_path}",
     ]  # fmt: skip
     runs = [train_compressor(load_config(CompressorTrainConfig, overrides=overrides), examples, examples, progress=False) for _ in range(2)]
-    assert [p.name for p in (tmp_path / "train_state").iterdir()] == ["step-00000004"]
+    assert sorted(p.name for p in (tmp_path / "train_state").iterdir()) == ["step-00000002", "step-00000004"]
     assert runs[0]["last_steps_mean"] == runs[1]["last_steps_mean"] and runs[0]["last_steps_mean"]["sampling_share"] > 0
     assert runs[0]["validation_collapse"] == runs[1]["validation_collapse"]  # the same trained compressor

@@ -10,6 +10,8 @@ import argparse
 import logging
 import sys
 
+from tqdm.std import tqdm
+
 from compressions.cli import diagnose, gist, grid, reader, squad, train
 from compressions.errors import CompressionsError
 
@@ -48,6 +50,11 @@ def main(argv: list[str] | None = None) -> int:
     except CompressionsError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: one line, no traceback; the run folder has marked itself interrupted
+        for bar in list(tqdm._instances):  # end the open progress bars' lines, so the message has its own
+            bar.close()
+        print("interrupted", file=sys.stderr)
+        return 130
     return 0
 
 

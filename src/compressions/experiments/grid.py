@@ -10,9 +10,10 @@ groups:
 
 Every cell (the product of its group's axes) is a run folder `<out>/<cell name>/`. Cells run one after
 another in this process, or, given devices, as a queue: one child process per device at a time, each
-seeing only its device (`CUDA_VISIBLE_DEVICES`), its output in `<cell>/worker.log`. A cell with a
-complete `metrics.json` is skipped, a failing cell leaves `error.json` and the grid goes on.
-`grid_summary.json` lists the finished, skipped and failed cells.
+seeing only its device (`CUDA_VISIBLE_DEVICES`), its output in `<cell>/worker.log`. A cell whose
+status is `finished` (and has its `metrics.json`) is skipped, and so is a cell another run holds (its
+folder lock): two grids on one folder never run the same cell. A failing cell leaves `error.json` and
+the grid goes on. `grid_summary.json` lists the finished, skipped and failed cells.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import sys
 import threading
 import traceback
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,7 +38,8 @@ from tqdm.auto import tqdm
 
 from compressions.config import load_config
 from compressions.errors import ConfigError
-from compressions.experiments.run_folder import atomic_write_json
+from compressions.experiments.folder_lock import FolderBusyError, folder_lock, lock_holder
+from compressions.experiments.run_folder import atomic_write_json, run_state
 
 log = logging.getLogger(__name__)
 
@@ -135,13 +138,17 @@ def expand(grid: GridConfig, out: Path) -> list[Cell]:
     grid.validate()
     cells: list[Cell] = []
     schemas = _schemas()
-    for group in grid.groups:
+    for i, group in enumerate(grid.groups):
         keys = list(group.axes)
         for values in itertools.product(*group.axes.values()):
             overrides = _dotted(group.base) + [f"{k}={json.dumps(v)}" for k, v in zip(keys, values)]
             config = load_config(schemas[group.kind], group.config, overrides)
             leaves = {k.rsplit(".", 1)[-1]: v for k, v in zip(keys, values)}
-            name = group.name.format(**leaves) if group.name else config.run_name
+            try:
+                name = group.name.format(**leaves) if group.name else config.run_name
+            except (KeyError, IndexError, ValueError) as err:
+                raise ConfigError(f"groups[{i}].name {group.name!r} does not fit the axes ({', '.join(leaves)}): {err}") from None
+            _check_cell_name(name, i, out)
             config.out = str(out / name)
             cells.append(Cell(name, group.kind, config))
     names = [c.name for c in cells]
@@ -151,8 +158,19 @@ def expand(grid: GridConfig, out: Path) -> list[Cell]:
     return cells
 
 
+def _check_cell_name(name: str, group: int, out: Path) -> None:
+    """A cell is one folder directly inside the grid folder: a name like `../x` would write elsewhere,
+    `a/b` would hide from the report, `.x` would be hidden."""
+    if not name or Path(name).name != name or "\\" in name or name.startswith("."):
+        raise ConfigError(
+            f"groups[{group}] cell name {name!r} is not one folder name inside {out} (no '/', no leading '.'); fix the group's name template"
+        )
+
+
 def finished_metrics(folder: Path) -> dict | None:
     """metrics.json of a finished cell (files are renamed into place, so one that parses is complete)."""
+    if run_state(folder) != "finished":
+        return None
     try:
         return json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -180,18 +198,25 @@ def run_grid(
     summary: dict[str, list[str]] = {"finished": [], "skipped": [], "failed": []}
     for i, cell in enumerate(tqdm(cells, desc="grid", unit="cell", disable=not progress), 1):
         folder = Path(cell.config.out)
-        if finished_metrics(folder) is not None:
-            summary["skipped"].append(cell.name)
-            continue
-        log.info("cell %d of %d: %s", i, len(cells), cell.name)
-        try:
-            metrics = KINDS[cell.kind](cell.config, progress)  # bars of the cell's own work under the grid's
-        except Exception as err:  # one failed cell must not stop the grid
-            _record_failure(folder, f"{type(err).__name__}: {err}", traceback.format_exc())
-            summary["failed"].append(cell.name)
-            echo(f"[{i}/{len(cells)}] {cell.name}  FAILED: {type(err).__name__}: {err}")
-            continue
-        (folder / "error.json").unlink(missing_ok=True)
+        with ExitStack() as held:
+            try:  # held for the whole cell, so that a second grid skips it while it runs
+                held.enter_context(folder_lock(folder))
+            except FolderBusyError as err:
+                summary["skipped"].append(cell.name)
+                echo(f"[{i}/{len(cells)}] {cell.name}  skipped: {err}")
+                continue
+            if finished_metrics(folder) is not None:
+                summary["skipped"].append(cell.name)
+                continue
+            log.info("cell %d of %d: %s", i, len(cells), cell.name)
+            try:
+                metrics = KINDS[cell.kind](cell.config, progress)  # bars of the cell's own work under the grid's
+            except Exception as err:  # one failed cell must not stop the grid
+                _record_failure(folder, f"{type(err).__name__}: {err}", traceback.format_exc())
+                summary["failed"].append(cell.name)
+                echo(f"[{i}/{len(cells)}] {cell.name}  FAILED: {type(err).__name__}: {err}")
+                continue
+            (folder / "error.json").unlink(missing_ok=True)
         summary["finished"].append(cell.name)
         echo(f"[{i}/{len(cells)}] {summary_line(cell.name, metrics)}")
     if only is None:
@@ -213,8 +238,11 @@ def run_queue(
     summary: dict[str, list[str]] = {"finished": [], "skipped": [], "failed": []}
     todo: queue.SimpleQueue[Cell] = queue.SimpleQueue()
     for cell in cells:
-        if finished_metrics(Path(cell.config.out)) is not None:
+        holder = lock_holder(cell.config.out)
+        if finished_metrics(Path(cell.config.out)) is not None or holder is not None:
             summary["skipped"].append(cell.name)
+            if holder is not None:
+                echo(f"{cell.name}  skipped: in use by another run ({holder})")
         else:
             todo.put(cell)
     bar = tqdm(total=len(cells), initial=len(summary["skipped"]), desc="grid", unit="cell", disable=not progress)
@@ -233,12 +261,17 @@ def run_queue(
             with open(folder / "worker.log", "w", encoding="utf-8") as output:
                 code = subprocess.call(command, stdout=output, stderr=subprocess.STDOUT, env={**os.environ, "CUDA_VISIBLE_DEVICES": device})
             metrics = finished_metrics(folder)
-            if metrics is None and not (folder / "error.json").is_file():  # the child died before recording anything
+            holder = lock_holder(folder) if metrics is None else None  # another grid took the cell first
+            if metrics is None and holder is None and not (folder / "error.json").is_file():  # the child died before recording anything
                 _record_failure(folder, f"worker exited with code {code}", (folder / "worker.log").read_text(encoding="utf-8")[-4000:])
             with lock:
-                summary["finished" if metrics is not None else "failed"].append(cell.name)
+                summary["finished" if metrics is not None else "skipped" if holder is not None else "failed"].append(cell.name)
                 bar.update(1)
-                line = summary_line(cell.name, metrics) if metrics is not None else f"{cell.name}  FAILED (see {folder / 'error.json'})"
+                line = (
+                    summary_line(cell.name, metrics) if metrics is not None
+                    else f"{cell.name}  skipped: in use by another run ({holder})" if holder is not None
+                    else f"{cell.name}  FAILED (see {folder / 'error.json'})"
+                )  # fmt: skip
                 echo(f"[device {device}] {line}")
 
     threads = [threading.Thread(target=worker, args=(device,), daemon=True) for device in devices]

@@ -1,9 +1,14 @@
 """A run folder: everything needed to trust and reproduce one result.
 
 `config.json` (resolved config), `metrics.json`, `sample_predictions.json`, `environment.json`
-(package versions, git commit, device), `run.log` and `tensorboard/` (`train/`: per-step losses from
-training.loop; `eval/`: the numbers of metrics.json). Every file is written to a temporary name
-and renamed, so a killed run never leaves a half-written file that looks complete.
+(package versions, git commit, device), `status.json`, `run.log` and `tensorboard/` (`train/`: per-step
+losses from training.loop; `eval/`: the numbers of metrics.json). Every file is written to a temporary
+name and renamed, so a killed run never leaves a half-written file that looks complete.
+
+One run owns the folder at a time (experiments.folder_lock, taken when the RunFolder opens). A run
+begins at `save_config`: it refuses a folder that holds a finished run of another config, removes the
+results of the run before (so that metrics.json always belongs to config.json) and writes status
+`running`; closing writes `finished`, `failed` (with the error) or `interrupted` (Ctrl-C).
 """
 
 from __future__ import annotations
@@ -16,15 +21,25 @@ import platform
 import subprocess
 import sys
 import tempfile
+import time
+from contextlib import ExitStack
 from importlib import metadata
 from pathlib import Path
 
 import torch
 from torch.utils.tensorboard import SummaryWriter
 
+from compressions.errors import ConfigError
+from compressions.experiments.folder_lock import folder_lock
+
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 TENSORBOARD = "tensorboard"
 PACKAGES = ("compressions", "torch", "transformers", "peft", "accelerate", "datasets", "rouge-score")
+STATUS_FILE = "status.json"
+# What a run leaves as its result; removed when the next run in the folder begins.
+RESULT_FILES = ("metrics.json", "sample_predictions.json", "training_summary.json")
+# Config keys that may differ between runs of one folder: where the folder is, not what runs in it.
+PLACE_KEYS = ("out",)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -86,6 +101,29 @@ def git_commit() -> str | None:
     return out.stdout.strip() or None
 
 
+def run_state(folder: str | Path) -> str | None:
+    """running | finished | failed | interrupted, from status.json; a folder from before status files
+    counts as finished when it has metrics.json; None when no run has begun there."""
+    try:
+        return json.loads((Path(folder) / STATUS_FILE).read_text(encoding="utf-8"))["state"]
+    except FileNotFoundError:
+        return "finished" if (Path(folder) / "metrics.json").is_file() else None
+    except (OSError, ValueError, KeyError, TypeError):  # unreadable: nothing there can be trusted as finished
+        return "failed"
+
+
+def changed_keys(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two nested dicts."""
+    keys = []
+    for key in sorted(old.keys() | new.keys()):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            keys += changed_keys(a, b, f"{prefix}{key}.")
+        elif a != b:
+            keys.append(f"{prefix}{key}")
+    return keys
+
+
 def is_main_process() -> bool:
     """True except in the non-zero ranks of `torchrun` / `accelerate launch` (read from RANK, so that
     asking never initialises Accelerate's process state before the trainer does)."""
@@ -93,12 +131,16 @@ def is_main_process() -> bool:
 
 
 class RunFolder:
-    """Owns one run's directory and its log handler. Under several processes only rank 0 writes files;
-    the others log to `run.rank<k>.log`."""
+    """Owns one run's directory, its lock and its log handler. Under several processes only rank 0 locks
+    and writes files; the others log to `run.rank<k>.log`."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
+        self._held = ExitStack()
+        if is_main_process():
+            self._held.enter_context(folder_lock(self.path))  # FolderBusyError: another run owns it
+        self._started: float | None = None
         log_name = "run.log" if is_main_process() else f"run.rank{os.environ['RANK']}.log"
         self._handler = logging.FileHandler(self.path / log_name, encoding="utf-8")
         self._handler.setFormatter(logging.Formatter(LOG_FORMAT))
@@ -124,15 +166,57 @@ class RunFolder:
         return self.write_json("metrics.json", metrics)
 
     def save_config(self, config) -> None:
-        self.write_json("config.json", dataclasses.asdict(config))
+        """Begin the run: config.json, environment.json and status `running`, once the folder's earlier
+        results are checked against this config and removed."""
+        resolved = json.loads(json.dumps(dataclasses.asdict(config), default=str))
+        if is_main_process():
+            self._refuse_another_finished_config(resolved)
+            for name in RESULT_FILES:
+                (self.path / name).unlink(missing_ok=True)
+            self._started = time.time()
+            self.write_status("running")
+        self.write_json("config.json", resolved)
         self.write_json("environment.json", environment())
+
+    def _refuse_another_finished_config(self, resolved: dict) -> None:
+        if run_state(self.path) != "finished":  # a failed or interrupted run's files are simply replaced
+            return
+        try:
+            old = json.loads((self.path / "config.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return  # results without their config are no result to protect
+        place = {k: None for k in PLACE_KEYS}
+        changed = changed_keys({**old, **place}, {**resolved, **place})
+        if changed:
+            raise ConfigError(
+                f"{self.path} holds a finished run of another config ({', '.join(changed)}); "
+                "choose another folder, or delete this one to replace it"
+            )
+
+    def write_status(self, state: str, error: str | None = None) -> None:
+        status = {"state": state, "pid": os.getpid(), "command": sys.argv, "started": self._started, "ended": None}
+        if state != "running":
+            status["ended"] = time.time()
+        if error is not None:
+            status["error"] = error
+        self.write_json(STATUS_FILE, status)
 
     def close(self) -> None:
         logging.getLogger("compressions").removeHandler(self._handler)
         self._handler.close()
+        self._held.close()
 
     def __enter__(self) -> RunFolder:
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, _traceback) -> None:
+        try:
+            if self._started is not None and is_main_process():  # only a run that began says how it ended
+                if error is None:
+                    self.write_status("finished")
+                elif isinstance(error, KeyboardInterrupt):
+                    self.write_status("interrupted")
+                else:
+                    self.write_status("failed", f"{kind.__name__}: {error}")
+        finally:
+            self.close()

@@ -1,28 +1,41 @@
-"""Training-state checkpoints that survive a kill -9 at any moment.
+"""Training-state checkpoints that survive a kill -9 at any moment, and resume without unpickling code.
 
 A checkpoint is `<folder>/step-00000010/`: Accelerate's `save_state` (trainable module, optimizer,
-scheduler, RNG states, registered objects such as a stateful loss) plus `position.json` (step, the
-micro-batches already read in the current epoch, the log history, the train config) and
-`data_generator.pt` (the shuffling generator as it was when that epoch began). It is written under a
-hidden temporary name and renamed, so a folder named `step-*` is always complete; older ones are
-removed after the rename.
+scheduler, RNG states; all read back with `weights_only=True`) plus `position.json` (step, the
+micro-batches already read in the current epoch, the log history, the train config),
+`data_generator.pt` (the shuffling generator as it was when that epoch began) and `loss_state.pt` (a
+stateful loss, e.g. its random generator), both tensors read with `weights_only=True`. Nothing goes
+through Accelerate's custom-object pickle, which it loads with `weights_only=False`.
+
+A step is written under a hidden temporary name unique to the run (`.step-<step>.<pid>.tmp`) and
+renamed, so a folder named `step-*` is complete when written; the two newest are kept, so that a step
+damaged later (a truncated file) falls back to the one before, with a warning, and is renamed
+`damaged-step-*`. Temporary folders of runs no longer alive are removed after each save.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import logging
+import os
 import shutil
 from pathlib import Path
+from typing import Protocol
 
 import torch
 from accelerate import Accelerator
+from accelerate.utils import broadcast_object_list
 
 from compressions.errors import CompressionsError
 from compressions.training.config import TrainConfig
 
+log = logging.getLogger(__name__)
+
 POSITION_FILE = "position.json"
 GENERATOR_FILE = "data_generator.pt"
+LOSS_STATE_FILE = "loss_state.pt"
+KEEP = 2  # the newest step and the one to fall back to
 # Fields that may change between a run and its resumption without changing the result.
 RESUMABLE_CHANGES = ("checkpoint_every", "log_every")
 
@@ -31,9 +44,28 @@ class CheckpointMismatchError(CompressionsError):
     pass
 
 
+class Stateful(Protocol):
+    def state_dict(self) -> dict: ...
+
+    def load_state_dict(self, state: dict) -> None: ...
+
+
 def latest_checkpoint(folder: str | Path) -> Path | None:
     steps = sorted(Path(folder).glob("step-*")) if Path(folder).is_dir() else []
     return steps[-1] if steps else None
+
+
+def _running(pid: str) -> bool:
+    """Whether the process `pid` (as written in a temp folder's name) still runs."""
+    if not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # runs, under another user
+        return True
+    return True
 
 
 def _comparable(config: TrainConfig) -> dict:
@@ -41,13 +73,21 @@ def _comparable(config: TrainConfig) -> dict:
 
 
 def save_checkpoint(
-    accelerator: Accelerator, folder: Path, step: int, epoch_batches: int, epoch_generator: torch.Tensor, history: list[dict], config: TrainConfig
+    accelerator: Accelerator,
+    folder: Path,
+    step: int,
+    epoch_batches: int,
+    epoch_generator: torch.Tensor,
+    history: list[dict],
+    config: TrainConfig,
+    loss: Stateful | None = None,
 ) -> Path:
-    """Write step `step` atomically (every process calls this) and drop older checkpoints; returns its path."""
+    """Write step `step` atomically (every process calls this) and drop all but the KEEP newest; returns its path."""
     final = folder / f"step-{step:08d}"
-    tmp = folder / f".step-{step:08d}.tmp"
+    name = [f".step-{step:08d}.{os.getpid()}.tmp"]  # unique per run: two runs never write into one temp folder
+    broadcast_object_list(name)  # every process writes into rank 0's
+    tmp = folder / name[0]
     if accelerator.is_main_process:
-        shutil.rmtree(tmp, ignore_errors=True)  # left by a kill during an earlier save
         tmp.mkdir(parents=True)
     accelerator.wait_for_everyone()
     accelerator.save_state(str(tmp))
@@ -55,21 +95,58 @@ def save_checkpoint(
         position = {"step": step, "epoch_batches": epoch_batches, "history": history, "train_config": _comparable(config)}
         (tmp / POSITION_FILE).write_text(json.dumps(position), encoding="utf-8")
         torch.save(epoch_generator, tmp / GENERATOR_FILE)
+        if loss is not None:
+            torch.save(loss.state_dict(), tmp / LOSS_STATE_FILE)
         tmp.rename(final)
-        for old in folder.glob("step-*"):
-            if old != final:
-                shutil.rmtree(old)
+        for old in sorted(folder.glob("step-*"))[:-KEEP]:
+            shutil.rmtree(old)
+        for left in folder.glob(".step-*.tmp"):
+            if not _running(left.name.split(".")[-2]):  # left by a save that was killed
+                shutil.rmtree(left, ignore_errors=True)
     accelerator.wait_for_everyone()
     return final
 
 
-def load_checkpoint(accelerator: Accelerator, path: Path, config: TrainConfig) -> tuple[dict, torch.Tensor]:
-    """Restore the prepared objects' states from `path`; returns (position, epoch_generator_state)."""
+def load_checkpoint(accelerator: Accelerator, path: Path, config: TrainConfig, loss: Stateful | None = None) -> tuple[dict, torch.Tensor]:
+    """Restore the prepared objects' states (and `loss`'s) from `path`; returns (position, epoch_generator_state)."""
     position = json.loads((path / POSITION_FILE).read_text(encoding="utf-8"))
     if position["train_config"] != _comparable(config):
         changed = sorted(k for k, v in _comparable(config).items() if position["train_config"].get(k) != v)
         raise CheckpointMismatchError(
             f"checkpoint {path} was written with other train settings ({', '.join(changed)}); remove it or change the run folder"
         )
-    accelerator.load_state(str(path))
-    return position, torch.load(path / GENERATOR_FILE)
+    accelerator.load_state(str(path))  # refuses a step holding a custom-object pickle: none is registered
+    if loss is not None:
+        loss.load_state_dict(torch.load(path / LOSS_STATE_FILE, weights_only=True))
+    return position, torch.load(path / GENERATOR_FILE, weights_only=True)
+
+
+def resume(
+    accelerator: Accelerator, folder: Path, config: TrainConfig, loss: Stateful | None = None
+) -> tuple[Path, dict, torch.Tensor] | None:
+    """Load the newest step that loads, newest first (see load_checkpoint); None when there is none.
+
+    A step that fails to load is reported and renamed `damaged-step-*` once an older one has loaded;
+    other settings are an error at once, and so is a folder none of whose steps load."""
+    steps = sorted(folder.glob("step-*"), reverse=True) if folder.is_dir() else []
+    damaged: list[tuple[Path, Exception]] = []
+    for path in steps:
+        try:
+            position, epoch_generator = load_checkpoint(accelerator, path, config, loss)
+        except CheckpointMismatchError:
+            raise
+        except Exception as err:  # a truncated or foreign file: whatever its loader raises
+            log.warning("checkpoint %s cannot be loaded (%s: %s); trying the one before", path, type(err).__name__, err)
+            damaged.append((path, err))
+            continue
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            for bad, _ in damaged:  # out of the way, so that newer saves are the newest again
+                bad.rename(bad.with_name(f"damaged-{bad.name}"))
+        return path, position, epoch_generator
+    if damaged:
+        path, err = damaged[0]
+        raise CompressionsError(
+            f"no training-state step in {folder} can be loaded (newest, {path.name}: {type(err).__name__}: {err}); delete it to start over"
+        )
+    return None

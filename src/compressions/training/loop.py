@@ -27,7 +27,7 @@ from transformers import get_scheduler
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from compressions.errors import CompressionsError
-from compressions.training.checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint
+from compressions.training.checkpoints import resume, save_checkpoint
 from compressions.training.config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -98,7 +98,8 @@ def train(
 
     `on_step(step, row)` runs after each optimizer step (e.g. to advance a loss schedule).
     `lengths[i]` (tokens of example i) makes micro-batches of similar lengths (see `example_loader`).
-    A `loss_fn` with `state_dict`/`load_state_dict` (e.g. its own random generator) is checkpointed too.
+    A `loss_fn` with `state_dict`/`load_state_dict` (e.g. its own random generator) is checkpointed too
+    (its state: tensors and plain values, read back with `weights_only=True`).
     Each row's values are means over the global batch (all processes); with `tensorboard_dir` they
     are also TensorBoard scalars in `<tensorboard_dir>/train`.
     """
@@ -130,13 +131,12 @@ def train(
         num_training_steps=config.max_steps * accelerator.num_processes,
     )
     module, optimizer, loader, scheduler = accelerator.prepare(module, optimizer, loader, scheduler)
-    if hasattr(loss_fn, "state_dict") and hasattr(loss_fn, "load_state_dict"):
-        accelerator.register_for_checkpointing(loss_fn)
+    stateful = loss_fn if hasattr(loss_fn, "state_dict") and hasattr(loss_fn, "load_state_dict") else None
     module.train()
     history: list[dict] = []
     step, skip, last_checkpoint = 0, 0, None
-    if checkpoint_dir is not None and (last_checkpoint := latest_checkpoint(checkpoint_dir)) is not None:
-        position, epoch_generator = load_checkpoint(accelerator, last_checkpoint, config)
+    if checkpoint_dir is not None and (resumed := resume(accelerator, Path(checkpoint_dir), config, stateful)) is not None:
+        last_checkpoint, position, epoch_generator = resumed
         step, skip, history = position["step"], position["epoch_batches"], position["history"]
         generator.set_state(epoch_generator)  # the epoch in progress is reshuffled exactly as before
         log.info("resuming at step %d from %s", step, last_checkpoint)
@@ -144,7 +144,7 @@ def train(
         accelerator.init_trackers("train", init_kwargs={"tensorboard": {"purge_step": step + 1}})
     sink = None
     if log_path and accelerator.is_main_process:
-        sink = open(log_path, "w" if last_checkpoint else "a", encoding="utf-8")
+        sink = open(log_path, "w", encoding="utf-8")  # a rerun rewrites the log: no second copy of its rows
         sink.writelines(json.dumps(row) + "\n" for row in history)  # drops rows logged after the checkpoint
     bar = tqdm(
         total=config.max_steps, initial=step, desc="train", unit="step", disable=not (progress and accelerator.is_main_process)
@@ -190,7 +190,7 @@ def train(
                 step % config.checkpoint_every == 0 or step == config.max_steps
             ):
                 last_checkpoint = save_checkpoint(
-                    accelerator, Path(checkpoint_dir), step, epoch_batches, epoch_generator, history, config
+                    accelerator, Path(checkpoint_dir), step, epoch_batches, epoch_generator, history, config, stateful
                 )
             if step == config.max_steps:
                 break
