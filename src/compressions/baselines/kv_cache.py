@@ -44,12 +44,16 @@ class KVCompressor(ContextCompressor):
         tokenizer: PreTrainedTokenizerBase,
         target_model: PreTrainedModel | None = None,
         slot_prompt: SlotPrompt | None = None,
+        share_prefix: bool = True,
     ):
         if target_model is None:
             raise CompressionsError(f"method {self.name!r} keeps entries of the target model's own KV cache: pass target_model")
         self.tokenizer, self.model = tokenizer, target_model
         # the harness passes its own prompt; alone, a method reads the harness's default prompt without solved examples
         self.slot_prompt = slot_prompt or functools.partial(squad_prompt, tokenizer, config=SquadPromptConfig(shots=0))
+        # the prompt prefix is read once for every question, as generation does for the text methods;
+        # share_prefix=False reads it again for each (a lone request: benchmarks of one question)
+        self.share_prefix = share_prefix
         self._prefixes: dict[tuple[int, ...], list[tuple[torch.Tensor, torch.Tensor]]] = {}
 
     def split(self, ids: list[int], after: list[int]) -> tuple[list[int], list[int]]:
@@ -81,7 +85,7 @@ class KVCompressor(ContextCompressor):
         start = time.perf_counter()
         prefix_ids, after = prompt_part_ids(self.tokenizer, self.slot_prompt(question))
         ids = self.tokenizer(context, add_special_tokens=False).input_ids
-        prefix = self._prefix(prefix_ids)  # the first question pays it; every later one shares it
+        prefix = self._prefix(prefix_ids)  # shared: the first question pays it
         p, c = len(prefix_ids), len(ids)
         head, window = self.split(ids, after) if c > budget else (ids, [])  # a context that fits is kept whole
         cache = copy_cache(self.model, prefix, 1)
@@ -105,6 +109,8 @@ class KVCompressor(ContextCompressor):
     def _prefix(self, ids: list[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
         if not ids:
             raise CompressionsError(f"method {self.name!r} needs prompt text before the context (its KV is kept whole)")
+        if not self.share_prefix:
+            return prefill(self.model, ids)
         key = tuple(ids)
         if key not in self._prefixes:
             self._prefixes[key] = prefill(self.model, ids)

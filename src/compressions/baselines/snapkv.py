@@ -29,9 +29,10 @@ class SnapKV(KVCompressor):
         tokenizer: PreTrainedTokenizerBase,
         target_model: PreTrainedModel | None = None,
         slot_prompt: SlotPrompt | None = None,
+        share_prefix: bool = True,
         kernel: int = 7,
     ):
-        super().__init__(tokenizer, target_model, slot_prompt)
+        super().__init__(tokenizer, target_model, slot_prompt, share_prefix)
         if kernel < 1 or kernel % 2 == 0:
             raise CompressionsError(f"snapkv kernel must be odd and >= 1 (pooling keeps the length), got {kernel}")
         self.kernel = kernel

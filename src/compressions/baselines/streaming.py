@@ -25,9 +25,10 @@ class StreamingLLM(KVCompressor):
         tokenizer: PreTrainedTokenizerBase,
         target_model: PreTrainedModel | None = None,
         slot_prompt: SlotPrompt | None = None,
+        share_prefix: bool = True,
         sinks: int = 4,
     ):
-        super().__init__(tokenizer, target_model, slot_prompt)
+        super().__init__(tokenizer, target_model, slot_prompt, share_prefix)
         if sinks < 0:
             raise CompressionsError(f"streaming sinks must be >= 0, got {sinks}")
         self.sinks = sinks
