@@ -7,9 +7,9 @@ perplexity (self-information under the reader LM) at --budget M tokens, the KV-c
 knorm, snapkv, tova: M entries per layer and KV head of the reader's own cache, read after a prefill of the
 whole context, which is their compression cost), and a learned soft compressor:
 `--checkpoint DIR` (a trained one; its LLM, M and prompt are used) or an untrained `--arch` at M (its cost
-does not depend on training). A KV method answers by reading the question after its kept entries. Compression FLOPs are everything torch runs in `compress`: prefix and extractive
-run no torch op (a tokenizer cut; scikit-learn TF-IDF), so they count 0 LLM FLOPs and only their compress time
-shows. The prompt has no solved examples (shots 0), so the context is what differs between methods.
+does not depend on training). A KV method answers by reading the question after its kept entries.
+Compression FLOPs are everything torch runs in `compress`: prefix and extractive run no torch op (a
+tokenizer cut; scikit-learn TF-IDF), so they count 0 LLM FLOPs and only their compress time shows. The prompt has no solved examples (shots 0), so the context is what differs between methods.
 
     PYTHONPATH=src python benchmarks/squad_compressors.py --n 10
 """

@@ -180,7 +180,8 @@ def test_cli_eval_snapkv(tmp_path, capsys):
     data = tmp_path / "squad.json"  # two articles: train (train_articles=1), then validation
     data.write_text(json.dumps({"data": [{"title": "A", "paragraphs": paragraphs[:4]}, {"title": "B", "paragraphs": paragraphs[4:]}]}))
     argv = ["eval", "squad", "--method", "snapkv", "--budget", "4", "--model", "tiny-random-llama", "--data", str(data)]
-    assert main([*argv, "--method-option", "kernel=3", "--out", str(tmp_path / "run"), "train_articles=1", "max_new_tokens=3"]) == 0
+    argv += ["--method-option", "kernel=3", "--out", str(tmp_path / "run"), "train_articles=1", "max_new_tokens=3"]
+    assert main(argv) == 0
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["method"] == "snapkv" and metrics["n"] == 4 and metrics["mean_kept_tokens"] == 4
     assert metrics["question_aware"] is True and metrics["mean_context_kv_bytes"] > 0

@@ -38,6 +38,8 @@ class SnapKV(KVCompressor):
         self.kernel = kernel
 
     def split(self, ids: list[int], after: list[int]) -> tuple[list[int], list[int]]:
+        if not after:
+            raise CompressionsError("snapkv needs prompt text after the context (the question) as its observation window")
         return ids, after
 
     def scores(self, keys: torch.Tensor, attention: torch.Tensor | None) -> torch.Tensor:
