@@ -3,11 +3,13 @@ FLOPs (compression included), time, and the KV bytes of the context the reader h
 
 Answering is one prefill of the prompt (prefix + context or its replacement + question) plus exactly
 --new-tokens greedy tokens, the same for every method. Methods: full, prefix, extractive (TF-IDF) and
-perplexity (self-information under the reader LM) at --budget M tokens, and a learned soft compressor:
+perplexity (self-information under the reader LM) at --budget M tokens, the KV-cache methods (streaming,
+knorm, snapkv, tova: M entries per layer and KV head of the reader's own cache, read after a prefill of the
+whole context, which is their compression cost), and a learned soft compressor:
 `--checkpoint DIR` (a trained one; its LLM, M and prompt are used) or an untrained `--arch` at M (its cost
-does not depend on training). Compression FLOPs are everything torch runs in `compress`: prefix and extractive
-run no torch op (a tokenizer cut; scikit-learn TF-IDF), so they count 0 LLM FLOPs and only their compress time
-shows. The prompt has no solved examples (shots 0), so the context is what differs between methods.
+does not depend on training). A KV method answers by reading the question after its kept entries.
+Compression FLOPs are everything torch runs in `compress`: prefix and extractive run no torch op (a
+tokenizer cut; scikit-learn TF-IDF), so they count 0 LLM FLOPs and only their compress time shows. The prompt has no solved examples (shots 0), so the context is what differs between methods.
 
     PYTHONPATH=src python benchmarks/squad_compressors.py --n 10
 """
@@ -30,9 +32,12 @@ from compressions.data.prompts import SquadPromptConfig, squad_prompt, squad_pro
 from compressions.evaluation.benchmarks import accumulate, common_parser, cost_facts, measure_call, report, squad_validation
 from compressions.evaluation.efficiency import kv_bytes
 from compressions.models import load_model
+from compressions.models.generation import kept_cache_inputs
+from compressions.models.kept_cache import KeptCache
 from compressions.models.soft_prompts import embed_with_slots, slot_mask
 
 TEXT_METHODS = ("prefix", "extractive", "perplexity")  # besides full, always run
+KV_METHODS = ("streaming", "knorm", "snapkv", "tova")
 COLUMNS = (
     ("method", "method", "{}"),
     ("context_tokens", "context tokens", "{:.1f}"),
@@ -55,24 +60,31 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--checkpoint", default=None, help="a trained compressor folder (`compressions train compressor`)")
     parser.add_argument("--arch", default="cross_attention", choices=sorted(ARCHITECTURES), help="untrained learned compressor")
     parser.add_argument("--new-tokens", type=int, default=8, help="tokens generated per answer")
-    parser.add_argument("--methods", default=",".join(TEXT_METHODS), help="budgeted text methods, comma-separated")
+    parser.add_argument("--methods", default=",".join(TEXT_METHODS + KV_METHODS), help="budgeted methods, comma-separated")
     return parser
 
 
 @torch.no_grad()
 def answer(
-    model: PreTrainedModel, ids: list[int], soft: tuple[int, torch.Tensor] | None, new_tokens: int, pad_id: int
+    model: PreTrainedModel,
+    ids: list[int],
+    soft: tuple[int, torch.Tensor] | None,
+    new_tokens: int,
+    pad_id: int,
+    kv: KeptCache | None = None,
 ) -> torch.Tensor:
-    """Exactly `new_tokens` greedy tokens after one prompt; `soft = (start, vectors)` fills its slot with vectors."""
+    """Exactly `new_tokens` greedy tokens after one prompt; `soft = (start, vectors)` fills its slot with vectors;
+    `kv` holds the prompt up to the end of the slot (a KV method's kept cache), so only the rest is read."""
     input_ids = torch.tensor([ids], device=model.device)  # (1, T)
-    inputs = {"input_ids": input_ids}
+    inputs = {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids)}
     if soft is not None:
         start, vectors = soft
         in_slot = slot_mask([len(ids)], [(start, len(vectors))], len(ids))
-        inputs = {"inputs_embeds": embed_with_slots(model, input_ids, in_slot, vectors)}  # (1, T, d)
+        inputs = {"inputs_embeds": embed_with_slots(model, input_ids, in_slot, vectors), "attention_mask": inputs["attention_mask"]}
+    if kv is not None:  # a fresh cache per call: generate appends to the one it is given
+        inputs = kept_cache_inputs(model, [kv], [ids], pad_id)
     return model.generate(
-        **inputs, attention_mask=torch.ones_like(input_ids), max_new_tokens=new_tokens, min_new_tokens=new_tokens,
-        do_sample=False, pad_token_id=pad_id,
+        **inputs, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False, pad_token_id=pad_id,
     )  # fmt: skip
 
 
@@ -95,7 +107,15 @@ def main(args: argparse.Namespace) -> list[dict]:
     learned, model, tokenizer, prompt, what = learned_method(args)
     budget = learned.pipeline.config.budget
     names = ["full", *args.methods.split(",")]  # full first: the rows' ratios are to it
-    methods = {name: build_method(name, tokenizer, None if name in UNBUDGETED else budget, target_model=model) for name in names}
+    slot_prompt = functools.partial(squad_prompt, tokenizer, config=prompt)  # the KV methods read the prompt's prefix
+    # each question alone: a KV method prefills the prompt prefix for each, as `answer` does for the others
+    alone = {name: {"share_prefix": False} if name in KV_METHODS else {} for name in names}
+    methods = {
+        name: build_method(
+            name, tokenizer, None if name in UNBUDGETED else budget, target_model=model, slot_prompt=slot_prompt, **alone[name]
+        )
+        for name in names
+    }
     methods[learned.name] = learned
     examples, source = squad_validation(args.data_dir, args.n)
     totals: dict[str, dict[str, float]] = {}
@@ -108,7 +128,7 @@ def main(args: argparse.Namespace) -> list[dict]:
             compressed = compress()
             ids = squad_prompt_ids(tokenizer, parts, compressed.token_ids)
             soft = None if compressed.embeddings is None else (start, compressed.embeddings)
-            reply = functools.partial(answer, model, ids, soft, args.new_tokens, tokenizer.pad_token_id)
+            reply = functools.partial(answer, model, ids, soft, args.new_tokens, tokenizer.pad_token_id, compressed.kv)
             accumulate(totals, f"{name}:compress", measure_call(model, compress, args.min_run_time))
             accumulate(totals, f"{name}:answer", measure_call(model, reply, args.min_run_time))
             kept[name] += compressed.n_tokens
@@ -117,8 +137,10 @@ def main(args: argparse.Namespace) -> list[dict]:
         "model": f"{args.model if not args.checkpoint else 'the checkpoint LLM'}; learned: {what}",
         "data": f"{source}, first {len(examples)} questions", "budget M": budget,
         "answer": f"prefill + exactly {args.new_tokens} greedy tokens, batch 1",
-        "context KV bytes": "2 x layers x KV heads x head_dim x bytes x context tokens (learned: M soft tokens + separator)",
-        "compression": "prefix / extractive run no torch op: 0 LLM FLOPs, their compress ms shown",
+        "context KV bytes": "2 x layers x KV heads x head_dim x bytes x context tokens (learned: M soft tokens + separator; "
+        "KV methods: M entries per layer and KV head)",
+        "compression": "prefix / extractive run no torch op: 0 LLM FLOPs, their compress ms shown; KV methods: the prefill "
+        "of prompt prefix + context (+ the question for snapkv, + one token for tova)",
         **cost_facts(args.device),
     }  # fmt: skip
     title = f"SQuAD: compress + answer vs the full context (per question, {len(examples)} questions)"

@@ -93,7 +93,8 @@ def test_squad_compressors_script_accounts_kv_bytes_and_compression(tmp_path, ti
     script = _script("squad_compressors")
     args = script.build_parser().parse_args(tiny_args + ["--budget", "4", "--new-tokens", "2", "--out", str(tmp_path / "s.json")])
     rows = {r["method"]: r for r in script.main(args)}
-    assert list(rows) == ["full", "prefix", "extractive", "perplexity", "learned-cross_attention"]
+    kv_methods = ["streaming", "knorm", "snapkv", "tova"]
+    assert list(rows) == ["full", "prefix", "extractive", "perplexity", *kv_methods, "learned-cross_attention"]
     model, _ = load_model("tiny-random-llama")
     full, learned = rows["full"], rows["learned-cross_attention"]
     assert learned["context_tokens"] == 4 and learned["context_kv_bytes"] == kv_bytes(model.config, model.dtype, 4)
@@ -101,6 +102,9 @@ def test_squad_compressors_script_accounts_kv_bytes_and_compression(tmp_path, ti
     assert rows["prefix"]["compress_gflops"] == rows["extractive"]["compress_gflops"] == full["compress_gflops"] == 0
     assert rows["perplexity"]["compress_gflops"] > 0 and learned["compress_gflops"] > 0  # an LM / a compressor ran
     assert full["flops_vs_full"] == full["kv_vs_full"] == 1.0 and rows["prefix"]["gflops"] < full["gflops"]
+    for name in kv_methods:  # M entries per layer and head, paid for by a prefill of the whole context
+        assert rows[name]["context_tokens"] == 4 and rows[name]["context_kv_bytes"] == learned["context_kv_bytes"]
+        assert rows[name]["compress_gflops"] > 0 and rows[name]["gflops"] - rows[name]["compress_gflops"] < full["gflops"]
     assert json.loads((tmp_path / "s.json").read_text())["rows"] == list(rows.values())
 
 

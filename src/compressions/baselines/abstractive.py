@@ -31,6 +31,7 @@ WORDS_PER_TOKEN = 0.75  # English BPE: about four tokens for three words
 
 class Abstractive(BudgetedCompressor):
     name = "abstractive"
+    question_aware = True
 
     def __init__(
         self,

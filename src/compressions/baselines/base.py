@@ -2,6 +2,7 @@
 
 Given a context, its question and a budget of M target-model tokens, a method returns what the
 target model will read in place of the context. Token counts are always in the target tokenizer.
+KV-cache methods return the reader's kept cache entries (`kv`) with one placeholder id per kept entry.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from compressions.errors import CompressionsError
 if TYPE_CHECKING:
     import torch
 
+    from compressions.models.kept_cache import KeptCache
+
 
 @dataclass(frozen=True)
 class CompressedContext:
@@ -28,6 +31,8 @@ class CompressedContext:
     seconds: float = 0.0  # time spent compressing
     # soft methods: (K, d) vectors the model reads in place of the first K token_ids (placeholders)
     embeddings: torch.Tensor | None = None
+    # KV-cache methods: the cache the reader holds for the prompt up to the end of the slot (token_ids: one per kept entry)
+    kv: KeptCache | None = None
 
     @property
     def n_tokens(self) -> int:
@@ -39,6 +44,7 @@ class ContextCompressor:
     `reading()` is the context in which the target model reads what it made (e.g. an encoder-only adapter off)."""
 
     name: str
+    question_aware: bool = False  # whether what is kept depends on the question (results tables split on it)
 
     def reading(self) -> contextlib.AbstractContextManager:
         return contextlib.nullcontext()

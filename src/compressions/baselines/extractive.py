@@ -17,6 +17,7 @@ from compressions.errors import CompressionsError
 
 class Extractive(BudgetedCompressor):
     name = "extractive"
+    question_aware = True
 
     def __init__(
         self,

@@ -72,6 +72,12 @@ def squad_prompt(
     return PromptParts(prefix, suffix)
 
 
+def prompt_part_ids(tokenizer: PreTrainedTokenizerBase, parts: PromptParts) -> tuple[list[int], list[int]]:
+    """Token ids of the prefix (with the tokenizer's special tokens) and of the suffix (without)."""
+    return tokenizer(parts.prefix).input_ids, tokenizer(parts.suffix, add_special_tokens=False).input_ids
+
+
 def squad_prompt_ids(tokenizer: PreTrainedTokenizerBase, parts: PromptParts, context_ids: list[int]) -> list[int]:
     """Token ids of `prefix + context + suffix`, with the context already in ids (any method's output)."""
-    return tokenizer(parts.prefix).input_ids + context_ids + tokenizer(parts.suffix, add_special_tokens=False).input_ids
+    prefix, suffix = prompt_part_ids(tokenizer, parts)
+    return prefix + context_ids + suffix

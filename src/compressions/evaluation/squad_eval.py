@@ -1,12 +1,15 @@
 """The SQuAD evaluation harness: any context method -> prompts -> batched greedy answers -> EM/F1.
 
-Every method sees the same prompt around the context (data/prompts.py); only the context changes.
+Every method sees the same prompt around the context (data/prompts.py); only the context changes. KV-cache
+methods (baselines/kv_cache.py) read the prompt up to the end of the context themselves and hand over the
+reader's kept cache; generation then reads the rest of the prompt from that cache.
 `max_new_tokens` defaults to the answer-length diagnostic on the train split (covers 99% of answers).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import statistics
 import time
@@ -17,12 +20,13 @@ from peft import PeftModel
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from compressions.baselines import UNBUDGETED, build_method, check_method
+from compressions.baselines import UNBUDGETED, KVCompressor, build_method, check_method
 from compressions.data.prompts import SquadPromptConfig, squad_prompt, squad_prompt_ids
 from compressions.data.squad import SquadExample, load_squad
 from compressions.errors import ConfigError
 from compressions.evaluation.answer_lengths import answer_token_lengths, length_report
 from compressions.evaluation.compressed_cache import CompressedCache
+from compressions.evaluation.efficiency import kv_bytes_per_token
 from compressions.evaluation.squad_metrics import aggregate_squad, normalize_answer, squad_scores
 from compressions.experiments.run_folder import RunFolder, git_commit
 from compressions.models import DEFAULT_MODEL, load_model
@@ -155,11 +159,16 @@ def _evaluate(
         log.info("max_new_tokens=%d from the answer-length diagnostic on the train split", max_new_tokens)
     shots = pick_shots(train_examples, config.prompt.shots) if config.prompt.shots else []
     if config.method != LEARNED:
-        method = build_method(config.method, tokenizer, config.budget, target_model=model, **config.method_options)
+        slot_prompt = functools.partial(squad_prompt, tokenizer, config=config.prompt, shots=shots)
+        method = build_method(
+            config.method, tokenizer, config.budget, target_model=model, slot_prompt=slot_prompt, **config.method_options
+        )
 
     start = time.perf_counter()
     cache = None
-    if config.compressed_cache and config.method != LEARNED:
+    if isinstance(method, KVCompressor) and config.compressed_cache:
+        log.info("compressed_cache ignored: a KV-cache method keeps the reader's own cache, not token ids")
+    elif config.compressed_cache and config.method != LEARNED:
         cache = CompressedCache(config.compressed_cache, _cache_identity(config))
     compressed_all, reused = _compress(method, examples, config.budget, cache, progress)
     prompts, soft, kept, context_lengths, compress_seconds = [], [], [], [], 0.0
@@ -174,8 +183,11 @@ def _evaluate(
         else:
             soft.append(None)
     soft = soft if any(s is not None for s in soft) else None
+    caches = [c.kv for c in compressed_all] if isinstance(method, KVCompressor) else None
     with method.reading():
-        generated = generate_greedy(model, tokenizer, prompts, max_new_tokens, config.batch_size, progress=progress, soft=soft)
+        generated = generate_greedy(
+            model, tokenizer, prompts, max_new_tokens, config.batch_size, progress=progress, soft=soft, caches=caches
+        )  # fmt: skip
     seconds = time.perf_counter() - start + sum(compressed_all[i].seconds for i in reused)  # reused: as when made
 
     predictions = [first_line(tokenizer.decode(g, skip_special_tokens=True)) for g in generated]
@@ -183,6 +195,9 @@ def _evaluate(
     metrics = _metrics(config, examples, predictions, scores, kept, context_lengths, prompts, seconds, compress_seconds)
     metrics["max_new_tokens"] = max_new_tokens
     metrics["compressions_reused"] = len(reused)
+    # what the reader holds for the context: kept tokens, or KV entries per layer and KV head, in every layer
+    metrics["mean_context_kv_bytes"] = kv_bytes_per_token(model.config, model.dtype) * metrics["mean_kept_tokens"]
+    metrics["question_aware"] = method.question_aware
     # the registry name the run asked for (two names may share a class); learned-<arch> for checkpoints
     metrics["method"] = method.name if config.method == LEARNED else config.method
     samples = [

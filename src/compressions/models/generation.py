@@ -2,7 +2,8 @@
 
 Prompts that all start with the same tokens (an instruction, few-shot examples) share one prefill of
 that prefix: its keys and values are computed once, copied into each batch's cache, and each batch
-reads only its tails, laid out `[prefix (cached) | padding | tail]` at their original positions.
+reads only its tails, laid out `[prefix (cached) | padding | tail]` at their original positions. Prompts whose
+first tokens a KV-cache method already holds (`KeptCache`) read only what follows them, the same way.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 
+from compressions.models.kept_cache import KeptCache, batch_cache
 from compressions.models.soft_prompts import embed_with_slots, slot_mask
 
 
@@ -60,22 +62,29 @@ def generate_greedy(
     progress: bool = True,
     soft: list[tuple[int, torch.Tensor] | None] | None = None,
     share_prefix: bool = True,
+    caches: list[KeptCache] | None = None,
 ) -> list[list[int]]:
     """New token ids for each prompt, in input order. Prompts are batched by length to limit padding.
 
     `soft[i] = (start, embeddings [M, d])` replaces prompt i's positions start..start+M-1 by those
     vectors (the model then reads inputs_embeds); `None` keeps a prompt's tokens. `share_prefix`
-    prefills the prompts' common first tokens once (token prompts only).
+    prefills the prompts' common first tokens once (token prompts only). `caches[i]` holds the entries of
+    prompt i's first `caches[i].length` tokens (KV-cache methods); only the rest is read.
     """
+    if soft is not None and caches is not None:
+        raise ValueError("soft prompts and kept caches cannot be combined")
     stops = stop_token_ids(model, tokenizer, stop_at_newline)
     outputs: list[list[int]] = [[] for _ in prompts]
     device = model.device
-    shared = common_prefix_length(prompts) if share_prefix and soft is None and len(prompts) > 1 else 0
+    shared = common_prefix_length(prompts) if share_prefix and soft is None and caches is None and len(prompts) > 1 else 0
     prefix = prefill(model, prompts[0][:shared]) if shared else None
     bar = tqdm(total=len(prompts), desc="generate", unit="ex", disable=not progress)
     for rows in length_batches([len(p) for p in prompts], batch_size):
         tails = [prompts[i][shared:] for i in rows]
-        if prefix is not None:  # generate skips the cached ids and reads the rest
+        if caches is not None:
+            inputs = kept_cache_inputs(model, [caches[i] for i in rows], [prompts[i] for i in rows], tokenizer.pad_token_id)
+            ids, mask = inputs["input_ids"], inputs.pop("attention_mask")
+        elif prefix is not None:  # generate skips the cached ids and reads the rest
             head = torch.tensor(prompts[rows[0]][:shared]).expand(len(rows), shared)
             ids, mask, positions = cached_head_inputs(head, tails, tokenizer.pad_token_id, torch.full((len(rows),), shared))
             inputs = {
@@ -108,16 +117,37 @@ def generate_greedy(
 
 
 def cached_head_inputs(
-    head: torch.Tensor, tails: list[list[int]], pad_id: int, first_positions: torch.Tensor
+    head: torch.Tensor,
+    tails: list[list[int]],
+    pad_id: int,
+    first_positions: torch.Tensor,
+    head_mask: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(input_ids, attention_mask, position_ids), each (N, H + T), laid out `[head | padding | tail]` for
     a cache that already holds the head (N, H) (generate reads only what follows it); tail i starts at
-    position first_positions[i]."""
+    position first_positions[i]. `head_mask` (N, H) marks padding inside the cached head (default: none)."""
     tail_ids, tail_mask = left_pad(tails, pad_id)
+    head_mask = torch.ones_like(head) if head_mask is None else head_mask
     ids = torch.cat([head, tail_ids], dim=1)
-    mask = torch.cat([torch.ones_like(head), tail_mask], dim=1)
-    positions = (position_ids(mask) + (first_positions - head.shape[1])[:, None]) * mask
+    mask = torch.cat([head_mask, tail_mask], dim=1)
+    positions = (position_ids(mask) + (first_positions - head_mask.sum(1))[:, None]) * mask
     return ids, mask, positions
+
+
+def kept_cache_inputs(
+    model: PreTrainedModel, caches: list[KeptCache], prompts: list[list[int]], pad_id: int
+) -> dict[str, torch.Tensor | DynamicCache]:
+    """`generate` arguments for prompts whose first `caches[i].length` tokens are in `caches[i]`: a fresh
+    cache of the rows (padded), and the rest of each prompt at the positions it has after the whole context."""
+    tails = [prompt[c.length :] for prompt, c in zip(prompts, caches, strict=True)]
+    if not all(tails):
+        raise ValueError("a prompt must go on after its kept cache (the question is read after the context)")
+    cache, head_mask = batch_cache(model, caches)
+    head = torch.full(head_mask.shape, pad_id)  # stands for the cached entries: generate skips these ids
+    first = torch.tensor([c.next_position for c in caches])
+    ids, mask, positions = cached_head_inputs(head, tails, pad_id, first, head_mask)
+    inputs = {"input_ids": ids, "attention_mask": mask, "position_ids": positions}
+    return {key: value.to(model.device) for key, value in inputs.items()} | {"past_key_values": cache}
 
 
 def common_prefix_length(prompts: list[list[int]]) -> int:
