@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from peft import LoraConfig
 
 from compressions.baselines import METHODS, KVCompressor, build_method
-from compressions.baselines.kv_cache import eager_attention
+from compressions.models.loading import eager_attention
 from compressions.cli.main import main
 from compressions.data.prompts import SquadPromptConfig, prompt_part_ids, squad_prompt
 from compressions.data.synthetic import synthetic_squad

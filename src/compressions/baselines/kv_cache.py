@@ -16,10 +16,9 @@ written here against the public forward: a `DynamicCache` filled by a forward, a
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import torch
 from tqdm.auto import tqdm
@@ -30,6 +29,7 @@ from compressions.data.prompts import PromptParts, SquadPromptConfig, prompt_par
 from compressions.errors import CompressionsError
 from compressions.models.generation import copy_cache, prefill
 from compressions.models.kept_cache import KeptCache
+from compressions.models.loading import eager_attention
 
 SlotPrompt = Callable[[str], PromptParts]  # question -> the prompt text before and after the context
 
@@ -134,14 +134,3 @@ class KVCompressor(ContextCompressor):
     def _placeholder(self) -> int:
         pad = self.tokenizer.pad_token_id
         return self.tokenizer.eos_token_id if pad is None else pad
-
-
-@contextlib.contextmanager
-def eager_attention(model: PreTrainedModel) -> Iterator[None]:
-    """Run `model` with eager attention, then restore the implementation it had."""
-    before = model.config._attn_implementation
-    model.set_attn_implementation("eager")
-    try:
-        yield
-    finally:
-        model.set_attn_implementation(before)

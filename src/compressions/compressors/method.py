@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections import Counter
 from pathlib import Path
 
 import torch
@@ -33,9 +34,8 @@ class LearnedContext(ContextCompressor):
     def compress_many(self, contexts: list[str], questions: list[str], budget: int | None, progress: bool = False) -> list[CompressedContext]:
         """The compressor never reads the question: each distinct context is compressed once, and its
         questions share the result (and its seconds, split between them)."""
-        unique = dict.fromkeys(contexts)
-        made = dict(zip(unique, super().compress_many(list(unique), ["" for _ in unique], budget, progress)))
-        uses = {c: contexts.count(c) for c in unique}
+        uses = Counter(contexts)  # distinct contexts, in order of first use
+        made = dict(zip(uses, super().compress_many(list(uses), [""] * len(uses), budget, progress)))
         return [dataclasses.replace(made[c], seconds=made[c].seconds / uses[c]) for c in contexts]
 
     @torch.no_grad()

@@ -32,7 +32,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from compressions.compressors import SoftCompressor, build_compressor, compressor_class
 from compressions.config import load_config
-from compressions.data.prompts import SquadPromptConfig, squad_prompt
+from compressions.data.prompts import SquadPromptConfig, prompt_part_ids, squad_prompt
 from compressions.errors import ConfigError
 from compressions.experiments.run_folder import atomic_write_json
 from compressions.models import DEFAULT_MODEL, load_model
@@ -126,8 +126,7 @@ class SoftPromptModel(nn.Module):
 
     def prompt_ids(self, question: str, shots=()) -> tuple[list[int], list[int]]:
         """(prefix ids, suffix ids) around the slot, tokenised exactly as the harness does."""
-        parts = squad_prompt(self.tokenizer, question, self.config.prompt, shots)
-        return self.tokenizer(parts.prefix).input_ids, self.tokenizer(parts.suffix, add_special_tokens=False).input_ids
+        return prompt_part_ids(self.tokenizer, squad_prompt(self.tokenizer, question, self.config.prompt, shots))
 
     def answer_ids(self, answer: str) -> list[int]:
         """Answer tokens then EOS; a space first unless the prompt ends in whitespace (e.g. after 'Answer:')."""

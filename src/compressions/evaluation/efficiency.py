@@ -25,6 +25,8 @@ from torch.utils.benchmark import Timer
 from torch.utils.flop_counter import FlopCounterMode
 from transformers import PretrainedConfig, PreTrainedModel
 
+from compressions.models.loading import eager_attention
+
 
 def kv_bytes_per_token(config: PretrainedConfig, dtype: torch.dtype) -> int:
     """Bytes of keys and values one token leaves in every layer's cache."""
@@ -49,13 +51,8 @@ def amortised(compress_cost: float, use_cost: float, reuses: int) -> float:
 
 def count_flops(model: PreTrainedModel, fn: Callable[[], object]) -> int:
     """FLOPs of `fn()` (which runs `model`), counted with eager attention."""
-    before = model.config._attn_implementation
-    model.set_attn_implementation("eager")
-    try:
-        with FlopCounterMode(display=False) as counter, sdpa_kernel(SDPBackend.MATH):
-            fn()
-    finally:
-        model.set_attn_implementation(before)
+    with eager_attention(model), FlopCounterMode(display=False) as counter, sdpa_kernel(SDPBackend.MATH):
+        fn()
     return counter.get_total_flops()
 
 

@@ -183,7 +183,8 @@ def _evaluate(
         else:
             soft.append(None)
     soft = soft if any(s is not None for s in soft) else None
-    caches = [c.kv for c in compressed_all] if isinstance(method, KVCompressor) else None
+    caches = [c.kv for c in compressed_all]
+    caches = caches if any(c is not None for c in caches) else None
     with method.reading():
         generated = generate_greedy(
             model, tokenizer, prompts, max_new_tokens, config.batch_size, progress=progress, soft=soft, caches=caches
