@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 from compressions.models import load_model
 
@@ -30,3 +31,12 @@ def shared_data() -> Path:
     if not (SHARED_DATA / "squad" / "dev-A.json.gz").is_file():
         pytest.skip(f"shared data not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+def steerable_tiny():
+    """A fresh tiny LLM whose head can be confident: with its tied 0.02-std embeddings, a random tiny
+    LLM's logits stay within about +-1.3; a larger final-norm gain lets it express an answer at all."""
+    llm, tokenizer = load_model("tiny-random-llama")
+    with torch.no_grad():
+        llm.model.norm.weight.fill_(10.0)
+    return llm, tokenizer

@@ -1,12 +1,11 @@
 """Soft-token compressors: shapes, padding invariance, losses, the pipeline's layout and generation,
 checkpoints, an end-to-end overfit on the tiny model, and `eval squad --method learned`."""
 
-import dataclasses
 import json
-import re
 
 import pytest
 import torch
+from conftest import steerable_tiny
 
 from compressions.cli.main import main
 from compressions.compressors import ARCHITECTURES, build_compressor
@@ -17,7 +16,7 @@ from compressions.compressors.pipeline import PipelineConfig, SoftPromptModel
 from compressions.compressors.train import CompressorTrainConfig, train_compressor
 from compressions.config import load_config
 from compressions.data.prompts import squad_prompt
-from compressions.data.synthetic import synthetic_squad
+from compressions.data.synthetic import synthetic_job_questions, synthetic_squad
 from compressions.errors import ConfigError
 from compressions.evaluation.squad_eval import SquadEvalConfig, evaluate_squad
 from compressions.models import load_model
@@ -256,30 +255,10 @@ def test_checkpoint_round_trips_bit_exactly(tiny, tmp_path, lora_rank):
     assert torch.equal(before["soft"], after["soft"]) and torch.equal(before["logits"], after["logits"])
 
 
-def _job_questions(n=8):
-    """n contexts, one fixed question: the answer can only come from the context (through the soft tokens)."""
-    examples, seen = [], set()
-    for e in synthetic_squad(200, seed=1):
-        job = re.search(r"was a (\w+) who", e.context).group(1)
-        if job not in seen:
-            seen.add(job)
-            examples.append(dataclasses.replace(e, question="What was the job?", answers=[job], answer_starts=[e.context.index(job)]))
-    return examples[:n]
-
-
-def _steerable_tiny():
-    """A fresh tiny LLM whose head can be confident: with its tied 0.02-std embeddings, a random tiny
-    LLM's logits stay within about +-1.3; a larger final-norm gain lets it express an answer at all."""
-    llm, tokenizer = load_model("tiny-random-llama")
-    with torch.no_grad():
-        llm.model.norm.weight.fill_(10.0)
-    return llm, tokenizer
-
-
 def test_compressor_overfits_eight_examples_end_to_end(tmp_path):
     """Soft tokens are the only thing that differs between the 8 prompts, so exact answers mean the
     answer travelled context -> compressor -> soft tokens -> LLM (with a LoRA adapter) -> generation."""
-    examples = _job_questions()
+    examples = synthetic_job_questions()
     config = load_config(
         CompressorTrainConfig,
         overrides=[
@@ -290,12 +269,12 @@ def test_compressor_overfits_eight_examples_end_to_end(tmp_path):
             "pipeline.prompt.format=chat", "pipeline.prompt.shots=0",  # the layout this test was sized for
         ],
     )  # fmt: skip
-    llm, tokenizer = _steerable_tiny()
+    llm, tokenizer = steerable_tiny()
     frozen = {n: p.detach().clone() for n, p in llm.named_parameters()}
     summary = train_compressor(config, examples, examples, llm, tokenizer, progress=False)
     assert all(torch.equal(frozen[n], p) for n, p in llm.named_parameters() if n in frozen)  # LLM untouched
 
-    pipeline = SoftPromptModel.from_pretrained(tmp_path / "run" / "checkpoint", *_steerable_tiny())
+    pipeline = SoftPromptModel.from_pretrained(tmp_path / "run" / "checkpoint", *steerable_tiny())
     torch.manual_seed(config.train.seed)  # the initial compressor, as train_compressor seeded it
     initial = SoftPromptModel.create(config.pipeline, *load_model("tiny-random-llama")).compressor
     for (name, p0), p1 in zip(initial.named_parameters(), pipeline.compressor.parameters()):

@@ -2,7 +2,8 @@
 
 One architecture per module; this dict joins them (name -> compressor class; its config class is
 `cls.config_class`). Classes with `reads_llm` run the LLM as their encoder (encoder.py); the others read
-the context's N vectors.
+the context's N vectors. Those with `makes_cache` (gist_kv.py) give per-layer keys and values
+the decoder holds in its cache instead of soft tokens in its input.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from compressions.compressors.conv import ConvCompressor
 from compressions.compressors.cross_attention import CrossAttentionCompressor
 from compressions.compressors.encoder import EncoderCompressor, MemoryCompressor, PooledEncoderCompressor, SelectedResidualCompressor
 from compressions.compressors.gist_compressor import GistCompressor
+from compressions.compressors.gist_kv import GistKVCompressor
 from compressions.compressors.pooling import PoolingCompressor
 from compressions.errors import ConfigError
 
@@ -23,6 +25,7 @@ ARCHITECTURES: dict[str, type[SoftCompressor | EncoderCompressor]] = {
     "memory": MemoryCompressor,
     "pooled_encoder": PooledEncoderCompressor,
     "selected_residual": SelectedResidualCompressor,
+    "gist_kv": GistKVCompressor,
 }
 
 

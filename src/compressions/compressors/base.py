@@ -50,6 +50,7 @@ class SoftCompressor(nn.Module):
 
     config_class = SoftCompressorConfig
     reads_llm = False  # reads features [B, N, d], not the LLM
+    makes_cache = False
 
     def __init__(self, config: SoftCompressorConfig):
         super().__init__()

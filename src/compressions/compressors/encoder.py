@@ -30,9 +30,17 @@ class ContextReader(Protocol):
     def hidden(self, embeds: torch.Tensor, mask: torch.Tensor) -> torch.Tensor: ...
 
 
+def check_context_batch(ids: torch.Tensor, mask: torch.Tensor) -> None:
+    if ids.dim() != 2 or mask.shape != ids.shape:
+        raise ValueError(f"expected ids and mask [B, N], got {tuple(ids.shape)} and {tuple(mask.shape)}")
+    if not mask.any(dim=1).all():
+        raise ValueError("every example needs at least one real context token")
+
+
 class EncoderCompressor(nn.Module):
     config_class = CompressorConfig
     reads_llm = True
+    makes_cache = False  # True: the output is per-layer K/V entries (gist_kv.py), not input embeddings
 
     def __init__(self, config: CompressorConfig):
         super().__init__()
@@ -43,21 +51,18 @@ class EncoderCompressor(nn.Module):
         raise NotImplementedError
 
     def forward(self, reader: ContextReader, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        if ids.dim() != 2 or mask.shape != ids.shape:
-            raise ValueError(f"expected ids and mask [B, N], got {tuple(ids.shape)} and {tuple(mask.shape)}")
-        if not mask.any(dim=1).all():
-            raise ValueError("every example needs at least one real context token")
+        check_context_batch(ids, mask)
         return rescale(self.encode(reader, ids, mask.bool()), self.config)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
 
-def read_after_context(reader: ContextReader, context: torch.Tensor, mask: torch.Tensor, appended: torch.Tensor) -> torch.Tensor:
-    """Encoder hidden states (B, M, d) of M vectors placed right after each context's last real token.
+def after_context(context: torch.Tensor, mask: torch.Tensor, appended: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(embeds (B, N + M, d), mask (B, N + M)): M vectors placed right after each context's last real token.
 
     The right-padded context (B, N, d) is moved to the right (left padding) so that the appended
-    vectors sit at the same columns in every row; positions count from each row's first real token.
+    vectors sit at the same columns in every row; positions then count from each row's first real token.
     """
     b, n, d = context.shape
     shift = n - mask.sum(dim=1)  # (B,) padding of each row
@@ -65,9 +70,14 @@ def read_after_context(reader: ContextReader, context: torch.Tensor, mask: torch
     source = (columns[None, :] - shift[:, None]) % n  # (B, N): left-padded column j holds token j - shift
     left = context.gather(1, source[..., None].expand(-1, -1, d))
     left_mask = columns[None, :] >= shift[:, None]
-    embeds = torch.cat([left, appended.to(left.dtype)], dim=1)  # (B, N + M, d)
-    full_mask = torch.cat([left_mask, left_mask.new_ones(b, appended.shape[1])], dim=1)
-    return reader.hidden(embeds, full_mask)[:, n:]
+    embeds = torch.cat([left, appended.to(left.dtype)], dim=1)
+    return embeds, torch.cat([left_mask, left_mask.new_ones(b, appended.shape[1])], dim=1)
+
+
+def read_after_context(reader: ContextReader, context: torch.Tensor, mask: torch.Tensor, appended: torch.Tensor) -> torch.Tensor:
+    """Encoder hidden states (B, M, d) of M vectors placed right after each context's last real token."""
+    embeds, full_mask = after_context(context, mask, appended)
+    return reader.hidden(embeds, full_mask)[:, context.shape[1] :]
 
 
 class MemoryCompressor(EncoderCompressor):

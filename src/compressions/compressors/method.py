@@ -2,6 +2,8 @@
 
 `compress` returns the slot's placeholder ids with the soft tokens as `embeddings`; the harness puts
 them in the prompt's context slot, so the prompt around them is the one every text method gets.
+A compressor that makes a cache (`gist_kv`) returns it as a KV method does (`kv`: the decoder's cache of
+the prompt prefix, then the gists' entries), and the harness reads the question after it.
 """
 
 from __future__ import annotations
@@ -14,8 +16,10 @@ from pathlib import Path
 import torch
 
 from compressions.baselines.base import CompressedContext, ContextCompressor, check_context
+from compressions.compressors.gist_kv import GistCache
 from compressions.compressors.pipeline import SoftPromptModel
 from compressions.errors import ConfigError
+from compressions.models.kept_cache import KeptCache
 
 
 class LearnedContext(ContextCompressor):
@@ -46,7 +50,16 @@ class LearnedContext(ContextCompressor):
         start = time.perf_counter()
         device = self.pipeline.device
         ids = torch.tensor([self.pipeline.context_ids(context)], device=device)
-        soft, _ = self.pipeline.compress(ids, torch.ones_like(ids, dtype=torch.bool))
-        seconds = time.perf_counter() - start
-        text = f"<{self.pipeline.config.budget} soft tokens>"
-        return CompressedContext(self.slot_ids, text, seconds, embeddings=soft[0])
+        mask = torch.ones_like(ids, dtype=torch.bool)
+        m = self.pipeline.config.budget
+        if self.pipeline.compressor.makes_cache:
+            kept = self._kept_cache(self.pipeline.compressor(self.pipeline, ids, mask))
+            return CompressedContext(self.slot_ids, f"<{m} gist KV entries per layer and head>", time.perf_counter() - start, kv=kept)
+        soft, _ = self.pipeline.compress(ids, mask)
+        return CompressedContext(self.slot_ids, f"<{m} soft tokens>", time.perf_counter() - start, embeddings=soft[0])
+
+    def _kept_cache(self, gist: GistCache) -> KeptCache:
+        """One context's gist entries after the decoder's prompt-prefix cache, as the harness reads KV methods."""
+        keys, values = torch.stack([k[0] for k in gist.keys]), torch.stack([v[0] for v in gist.values])  # (L, n_kv, M, hd)
+        positions = gist.positions[0].expand(*keys.shape[:3])
+        return KeptCache(self.pipeline.decoder_prefix(), keys, values, positions, int(gist.next_positions[0]))

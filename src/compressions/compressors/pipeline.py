@@ -10,6 +10,8 @@ The LLM sees exactly the SQuAD harness's prompt (data/prompts.py) with the conte
 `M soft tokens [+ separator]` instead of the context's tokens:
 `prefix ids + slot + suffix ids [+ answer ids + EOS when training]`.
 The same `slot_ids` / `prompt_ids` serve training and evaluation, so the two cannot drift apart.
+A compressor that makes a cache (`gist_kv`) fills no slot: the decoder holds its own cache of the prefix,
+then the gists' K/V entries, and reads `suffix ids [+ answer ids + EOS]` after them.
 
 Checkpoint folder (`save_pretrained`): `compressor.safetensors`, `pipeline_config.json` (this config),
 `compressor_config.json` (arch, its full config, parameter count, package version) and `adapter/`
@@ -28,15 +30,16 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 
 from compressions.compressors import SoftCompressor, build_compressor, compressor_class
+from compressions.compressors.gist_kv import GistCache
 from compressions.config import load_config
 from compressions.data.prompts import SquadPromptConfig, prompt_part_ids, squad_prompt
 from compressions.errors import ConfigError
 from compressions.experiments.run_folder import atomic_write_json
 from compressions.models import DEFAULT_MODEL, load_model
-from compressions.models.generation import position_ids
+from compressions.models.generation import position_ids, prefill
 from compressions.models.soft_prompts import embed_with_slots
 from compressions.reader.adapter import reader_prompt, with_reader
 from compressions.training.lora import LoraSettings, add_adapter, load_adapter
@@ -71,6 +74,8 @@ class PipelineConfig:
             raise ConfigError("input_layer must be >= 0, max_context_tokens >= 1")
         if self.use_lora and self.encoder_lora:
             raise ConfigError("use_lora and encoder_lora: one LoRA adapter per pipeline, the decoder's or the encoder's")
+        if compressor_class(self.arch).makes_cache and self.separator:
+            raise ConfigError(f"arch {self.arch!r} hands the decoder a cache: the slot has no separator (got {self.separator!r})")
         if self.encoder_lora and not compressor_class(self.arch).reads_llm:
             raise ConfigError(f"encoder_lora: arch {self.arch!r} does not run the LLM as its encoder")
         self.lora.validate()
@@ -89,6 +94,7 @@ class SoftPromptModel(nn.Module):
         if compressor.config.num_tokens != config.budget:
             raise ConfigError(f"compressor makes {compressor.config.num_tokens} tokens, budget is {config.budget}")
         self.config, self.tokenizer, self.llm, self.compressor = config, tokenizer, llm, compressor
+        self._prefix_cache: list[tuple[torch.Tensor, torch.Tensor]] | None = None
 
     @classmethod
     def create(cls, config: PipelineConfig, llm: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> SoftPromptModel:
@@ -134,6 +140,10 @@ class SoftPromptModel(nn.Module):
         text = answer if ending.isspace() else f" {answer}"
         return self.tokenizer(text, add_special_tokens=False).input_ids + [self.tokenizer.eos_token_id]
 
+    def prefix_ids(self) -> list[int]:
+        """The prompt's ids before the context slot (the same for every question)."""
+        return self.prompt_ids("?")[0]
+
     def context_ids(self, context: str) -> list[int]:
         return self.tokenizer(context, add_special_tokens=False).input_ids[: self.config.max_context_tokens]
 
@@ -155,10 +165,25 @@ class SoftPromptModel(nn.Module):
 
     def hidden(self, embeds: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """(B, T, d) last (normed) hidden states of the LLM as encoder: with the encoder adapter, if any."""
+        return self._encode(embeds, mask, use_cache=False).last_hidden_state
+
+    def encode_cache(self, embeds: torch.Tensor, mask: torch.Tensor) -> tuple[DynamicCache, torch.Tensor]:
+        """The encoder's KV cache of the inputs and its last hidden states (B, T, d)."""
+        out = self._encode(embeds, mask, use_cache=True)
+        return out.past_key_values, out.last_hidden_state
+
+    def _encode(self, embeds: torch.Tensor, mask: torch.Tensor, use_cache: bool):
         context = contextlib.nullcontext() if self.config.encoder_lora else self.base_llm()
         with context:
-            out = self.llm.get_decoder()(inputs_embeds=embeds, attention_mask=mask.long(), position_ids=position_ids(mask))
-        return out.last_hidden_state
+            decoder = self.llm.get_decoder()
+            return decoder(inputs_embeds=embeds, attention_mask=mask.long(), position_ids=position_ids(mask), use_cache=use_cache)
+
+    def decoder_prefix(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The decoder's own (frozen) cache of the prompt prefix, per layer [1, n_kv, P, head_dim], made once."""
+        if self._prefix_cache is None:
+            with self.decoding():
+                self._prefix_cache = prefill(self.llm, self.prefix_ids())
+        return self._prefix_cache
 
     def context_features(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """(B, N, d_llm) what the compressor reads: input embeddings, or frozen hidden states of a layer."""
@@ -169,7 +194,10 @@ class SoftPromptModel(nn.Module):
         return out.hidden_states[self.config.input_layer]
 
     def compress(self, ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Right-padded context ids (B, N) -> (soft tokens (B, M, d), the context's features (B, N, d))."""
+        """Right-padded context ids (B, N) -> (soft tokens (B, M, d), the context's features (B, N, d)).
+        A compressor that makes a cache gives its gists' last hidden states as the (diagnostic) soft tokens."""
+        if self.compressor.makes_cache:
+            return self.compressor(self, ids, mask.bool()).hidden, self.embed(ids).detach()
         if self.compressor.reads_llm:
             return self.compressor(self, ids, mask.bool()), self.embed(ids).detach()
         features = self.context_features(ids, mask)
@@ -182,6 +210,30 @@ class SoftPromptModel(nn.Module):
         embeds = embed_with_slots(self.llm, input_ids, slot_mask, soft)
         with self.decoding():
             return self._last_logits(answer_width, inputs_embeds=embeds, attention_mask=attention_mask)
+
+    def cache_answer_logits(
+        self, gist: GistCache, input_ids: torch.Tensor, attention_mask: torch.Tensor, slot_mask: torch.Tensor, answer_width: int
+    ) -> torch.Tensor:
+        """(B, A, V) answer logits of the decoder holding the prompt prefix's cache and the gists' entries and
+        reading what follows the slot of the (left-padded) student prompts."""
+        after = (slot_mask.cumsum(1) > 0) & ~slot_mask & attention_mask.bool()  # (B, T): the text after the slot
+        first = int(after.float().argmax(1).min())  # drop the columns that are before the slot in every row
+        ids, after = input_ids[:, first:], after[:, first:].long()
+        cache = DynamicCache(config=self.llm.config)
+        for layer, (keys, values) in enumerate(self.decoder_prefix()):
+            b = len(ids)
+            cache.update(
+                torch.cat([keys.expand(b, -1, -1, -1), gist.keys[layer]], dim=2),
+                torch.cat([values.expand(b, -1, -1, -1), gist.values[layer]], dim=2),
+                layer,
+            )
+        mask = torch.cat([after.new_ones(len(ids), cache.get_seq_length()), after], dim=1)
+        positions = (position_ids(after) + gist.next_positions[:, None]) * after
+        with self.decoding():
+            out = self.llm(
+                input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache, logits_to_keep=answer_width + 1
+            )
+        return out.logits[:, :-1]
 
     @torch.no_grad()
     def teacher_logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, answer_width: int) -> torch.Tensor:
@@ -196,9 +248,15 @@ class SoftPromptModel(nn.Module):
 
     def forward(self, batch: dict, input_ids: torch.Tensor | None = None) -> dict:
         """Soft tokens and answer logits for a collated batch (input_ids overrides the batch's, e.g. mixed answers)."""
-        soft, features = self.compress(batch["context_ids"], batch["context_mask"])
         ids = batch["input_ids"] if input_ids is None else input_ids
-        logits = self.answer_logits(soft, ids, batch["attention_mask"], batch["slot_mask"], batch["labels"].shape[1])
+        inputs = (ids, batch["attention_mask"], batch["slot_mask"], batch["labels"].shape[1])
+        if self.compressor.makes_cache:
+            gist = self.compressor(self, batch["context_ids"], batch["context_mask"].bool())
+            soft, features = gist.hidden, self.embed(batch["context_ids"]).detach()
+            logits = self.cache_answer_logits(gist, *inputs)
+        else:
+            soft, features = self.compress(batch["context_ids"], batch["context_mask"])
+            logits = self.answer_logits(soft, *inputs)
         mask = batch["context_mask"][..., None].to(features.dtype)
         summary = (features * mask).sum(1) / mask.sum(1)  # (B, d): mean context vector
         return {"soft": soft, "logits": logits, "context_summary": summary}

@@ -6,7 +6,9 @@ Everything is a pure function of the seed.
 
 from __future__ import annotations
 
+import dataclasses
 import random
+import re
 
 from compressions.data.alpaca import AlpacaExample
 from compressions.data.squad import SquadExample
@@ -63,6 +65,17 @@ def synthetic_squad(n: int, seed: int = 0) -> list[SquadExample]:
             )
         )
     return examples
+
+
+def synthetic_job_questions(n: int = 8) -> list[SquadExample]:
+    """n contexts with distinct jobs and one fixed question: the answer can only come from the context."""
+    examples, seen = [], set()
+    for e in synthetic_squad(200, seed=1):
+        job = re.search(r"was a (\w+) who", e.context).group(1)
+        if job not in seen:
+            seen.add(job)
+            examples.append(dataclasses.replace(e, question="What was the job?", answers=[job], answer_starts=[e.context.index(job)]))
+    return examples[:n]
 
 
 def synthetic_alpaca(n: int, seed: int = 0) -> list[AlpacaExample]:

@@ -1,0 +1,124 @@
+"""`gist_kv` (compressors/gist_kv.py): the decoder holding the gists' K/V computes what a full forward
+with the gist mask computes, in training and in the harness's generation; padding changes nothing; and
+8 synthetic examples overfit to exact answers through the cache alone."""
+
+import dataclasses
+
+import torch
+from conftest import steerable_tiny
+
+from compressions.compressors.batches import collate, right_pad, squad_features
+from compressions.compressors.method import LearnedContext
+from compressions.compressors.pipeline import PipelineConfig, SoftPromptModel
+from compressions.compressors.train import CompressorTrainConfig, train_compressor
+from compressions.config import load_config
+from compressions.data.synthetic import synthetic_job_questions, synthetic_squad
+from compressions.gist.masks import mask_for
+from compressions.models import load_model
+from compressions.models.generation import generate_greedy, kept_cache_inputs
+from compressions.training.lora import LoraSettings
+
+M = 3
+
+
+def _pipeline(llm=None, **options):
+    llm, tokenizer = llm or load_model("tiny-random-llama")
+    config = PipelineConfig(model="tiny-random-llama", arch="gist_kv", budget=M, **options)
+    torch.manual_seed(0)
+    pipeline = SoftPromptModel.create(config, llm, tokenizer).eval()
+    with torch.no_grad():  # gists that differ from the prefix tokens they start from
+        pipeline.compressor.offset.normal_(0, 0.05, generator=torch.Generator().manual_seed(1))
+    return pipeline
+
+
+def _gist_masked_logits(pipeline, prefix, context, suffix):
+    """Logits of one full forward over `prefix + context + gists + suffix` in which the suffix sees the
+    prompt prefix and the gists but not the context: the Gist paper's mask, written out by hand."""
+    llm = pipeline.llm
+    p, n = len(prefix), len(context)
+    embed = llm.get_input_embeddings()
+    ids = torch.tensor([prefix + context + [0] * M + suffix])
+    embeds = embed(ids).clone()
+    first = torch.tensor(context)[torch.arange(M) * n // M if n < M else torch.arange(M)]
+    embeds[0, p + n : p + n + M] = embed(first) + pipeline.compressor.offset
+    t = ids.shape[1]
+    allowed = torch.ones(t, t, dtype=torch.bool).tril()
+    allowed[p + n + M :, p : p + n] = False
+    return llm(inputs_embeds=embeds, attention_mask=mask_for(llm, allowed[None, None])).logits[0]
+
+
+def test_training_logits_equal_the_gist_masked_full_forward(tiny):
+    pipeline = _pipeline(tiny)
+    examples = synthetic_squad(3, seed=4)
+    features = squad_features(pipeline, examples, progress=False)
+    features[1] = dataclasses.replace(features[1], context_ids=features[1].context_ids[:2])  # shorter than M
+    batch = collate(features, tiny[1].pad_token_id, pipeline.slot_ids(), M)
+    with torch.no_grad():
+        logits = pipeline(batch)["logits"]  # (B, A, V), right-aligned answers
+        for row, f in enumerate(features):
+            reference = _gist_masked_logits(pipeline, f.prefix_ids, f.context_ids, f.suffix_ids + f.answer_ids)
+            a = len(f.answer_ids)
+            torch.testing.assert_close(logits[row, -a:], reference[-a - 1 : -1], atol=1e-5, rtol=1e-5)
+
+
+def test_cache_is_padding_invariant(tiny):
+    pipeline = _pipeline(tiny, encoder_lora=True, lora=LoraSettings(r=2, target_modules=["k_proj", "v_proj"]))
+    with torch.no_grad():
+        for name, p in pipeline.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.05)
+    ids, mask = right_pad([list(range(10, 19)), list(range(30, 35))], tiny[1].pad_token_id)
+    with torch.no_grad():
+        both = pipeline.compressor(pipeline, ids, mask)
+        alone = pipeline.compressor(pipeline, ids[1:, :5], mask[1:, :5])
+    assert both.positions.tolist() == [[len(pipeline.prefix_ids()) + 9 + j for j in range(M)], alone.positions[0].tolist()]
+    for layer in (0, -1):
+        torch.testing.assert_close(both.keys[layer][1], alone.keys[layer][0], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(both.values[layer][1], alone.values[layer][0], atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(both.keys[-1][0], both.keys[-1][1], atol=1e-3)
+
+
+def test_harness_reads_the_cache_as_the_gist_masked_forward(tiny):
+    """What LearnedContext hands the harness (a KeptCache), read as generation reads KV methods, gives the
+    masked full forward's next-token logits."""
+    pipeline = _pipeline(tiny)
+    example = synthetic_squad(1, seed=5)[0]
+    compressed = LearnedContext(pipeline).compress(example.context, example.question)
+    assert compressed.embeddings is None and compressed.kv.kept == M and compressed.n_tokens == M
+    prefix, suffix = pipeline.prompt_ids(example.question)
+    prompt = prefix + compressed.token_ids + suffix
+    inputs = kept_cache_inputs(tiny[0], [compressed.kv], [prompt], tiny[1].pad_token_id)
+    held = compressed.kv.length  # generate skips the ids the cache holds; a plain forward is given the rest
+    inputs |= {"input_ids": inputs["input_ids"][:, held:], "position_ids": inputs["position_ids"][:, held:]}
+    with torch.no_grad():
+        last = tiny[0](**inputs).logits[0, -1]
+        reference = _gist_masked_logits(pipeline, prefix, pipeline.context_ids(example.context), suffix)[-1]
+    torch.testing.assert_close(last, reference, atol=1e-5, rtol=1e-5)
+
+
+def test_gist_kv_overfits_eight_examples_through_the_cache(tmp_path):
+    """The decoder is frozen and its prompt is the same for the 8 questions but for the question, so exact
+    answers that change when the caches are swapped mean the answers travelled through the gists' K/V."""
+    examples = synthetic_job_questions()  # one question: only the context, through the gists, tells the answers apart
+    config = load_config(
+        CompressorTrainConfig,
+        overrides=[
+            "pipeline.model=tiny-random-llama", "pipeline.arch=gist_kv", "pipeline.budget=4", "pipeline.encoder_lora=true",
+            "pipeline.lora.r=16", "pipeline.lora.target_modules=[q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj]",
+            "train.max_steps=300", "train.batch_size=8", "train.micro_batch_size=8", "train.learning_rate=3e-3",
+            "lora_learning_rate=3e-3", "loss.distillation=0", "loss.scheduled_sampling=0", "loss.contrastive=0",
+            "loss.anti_collapse=0", "eval_limit=0", f"out={tmp_path / 'run'}",
+        ],
+    )  # fmt: skip
+    llm, tokenizer = steerable_tiny()
+    train_compressor(config, examples, examples, llm, tokenizer, progress=False)
+    pipeline = SoftPromptModel.from_pretrained(tmp_path / "run" / "checkpoint", llm, tokenizer)
+    method = LearnedContext(pipeline)
+    compressed = [method.compress(e.context, e.question) for e in examples]
+    prompts = [pipeline.prompt_ids(e.question)[0] + c.token_ids + pipeline.prompt_ids(e.question)[1] for e, c in zip(examples, compressed)]
+    with method.reading():
+        answers = generate_greedy(llm, tokenizer, prompts, 4, progress=False, caches=[c.kv for c in compressed])
+        swapped = generate_greedy(llm, tokenizer, prompts, 4, progress=False, caches=[c.kv for c in compressed[1:] + compressed[:1]])
+    decoded = [tokenizer.decode(a, skip_special_tokens=True).strip() for a in answers]
+    assert decoded == [e.answers[0] for e in examples]
+    assert sum(a != b for a, b in zip(answers, swapped)) >= 6
