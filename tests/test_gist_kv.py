@@ -4,6 +4,7 @@ with the gist mask computes, in training and in the harness's generation; paddin
 
 import dataclasses
 
+import pytest
 import torch
 from conftest import steerable_tiny
 
@@ -33,7 +34,8 @@ def _pipeline(llm=None, **options):
 
 def _gist_masked_logits(pipeline, prefix, context, suffix):
     """Logits of one full forward over `prefix + context + gists + suffix` in which the suffix sees the
-    prompt prefix and the gists but not the context: the Gist paper's mask, written out by hand."""
+    prompt prefix and the gists but not the context (all the compressor reads): the Gist paper's mask,
+    written out by hand."""
     llm = pipeline.llm
     p, n = len(prefix), len(context)
     embed = llm.get_input_embeddings()
@@ -47,16 +49,21 @@ def _gist_masked_logits(pipeline, prefix, context, suffix):
     return llm(inputs_embeds=embeds, attention_mask=mask_for(llm, allowed[None, None])).logits[0]
 
 
-def test_training_logits_equal_the_gist_masked_full_forward(tiny):
-    pipeline = _pipeline(tiny)
+@pytest.mark.parametrize("question_aware", [False, True])
+def test_training_logits_equal_the_gist_masked_full_forward(tiny, question_aware):
+    """Question-aware, the encoder reads the question after the context (before the gists), and the
+    decoder reads it again after the gists."""
+    pipeline = _pipeline(tiny, question_aware=question_aware)
     examples = synthetic_squad(3, seed=4)
     features = squad_features(pipeline, examples, progress=False)
-    features[1] = dataclasses.replace(features[1], context_ids=features[1].context_ids[:2])  # shorter than M
+    short = features[1].context_ids[:2]  # shorter than M
+    features[1] = dataclasses.replace(features[1], context_ids=short, compressor_ids=short + features[1].compressor_ids[len(features[1].context_ids) :])
+    assert (features[0].compressor_ids == features[0].context_ids + features[0].suffix_ids) == question_aware
     batch = collate(features, tiny[1].pad_token_id, pipeline.slot_ids(), M)
     with torch.no_grad():
         logits = pipeline(batch)["logits"]  # (B, A, V), right-aligned answers
         for row, f in enumerate(features):
-            reference = _gist_masked_logits(pipeline, f.prefix_ids, f.context_ids, f.suffix_ids + f.answer_ids)
+            reference = _gist_masked_logits(pipeline, f.prefix_ids, f.compressor_ids, f.suffix_ids + f.answer_ids)
             a = len(f.answer_ids)
             torch.testing.assert_close(logits[row, -a:], reference[-a - 1 : -1], atol=1e-5, rtol=1e-5)
 
@@ -122,3 +129,13 @@ def test_gist_kv_overfits_eight_examples_through_the_cache(tmp_path):
     decoded = [tokenizer.decode(a, skip_special_tokens=True).strip() for a in answers]
     assert decoded == [e.answers[0] for e in examples]
     assert sum(a != b for a, b in zip(answers, swapped)) >= 6
+
+
+def test_question_aware_compresses_each_question(tiny):
+    pipeline = _pipeline(tiny, question_aware=True)
+    example = synthetic_squad(1, seed=5)[0]
+    method = LearnedContext(pipeline)
+    assert method.question_aware
+    one, other, again = method.compress_many([example.context] * 3, [example.question, "Who?", example.question], M)
+    assert torch.equal(one.kv.keys, again.kv.keys) and not torch.allclose(one.kv.keys, other.kv.keys)
+    assert one.kv.next_position == len(pipeline.prefix_ids()) + len(pipeline.compressor_ids(example.context, example.question)) + M

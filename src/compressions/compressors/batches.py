@@ -2,7 +2,7 @@
 
 A batch holds the student's input (prompt with the soft-token slot, then the answer), the teacher's
 input (the same prompt with the context's tokens in the slot), the right-padded context the
-compressor reads, and right-aligned answer labels (see losses.py).
+compressor reads (with the question after it for a question-aware pipeline), and right-aligned answer labels (see losses.py).
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from compressions.models.soft_prompts import slot_mask
 
 @dataclass(frozen=True)
 class SquadFeature:
-    context_ids: list[int]
+    context_ids: list[int]  # what the teacher reads in the slot
+    compressor_ids: list[int]  # what the compressor reads (pipeline.compressor_ids)
     prefix_ids: list[int]
     suffix_ids: list[int]
     answer_ids: list[int]  # the first reference answer, then EOS
@@ -38,7 +39,8 @@ def squad_features(
         prefix, suffix = pipeline.prompt_ids(example.question, shots)
         answer = pipeline.answer_ids(example.answers[0])
         group = groups.setdefault(example.context, len(groups))
-        features.append(SquadFeature(pipeline.context_ids(example.context), prefix, suffix, answer, group))
+        context, compressed = pipeline.context_ids(example.context), pipeline.compressor_ids(example.context, example.question)
+        features.append(SquadFeature(context, compressed, prefix, suffix, answer, group))
     return features
 
 
@@ -58,7 +60,7 @@ def collate(features: list[SquadFeature], pad_id: int, slot_ids: list[int], budg
     teacher = [f.prefix_ids + f.context_ids + f.suffix_ids + f.answer_ids for f in features]
     input_ids, attention_mask = left_pad(student, pad_id)
     teacher_ids, teacher_mask = left_pad(teacher, pad_id)
-    context_ids, context_mask = right_pad([f.context_ids for f in features], pad_id)
+    context_ids, context_mask = right_pad([f.compressor_ids for f in features], pad_id)
     width = max(len(f.answer_ids) for f in features)
     labels = torch.full((len(features), width), IGNORE, dtype=torch.long)
     for row, f in enumerate(features):

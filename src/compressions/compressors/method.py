@@ -27,6 +27,7 @@ class LearnedContext(ContextCompressor):
         self.pipeline = pipeline.eval()
         self.name = f"learned-{pipeline.config.arch}"
         self.slot_ids = pipeline.slot_ids()
+        self.question_aware = pipeline.config.question_aware
 
     @classmethod
     def from_checkpoint(cls, folder: str | Path, device: str = "cpu") -> LearnedContext:
@@ -36,8 +37,10 @@ class LearnedContext(ContextCompressor):
         return self.pipeline.decoding()
 
     def compress_many(self, contexts: list[str], questions: list[str], budget: int | None, progress: bool = False) -> list[CompressedContext]:
-        """The compressor never reads the question: each distinct context is compressed once, and its
-        questions share the result (and its seconds, split between them)."""
+        """A question-agnostic compressor compresses each distinct context once, and its questions share
+        the result (and its seconds, split between them); a question-aware one compresses every pair."""
+        if self.question_aware:
+            return super().compress_many(contexts, questions, budget, progress)
         uses = Counter(contexts)  # distinct contexts, in order of first use
         made = dict(zip(uses, super().compress_many(list(uses), [""] * len(uses), budget, progress)))
         return [dataclasses.replace(made[c], seconds=made[c].seconds / uses[c]) for c in contexts]
@@ -49,7 +52,7 @@ class LearnedContext(ContextCompressor):
             raise ConfigError(f"this checkpoint makes {self.pipeline.config.budget} soft tokens, not {budget}")
         start = time.perf_counter()
         device = self.pipeline.device
-        ids = torch.tensor([self.pipeline.context_ids(context)], device=device)
+        ids = torch.tensor([self.pipeline.compressor_ids(context, question)], device=device)
         mask = torch.ones_like(ids, dtype=torch.bool)
         m = self.pipeline.config.budget
         if self.pipeline.compressor.makes_cache:

@@ -60,6 +60,9 @@ class PipelineConfig:
     use_lora: bool = field(default=False, metadata={"help": "the decoder reads soft tokens with the LoRA adapter `lora`"})
     encoder_lora: bool = field(default=False, metadata={"help": "the LLM encodes contexts with the LoRA adapter `lora`"})
     reader: str | None = field(default=None, metadata={"help": "SQuAD reader adapter folder: the frozen decoder"})
+    question_aware: bool = field(
+        default=False, metadata={"help": "the compressor also reads the prompt's text after the context (the question)"}
+    )
     lora: LoraSettings = field(default_factory=lambda: LoraSettings(target_modules=["q_proj", "k_proj", "v_proj", "o_proj"]))
     # Zero-shot, as the SQuAD reader: training teaches the answer format, and solved examples would
     # cost every step ~140 more tokens (the reader's prompt, so the two read the same text around the slot).
@@ -146,6 +149,12 @@ class SoftPromptModel(nn.Module):
 
     def context_ids(self, context: str) -> list[int]:
         return self.tokenizer(context, add_special_tokens=False).input_ids[: self.config.max_context_tokens]
+
+    def compressor_ids(self, context: str, question: str) -> list[int]:
+        """What the compressor reads: the context, then with `question_aware` the prompt's text after it
+        (question and answer anchor), so that what it makes serves that one question."""
+        ids = self.context_ids(context)
+        return ids + self.prompt_ids(question)[1] if self.config.question_aware else ids
 
     # --- tensors ---
     @property

@@ -145,13 +145,14 @@ def train_compressor(
 
 @torch.no_grad()
 def collapse_diagnostic(pipeline: SoftPromptModel, examples: list[SquadExample], n_contexts: int) -> dict:
-    """Mean pairwise cosine of the soft tokens within and across the first n distinct contexts, and
-    their norms against the LLM's mean embedding norm."""
-    contexts = list(dict.fromkeys(e.context for e in examples))[:n_contexts]
-    if len(contexts) < 2:
+    """Mean pairwise cosine of the soft tokens within and across the first n distinct contexts (each with
+    its first question, which a question-aware compressor reads), and their norms against the LLM's mean
+    embedding norm."""
+    firsts = list({e.context: e for e in reversed(examples)}.values())[::-1][:n_contexts]  # first question per context
+    if len(firsts) < 2:
         return {}
     pipeline.eval()
     device = pipeline.device
-    ids, mask = right_pad([pipeline.context_ids(c) for c in contexts], pipeline.tokenizer.pad_token_id)
+    ids, mask = right_pad([pipeline.compressor_ids(e.context, e.question) for e in firsts], pipeline.tokenizer.pad_token_id)
     soft, _ = pipeline.compress(ids.to(device), mask.to(device))
-    return {"contexts": len(contexts), **soft_token_diagnostics(soft), "embedding_norm": pipeline.compressor.config.output_norm}
+    return {"contexts": len(firsts), **soft_token_diagnostics(soft), "embedding_norm": pipeline.compressor.config.output_norm}
