@@ -37,7 +37,7 @@ class CacheReader(Protocol):
 
 
 @dataclass
-class GistCache:
+class GistEntries:
     keys: list[torch.Tensor]  # per layer (B, n_kv, M, head_dim)
     values: list[torch.Tensor]
     positions: torch.Tensor  # (B, M): the position each gist was read at
@@ -57,7 +57,7 @@ class GistKVCompressor(EncoderCompressor):
         super().__init__(config)
         self.offset = nn.Parameter(torch.zeros(config.num_tokens, config.input_size))  # (M, d)
 
-    def forward(self, reader: CacheReader, ids: torch.Tensor, mask: torch.Tensor) -> GistCache:
+    def forward(self, reader: CacheReader, ids: torch.Tensor, mask: torch.Tensor) -> GistEntries:
         check_context_batch(ids, mask)
         mask = mask.bool()
         m = self.config.num_tokens
@@ -71,7 +71,7 @@ class GistKVCompressor(EncoderCompressor):
         text_mask = torch.cat([mask.new_ones(b, p), mask], dim=1)
         inputs, full_mask = after_context(text, text_mask, gists)
         cache, hidden = reader.encode_cache(inputs, full_mask)
-        return GistCache(
+        return GistEntries(
             keys=[layer.keys[:, :, -m:] for layer in cache.layers],
             values=[layer.values[:, :, -m:] for layer in cache.layers],
             positions=position_ids(full_mask)[:, -m:],

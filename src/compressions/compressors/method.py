@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from compressions.baselines.base import CompressedContext, ContextCompressor, check_context
-from compressions.compressors.gist_kv import GistCache
+from compressions.compressors.gist_kv import GistEntries
 from compressions.compressors.pipeline import SoftPromptModel
 from compressions.errors import ConfigError
 from compressions.models.kept_cache import KeptCache
@@ -61,7 +61,7 @@ class LearnedContext(ContextCompressor):
         soft, _ = self.pipeline.compress(ids, mask)
         return CompressedContext(self.slot_ids, f"<{m} soft tokens>", time.perf_counter() - start, embeddings=soft[0])
 
-    def _kept_cache(self, gist: GistCache) -> KeptCache:
+    def _kept_cache(self, gist: GistEntries) -> KeptCache:
         """One context's gist entries after the decoder's prompt-prefix cache, as the harness reads KV methods."""
         keys, values = torch.stack([k[0] for k in gist.keys]), torch.stack([v[0] for v in gist.values])  # (L, n_kv, M, hd)
         positions = gist.positions[0].expand(*keys.shape[:3])

@@ -33,7 +33,7 @@ from torch import nn
 from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 
 from compressions.compressors import SoftCompressor, build_compressor, compressor_class
-from compressions.compressors.gist_kv import GistCache
+from compressions.compressors.gist_kv import GistEntries
 from compressions.config import load_config
 from compressions.data.prompts import SquadPromptConfig, prompt_part_ids, squad_prompt
 from compressions.errors import ConfigError
@@ -221,7 +221,7 @@ class SoftPromptModel(nn.Module):
             return self._last_logits(answer_width, inputs_embeds=embeds, attention_mask=attention_mask)
 
     def cache_answer_logits(
-        self, gist: GistCache, input_ids: torch.Tensor, attention_mask: torch.Tensor, slot_mask: torch.Tensor, answer_width: int
+        self, gist: GistEntries, input_ids: torch.Tensor, attention_mask: torch.Tensor, slot_mask: torch.Tensor, answer_width: int
     ) -> torch.Tensor:
         """(B, A, V) answer logits of the decoder holding the prompt prefix's cache and the gists' entries and
         reading what follows the slot of the (left-padded) student prompts."""

@@ -21,16 +21,16 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from compressions.baselines import UNBUDGETED, KVCompressor, build_method, check_method
-from compressions.data.prompts import SquadPromptConfig, squad_prompt, squad_prompt_ids
+from compressions.data.prompts import SquadPromptConfig, squad_prompt
 from compressions.data.squad import SquadExample, load_squad
 from compressions.errors import ConfigError
 from compressions.evaluation.answer_lengths import answer_token_lengths, length_report
 from compressions.evaluation.compressed_cache import CompressedCache
 from compressions.evaluation.efficiency import kv_bytes_per_token
+from compressions.evaluation.reading import read_compressed
 from compressions.evaluation.squad_metrics import aggregate_squad, normalize_answer, squad_scores
 from compressions.experiments.run_folder import RunFolder, git_commit
 from compressions.models import DEFAULT_MODEL, load_model
-from compressions.models.generation import generate_greedy
 from compressions.reader.adapter import load_reader, reader_prompt
 
 log = logging.getLogger(__name__)
@@ -171,24 +171,13 @@ def _evaluate(
     elif config.compressed_cache and config.method != LEARNED:
         cache = CompressedCache(config.compressed_cache, _cache_identity(config))
     compressed_all, reused = _compress(method, examples, config.budget, cache, progress)
-    prompts, soft, kept, context_lengths, compress_seconds = [], [], [], [], 0.0
-    for example, compressed in zip(examples, compressed_all, strict=True):
-        parts = squad_prompt(tokenizer, example.question, config.prompt, shots)
-        compress_seconds += compressed.seconds
-        context_lengths.append(len(tokenizer(example.context, add_special_tokens=False).input_ids))
-        kept.append(compressed.n_tokens)
-        prompts.append(squad_prompt_ids(tokenizer, parts, compressed.token_ids))
-        if compressed.embeddings is not None:  # soft tokens take the context slot, right after the prefix
-            soft.append((len(tokenizer(parts.prefix).input_ids), compressed.embeddings))
-        else:
-            soft.append(None)
-    soft = soft if any(s is not None for s in soft) else None
-    caches = [c.kv for c in compressed_all]
-    caches = caches if any(c is not None for c in caches) else None
-    with method.reading():
-        generated = generate_greedy(
-            model, tokenizer, prompts, max_new_tokens, config.batch_size, progress=progress, soft=soft, caches=caches
-        )  # fmt: skip
+    kept = [c.n_tokens for c in compressed_all]
+    context_lengths = [len(tokenizer(e.context, add_special_tokens=False).input_ids) for e in examples]
+    compress_seconds = sum(c.seconds for c in compressed_all)
+    questions = [e.question for e in examples]
+    prompts, generated = read_compressed(
+        model, tokenizer, method, compressed_all, questions, config.prompt, shots, max_new_tokens, config.batch_size, progress
+    )  # fmt: skip
     seconds = time.perf_counter() - start + sum(compressed_all[i].seconds for i in reused)  # reused: as when made
 
     predictions = [first_line(tokenizer.decode(g, skip_special_tokens=True)) for g in generated]

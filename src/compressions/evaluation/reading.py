@@ -1,0 +1,39 @@
+"""How the target model reads what a method made, for the SQuAD harness and the library API alike: the
+prompt around the context slot, the method's output in the slot (kept token ids; soft tokens in place of
+their placeholders; or a kept KV cache that holds the prompt up to the end of the slot), then greedy
+answers, inside the method's `reading()` context (e.g. an encoder-only adapter switched off)."""
+
+from __future__ import annotations
+
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from compressions.baselines.base import CompressedContext, ContextCompressor
+from compressions.data.prompts import SquadPromptConfig, prompt_part_ids, squad_prompt
+from compressions.data.squad import SquadExample
+from compressions.models.generation import generate_greedy
+
+
+def read_compressed(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    method: ContextCompressor,
+    compressed: list[CompressedContext],
+    questions: list[str],
+    prompt: SquadPromptConfig,
+    shots: list[SquadExample] = (),
+    max_new_tokens: int = 32,
+    batch_size: int = 8,
+    progress: bool = False,
+) -> tuple[list[list[int]], list[list[int]]]:
+    """(prompt ids, new token ids) for each (compressed context, question), in order."""
+    prompts, soft = [], []
+    for question, kept in zip(questions, compressed, strict=True):
+        prefix, suffix = prompt_part_ids(tokenizer, squad_prompt(tokenizer, question, prompt, shots))
+        prompts.append(prefix + kept.token_ids + suffix)
+        soft.append(None if kept.embeddings is None else (len(prefix), kept.embeddings))  # soft tokens fill the slot
+    soft = soft if any(s is not None for s in soft) else None
+    caches = [kept.kv for kept in compressed]
+    caches = caches if any(c is not None for c in caches) else None
+    with method.reading():
+        generated = generate_greedy(model, tokenizer, prompts, max_new_tokens, batch_size, progress=progress, soft=soft, caches=caches)
+    return prompts, generated
