@@ -22,7 +22,7 @@ def test_bad_configs_name_the_field(override, field):
 
 
 def test_config_round_trips_through_the_run_folder(tmp_path):
-    config = load_config(SquadEvalConfig, overrides=["prompt.shots=2", "method_options.seed=7", "budget=32"])
+    config = load_config(SquadEvalConfig, overrides=["prompt.shots=2", "method=random", "method_options.seed=7", "budget=32"])
     with RunFolder(tmp_path / "run") as run:
         run.save_config(config)
     assert load_config(SquadEvalConfig, tmp_path / "run" / "config.json") == config

@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Collection
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from omegaconf import OmegaConf
+import yaml
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from compressions.errors import ConfigError
@@ -20,9 +22,7 @@ def load_config(schema: type[T], path: str | Path | None = None, overrides: list
     try:
         merged = OmegaConf.structured(schema)
         if path is not None:
-            if not Path(path).is_file():
-                raise ConfigError(f"config file not found: {path}")
-            merged = OmegaConf.merge(merged, OmegaConf.load(path))
+            merged = OmegaConf.merge(merged, _read_file(path))
         if overrides:
             merged = OmegaConf.merge(merged, OmegaConf.from_dotlist(list(overrides)))
         config = OmegaConf.to_object(merged)
@@ -33,6 +33,41 @@ def load_config(schema: type[T], path: str | Path | None = None, overrides: list
     if validate is not None:
         validate()
     return config
+
+
+def _read_file(path: str | Path) -> DictConfig:
+    """The file's mapping; broken YAML, bytes that are not UTF-8 or a top-level list are one error line."""
+    if not Path(path).is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        loaded = OmegaConf.load(path)
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise ConfigError(f"config file {path} is not readable YAML: {' '.join(str(err).split())}") from None
+    if not isinstance(loaded, DictConfig):  # a list (or a bare value) has no keys to merge
+        raise ConfigError(f"config file {path} must hold a mapping of keys at its top level, not a {type(loaded).__name__}")
+    return loaded
+
+
+def check_choice(name: str, value: Any, allowed: Collection) -> None:
+    """`value` is one of `allowed`, or a ConfigError naming the field and the choices."""
+    if value not in allowed:
+        raise ConfigError(f"{name} must be one of {', '.join(map(str, allowed))}; got {value!r}")
+
+
+def check_placement(dtype: str, device: str) -> None:
+    """A dtype the loaders know and a device this machine has: `cuda` without a GPU fails here, before any
+    file is written, not in the first forward."""
+    import torch
+
+    from compressions.models.loading import DTYPES
+
+    check_choice("dtype", dtype, DTYPES)
+    try:
+        where = torch.device(device)
+    except RuntimeError:
+        raise ConfigError(f"device {device!r} is not a device name (cpu, cuda, cuda:1 ...)") from None
+    if where.type == "cuda" and (where.index or 0) >= torch.cuda.device_count():
+        raise ConfigError(f"device {device!r} is not available here ({torch.cuda.device_count()} CUDA devices visible)")
 
 
 def config_dict(config) -> dict:

@@ -48,6 +48,8 @@ INJECTED = ("tokenizer", "target_model", "slot_prompt")  # given by the harness,
 def check_method(name: str, budget: int | None) -> None:
     if name not in METHODS:
         raise CompressionsError(f"unknown method {name!r}; choose one of {', '.join(sorted(METHODS))}")
+    if name in UNBUDGETED and budget is not None:  # it would be ignored, and the row labelled with a budget it never had
+        raise CompressionsError(f"method {name!r} takes no budget; leave out --budget (got {budget})")
     check_budget(budget, required=name not in UNBUDGETED)
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from compressions.data import paths
-from compressions.data.records import RecordIssues
+from compressions.data.records import RecordIssues, read_json
 from compressions.errors import DataError
 
 FIELDS = ("instruction", "input", "output")
@@ -25,21 +25,21 @@ def parse_alpaca(rows, source: str, on_error: str = "skip") -> list[AlpacaExampl
     issues = RecordIssues(source, on_error)
     examples = []
     for i, row in enumerate(rows):
-        missing = [k for k in FIELDS if not isinstance(row.get(k), str)]
-        if missing:
+        missing = [k for k in FIELDS if not isinstance(row.get(k), str)] if isinstance(row, dict) else None
+        if missing is None:
+            issues.report(i, f"not an object but {type(row).__name__}")
+        elif missing:
             issues.report(i, f"missing or non-string field(s) {', '.join(missing)}")
         elif not row["instruction"].strip():
             issues.report(i, "empty instruction")
         else:
             examples.append(AlpacaExample(row["instruction"], row["input"], row["output"], row.get("source") or ""))
-    return examples
+    return issues.finish(examples)
 
 
 def load_alpaca(
     source: str, data_dir: str | Path | None = None, on_error: str = "skip", split: str = "train"
 ) -> list[AlpacaExample]:
-    from compressions.data.squad import read_json
-
     where = paths.resolve(source, data_dir)
     if isinstance(where, Path):
         rows = read_json(where)

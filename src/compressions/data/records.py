@@ -1,14 +1,33 @@
-"""Reporting malformed records: each one is named with its file and index, then skipped or fatal."""
+"""Reading record files: JSON (.json or .json.gz) read in one piece, and malformed records, each named with
+its file and index, then skipped or fatal."""
 
 from __future__ import annotations
 
+import gzip
+import json
 import logging
+import zlib
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
 
+from compressions.config import check_choice
 from compressions.errors import DataError
 
 log = logging.getLogger(__name__)
 ON_ERROR = ("skip", "raise")
+T = TypeVar("T")
+
+
+def read_json(path: Path) -> Any:
+    """The parsed file; an empty, truncated, non-UTF-8 or non-JSON file is one DataError naming it."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rt", encoding="utf-8") as f:
+            return json.load(f)
+    except (ValueError, EOFError, OSError, zlib.error) as err:  # ValueError: JSON or UTF-8; the others: gzip, disk
+        why = "the file is empty" if path.stat().st_size == 0 else f"{type(err).__name__}: {err}"
+        raise DataError(f"{path} cannot be read as JSON: {why}") from None
 
 
 @dataclass
@@ -20,12 +39,20 @@ class RecordIssues:
     problems: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        if self.on_error not in ON_ERROR:
-            raise ValueError(f"on_error must be one of {ON_ERROR}, got {self.on_error!r}")
+        check_choice("on_error", self.on_error, ON_ERROR)
 
     def report(self, index: int | str, problem: str) -> None:
-        message = f"{self.source} [{index}]: {problem}"
+        where = f"[{index}]: {problem}"
         if self.on_error == "raise":
-            raise DataError(f"malformed record: {message}")
-        self.problems.append(message)
-        log.warning("skipped malformed record: %s", message)
+            raise DataError(f"malformed record: {self.source} {where}")
+        self.problems.append(where)
+
+    def finish(self, examples: list[T]) -> list[T]:
+        """The examples read, once each skipped record is logged; none at all is one error (a file of nothing
+        usable is the wrong file, and every later step would divide by zero on it)."""
+        if not examples:
+            first = f"; the first: {self.problems[0]}" if self.problems else ""
+            raise DataError(f"no valid record in {self.source} ({len(self.problems)} malformed{first})")
+        for problem in self.problems:
+            log.warning("skipped malformed record: %s %s", self.source, problem)
+        return examples

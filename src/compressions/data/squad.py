@@ -6,13 +6,12 @@ validation): with the shared dev-A file that is articles 1-20 / 21-24. Hub data 
 
 from __future__ import annotations
 
-import gzip
-import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from compressions.data import paths
-from compressions.data.records import RecordIssues
+from compressions.data.records import RecordIssues, read_json
 from compressions.errors import DataError
 
 SPLITS = ("train", "validation", "all")
@@ -29,43 +28,51 @@ class SquadExample:
     article: int = 0  # index of the article in its file, for article-level splits
 
 
-def read_json(path: Path):
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as f:
-        return json.load(f)
-
-
 def parse_squad(data: dict, source: str, on_error: str = "skip") -> list[SquadExample]:
-    """Official-format dict -> examples; malformed questions are reported by file and index."""
+    """Official-format dict -> examples; malformed records are reported by file and index."""
     issues = RecordIssues(source, on_error)
     examples = []
     if not isinstance(data, dict) or not isinstance(data.get("data"), list):
         raise DataError(f"{source}: not SQuAD JSON (expected a top-level 'data' list)")
     for a, article in enumerate(data["data"]):
-        for p, paragraph in enumerate(article.get("paragraphs", [])):
-            context = paragraph.get("context")
-            for q, qa in enumerate(paragraph.get("qas", [])):
+        for p, paragraph in enumerate(_list(article, "paragraphs", f"article {a}", issues)):
+            for q, qa in enumerate(_list(paragraph, "qas", f"article {a}, paragraph {p}", issues)):
                 where = f"article {a}, paragraph {p}, question {q}"
-                example = _parse_qa(qa, context, article.get("title", ""), a, where, issues)
+                example = _parse_qa(qa, paragraph.get("context"), str(article.get("title", "")), a, where, issues)
                 if example is not None:
                     examples.append(example)
-    return examples
+    return issues.finish(examples)
 
 
-def _parse_qa(qa: dict, context, title: str, article: int, where: str, issues: RecordIssues):
+def _list(record: Any, key: str, where: str, issues: RecordIssues) -> list:
+    """record[key] when the record is an object holding a list there; otherwise reported, and empty."""
+    value = record.get(key) if isinstance(record, dict) else None
+    if isinstance(value, list):
+        return value
+    issues.report(where, f"not an object with a {key!r} list")
+    return []
+
+
+def _parse_qa(qa: Any, context: Any, title: str, article: int, where: str, issues: RecordIssues) -> SquadExample | None:
     if not isinstance(context, str) or not context.strip():
         issues.report(where, "empty or missing context")
+        return None
+    if not isinstance(qa, dict):
+        issues.report(where, f"not an object but {type(qa).__name__}")
         return None
     missing = [k for k in ("id", "question", "answers") if k not in qa]
     if missing:
         issues.report(where, f"missing field(s) {', '.join(missing)}")
         return None
+    if not isinstance(qa["question"], str) or not qa["question"].strip():  # null must not become the text "None"
+        issues.report(where, f"question {qa['question']!r} is not a non-empty string")
+        return None
     answers = qa["answers"]
-    if not answers:
+    if not isinstance(answers, list) or not answers:
         issues.report(where, "no reference answers")
         return None
     for answer in answers:
-        start, text = answer.get("answer_start"), answer.get("text")
+        start, text = (answer.get("answer_start"), answer.get("text")) if isinstance(answer, dict) else (None, answer)
         if not isinstance(text, str) or not isinstance(start, int) or context[start : start + len(text)] != text:
             issues.report(where, f"answer {text!r} is not in the context at {start}")
             return None

@@ -21,15 +21,19 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from compressions.baselines import UNBUDGETED, KVCompressor, build_method, check_method
+from compressions.config import check_choice, check_placement
 from compressions.data.prompts import SquadPromptConfig, squad_prompt
+from compressions.data.records import ON_ERROR
 from compressions.data.squad import SquadExample, load_squad
 from compressions.errors import ConfigError
 from compressions.evaluation.answer_lengths import answer_token_lengths, length_report
 from compressions.evaluation.compressed_cache import CompressedCache
+from compressions.evaluation.context_window import LONG_CONTEXT, fit_window
 from compressions.evaluation.efficiency import kv_bytes_per_token
 from compressions.evaluation.reading import read_compressed
 from compressions.evaluation.squad_metrics import aggregate_squad, normalize_answer, squad_scores
 from compressions.experiments.run_folder import RunFolder, git_commit
+from compressions.experiments.saved import compressor_settings
 from compressions.models import DEFAULT_MODEL, load_model
 from compressions.reader.adapter import load_reader, reader_prompt
 
@@ -40,7 +44,9 @@ COMPRESS_CHUNK = 64  # examples compressed between two writes to a compressed-co
 
 @dataclass
 class SquadEvalConfig:
-    model: str = field(default=DEFAULT_MODEL, metadata={"help": "alias, local dir or hub id"})
+    model: str | None = field(
+        default=None, metadata={"help": f"alias, local dir or hub id (default {DEFAULT_MODEL}; method learned: the checkpoint's)"}
+    )
     dtype: str = "float32"
     device: str = "cpu"
     data: str = field(default="squad", metadata={"help": "file, short name in the data dir, or hub id"})
@@ -62,19 +68,42 @@ class SquadEvalConfig:
     seed: int = 0
     n_samples: int = field(default=20, metadata={"help": "predictions kept in sample_predictions.json"})
     on_error: str = field(default="skip", metadata={"help": "malformed records: skip | raise"})
+    long_context: str = field(
+        default="truncate",
+        metadata={"help": "contexts longer than the model's window with the prompt and answer: truncate (counted in metrics.json) | refuse"},
+    )
     out: str | None = field(default=None, metadata={"help": "run folder (default runs/eval/<method>)"})
+
+    def __post_init__(self) -> None:
+        if self.model is None and self.method != LEARNED:  # a learned checkpoint names its own model
+            self.model = DEFAULT_MODEL
 
     def validate(self) -> None:
         """Fail on bad input before any data or model is loaded."""
         self.prompt.validate()
-        if self.method == LEARNED and not self.checkpoint:
-            raise ConfigError("method 'learned' needs a checkpoint: --checkpoint DIR")
-        if self.method != LEARNED:
+        check_placement(self.dtype, self.device)
+        check_choice("on_error", self.on_error, ON_ERROR)
+        check_choice("long_context", self.long_context, LONG_CONTEXT)
+        if self.method == LEARNED:
+            self._check_learned()
+        else:
             check_method(self.method, self.budget)
         if self.limit is not None and self.limit < 1:
             raise ConfigError(f"limit must be >= 1, got {self.limit}")
         if self.batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.max_new_tokens is not None and self.max_new_tokens < 1:
+            raise ConfigError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+
+    def _check_learned(self) -> None:
+        """The checkpoint fixes the LLM and M: a model or budget that differs would be ignored, so it is refused."""
+        if not self.checkpoint:
+            raise ConfigError("method 'learned' needs a checkpoint: --checkpoint DIR")
+        trained = compressor_settings(self.checkpoint)
+        for key in ("model", "budget"):
+            given = getattr(self, key)
+            if given is not None and given != trained[key]:
+                raise ConfigError(f"--{key} {given} conflicts with checkpoint {self.checkpoint}, trained with {key} {trained[key]}; leave --{key} out")
 
     @property
     def run_name(self) -> str:
@@ -158,6 +187,7 @@ def _evaluate(
         max_new_tokens = length_report(lengths)["recommended_max_new_tokens"]
         log.info("max_new_tokens=%d from the answer-length diagnostic on the train split", max_new_tokens)
     shots = pick_shots(train_examples, config.prompt.shots) if config.prompt.shots else []
+    examples, truncated = fit_window(examples, tokenizer, model.config, config.prompt, shots, max_new_tokens, config.long_context)
     if config.method != LEARNED:
         slot_prompt = functools.partial(squad_prompt, tokenizer, config=config.prompt, shots=shots)
         method = build_method(
@@ -184,6 +214,7 @@ def _evaluate(
     scores = [squad_scores(p, e.answers) for p, e in zip(predictions, examples)]
     metrics = _metrics(config, examples, predictions, scores, kept, context_lengths, prompts, seconds, compress_seconds)
     metrics["max_new_tokens"] = max_new_tokens
+    metrics["contexts_truncated"] = truncated  # cut to the model's window (context_window.py)
     metrics["compressions_reused"] = len(reused)
     # what the reader holds for the context: kept tokens, or KV entries per layer and KV head, in every layer
     metrics["mean_context_kv_bytes"] = kv_bytes_per_token(model.config, model.dtype) * metrics["mean_kept_tokens"]

@@ -136,13 +136,17 @@ class RunFolder:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.path.mkdir(parents=True, exist_ok=True)
         self._held = ExitStack()
-        if is_main_process():
-            self._held.enter_context(folder_lock(self.path))  # FolderBusyError: another run owns it
         self._started: float | None = None
         log_name = "run.log" if is_main_process() else f"run.rank{os.environ['RANK']}.log"
-        self._handler = logging.FileHandler(self.path / log_name, encoding="utf-8")
+        try:  # an --out that is a file, lies under a file or cannot be written: one line, before anything runs
+            self.path.mkdir(parents=True, exist_ok=True)
+            if is_main_process():
+                self._held.enter_context(folder_lock(self.path))  # FolderBusyError: another run owns it
+            self._handler = logging.FileHandler(self.path / log_name, encoding="utf-8")
+        except OSError as err:
+            self._held.close()
+            raise ConfigError(f"cannot use {self.path} as a run folder: {err.strerror} ({err.filename})") from None
         self._handler.setFormatter(logging.Formatter(LOG_FORMAT))
         logging.getLogger("compressions").addHandler(self._handler)
         logging.getLogger("compressions").setLevel(logging.INFO)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from compressions.config import check_choice, check_placement
 from compressions.errors import ConfigError
 from compressions.gist.data import FORMATS
 from compressions.gist.masks import CONDITIONS
@@ -59,8 +60,8 @@ class GistConfig:
         choices["prompt_format"] = (self.prompt_format, FORMATS)
         choices["num_gist"] = (self.num_gist, NUM_GIST)
         for name, (value, allowed) in choices.items():
-            if value not in allowed:
-                raise ConfigError(f"{name} must be one of {', '.join(map(str, allowed))}; got {value!r}")
+            check_choice(name, value, allowed)
+        check_placement(self.dtype, self.device)
         if self.limit is not None and self.limit < 1:
             raise ConfigError(f"limit must be >= 1, got {self.limit}")
         if self.epochs <= 0:

@@ -24,10 +24,12 @@ from pathlib import Path
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from compressions.config import check_placement
 from compressions.data.alpaca import AlpacaExample, load_alpaca
 from compressions.errors import ConfigError
 from compressions.evaluation.rouge import aggregate_rouge, rouge_scores
 from compressions.experiments.run_folder import RunFolder
+from compressions.experiments.saved import describe, saved_kind
 from compressions.gist.cache import compress, generate
 from compressions.gist.data import FORMATS, GistCollator, prompt_ids, training_example
 from compressions.gist.masks import float_mask_dtype
@@ -67,6 +69,11 @@ class GistEvalConfig:
             raise ConfigError(f"limit must be >= 1, got {self.limit}")
         if self.max_new_tokens < 1 or self.batch_size < 1:
             raise ConfigError("max_new_tokens and batch_size must be >= 1")
+        check_placement(self.dtype, self.device)
+        for role, path in self.models.items():  # a model in another role would be read, and labelled, as this one
+            wanted = None if role == "base" else f"{role} model"
+            if saved_kind(path) != wanted:
+                raise ConfigError(f"--{role.replace('_', '-')} {path} is {describe(path)}; it takes a {wanted or 'base model'}")
 
     @property
     def models(self) -> dict[str, str]:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from compressions.config import check_choice, check_placement
 from compressions.data.prompts import SquadPromptConfig
+from compressions.data.records import ON_ERROR
 from compressions.errors import ConfigError
 from compressions.models import DEFAULT_MODEL
 from compressions.training.config import TrainConfig
@@ -41,6 +43,8 @@ class ReaderConfig:
 
     def validate(self) -> None:
         self.prompt.validate()
+        check_placement(self.dtype, self.device)
+        check_choice("on_error", self.on_error, ON_ERROR)
         if self.prompt.shots:
             raise ConfigError("prompt.shots must be 0 for reader training (the reader learns the format itself)")
         if self.limit is not None and self.limit < 1:

@@ -25,6 +25,8 @@ class TrainConfig:
     mixed_precision: str = field(default="no", metadata={"help": "no | bf16 | fp16 (Accelerate)"})
 
     def validate(self) -> None:
+        if not self.learning_rate > 0:  # a zero or negative rate trains nothing or climbs the loss, silently
+            raise ConfigError(f"train.learning_rate must be > 0, got {self.learning_rate}")
         if self.max_steps < 1:
             raise ConfigError(f"train.max_steps must be >= 1, got {self.max_steps}")
         if self.micro_batch_size < 1 or self.batch_size % self.micro_batch_size:

@@ -1,0 +1,224 @@
+"""Every user error is one `error:` line and exit code 2 (issue 19), checked where the input enters, before
+anything is written. Each row is a case a careless or hostile user tried, run through the CLI on the tiny
+model and small files written here."""
+
+import dataclasses
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from compressions.cli.main import main
+from compressions.compressors.pipeline import PipelineConfig, SoftPromptModel
+from compressions.data import load_squad
+from compressions.data.synthetic import synthetic_alpaca, synthetic_squad
+from compressions.experiments.run_folder import run_state
+from compressions.models import load_model
+from compressions.models.tiny import build_tiny_llama
+from compressions.training.lora import LoraSettings, add_adapter
+
+
+def _squad(examples, title="A"):
+    paragraphs = [
+        {"context": e.context, "qas": [{"id": e.id, "question": e.question, "answers": [{"text": e.answers[0], "answer_start": e.answer_starts[0]}]}]}
+        for e in examples
+    ]
+    return {"data": [{"title": title, "paragraphs": paragraphs}]}
+
+
+def _long_context():
+    """One question whose context (about 3,000 tokens) does not fit the tiny model's 2,048 positions."""
+    e = synthetic_squad(1)[0]
+    filler = " ".join(f"Word{i}" for i in range(1500))
+    return dataclasses.replace(e, context=e.context + " " + filler)
+
+
+def _null_question():
+    data = _squad(synthetic_squad(1))
+    data["data"][0]["paragraphs"][0]["qas"][0]["question"] = None
+    return data
+
+
+def _gzip_cut(data) -> bytes:
+    return gzip.compress(json.dumps(data).encode())[:-20]
+
+
+GOOD_SQUAD = _squad(synthetic_squad(4))
+# file name -> content (str: text, bytes: as is, anything else: JSON)
+FILES = {
+    "squad.json": GOOD_SQUAD,
+    "alpaca.json": [dataclasses.asdict(e) for e in synthetic_alpaca(4)],
+    "empty.json": "",
+    "truncated.json": json.dumps(GOOD_SQUAD)[:50],
+    "latin1.json": json.dumps(GOOD_SQUAD).replace("Context", "Caf\u00e9").encode("latin-1", "replace") + b"\xff",
+    "truncated.json.gz": _gzip_cut(GOOD_SQUAD),
+    "data_ints.json": {"data": [1, 2]},
+    "paragraphs_string.json": {"data": [{"title": "A", "paragraphs": "some text"}]},
+    "question_null.json": _null_question(),
+    "long.json": _squad([_long_context()]),
+    "alpaca_mixed.json": [1, "x", None],
+    "alpaca_nonstring.json": [{"instruction": 5, "input": "", "output": ["x"]}],
+    "alpaca_empty.json": [],
+    "broken.yaml": "model: [tiny\nmethod: full\n",
+    "list.yaml": "- model: tiny-random-llama\n- method: full\n",
+    "a_file": "not a folder",
+}
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    """The files above, a gist model, a compressor checkpoint and a reader adapter made for another model."""
+    root = tmp_path_factory.mktemp("inputs")
+    for name, content in FILES.items():
+        path = root / name
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content if isinstance(content, str) else json.dumps(content), encoding="utf-8")
+    alpaca = str(root / "alpaca.json")
+    gist = ["gist", "train", "--model", "tiny-random-llama", "--data", alpaca, "--k", "1", "--limit", "4", "--out", str(root / "gist")]
+    assert main([*gist, "train.batch_size=4", "train.micro_batch_size=4"]) == 0
+    llm, tokenizer = load_model("tiny-random-llama")
+    SoftPromptModel.create(PipelineConfig(model="tiny-random-llama", arch="pooling", budget=4), llm, tokenizer).save_pretrained(root / "ck")
+    torch.manual_seed(0)  # a reader adapter trained on a narrower model, as its run folder records
+    lora = LoraSettings(target_modules=["q_proj", "v_proj"]).peft_config()
+    add_adapter(build_tiny_llama(tokenizer, hidden_size=32), lora).save_pretrained(root / "reader")
+    (root / "reader" / "config.json").write_text(json.dumps({"model": "tiny-32", "prompt": {}}))
+    return root
+
+
+def squad(*extra):
+    return ["eval", "squad", "--model", "tiny-random-llama", "--data", "{squad.json}", "--split", "all", "--max-new-tokens", "2",
+            "--shots", "0", "--out", "{out}", *extra]  # fmt: skip
+
+
+def gist_eval(*extra):
+    return ["gist", "eval", "--base", "tiny-random-llama", "--splits", "{alpaca.json}", "--max-new-tokens", "2", "--out", "{out}", *extra]
+
+
+def gist_train(*overrides):
+    return ["gist", "train", "--model", "tiny-random-llama", "--data", "{alpaca.json}", "--limit", "4", "--out", "{out}",
+            "train.batch_size=4", "train.micro_batch_size=4", *overrides]  # fmt: skip
+
+
+def reader(*overrides):
+    return ["train", "reader", "--model", "tiny-random-llama", "--data", "{squad.json}", "--limit", "2", "--max-steps", "1",
+            "--out", "{out}", *overrides]  # fmt: skip
+
+
+# case -> (argv, words of the one error line); {name} is a file or folder of `inputs`, {out} the run folder
+CASES = {
+    # 1. data files
+    "empty data file": (squad("--data", "{empty.json}"), "empty.json cannot be read as JSON: the file is empty"),
+    "truncated JSON": (squad("--data", "{truncated.json}"), "truncated.json cannot be read as JSON: JSONDecodeError"),
+    "non-UTF-8 data": (squad("--data", "{latin1.json}"), "latin1.json cannot be read as JSON: UnicodeDecodeError"),
+    "truncated gzip": (squad("--data", "{truncated.json.gz}"), "truncated.json.gz cannot be read as JSON: EOFError"),
+    "data: [1, 2]": (squad("--data", "{data_ints.json}"), "data_ints.json (2 malformed; the first: [article 0]: not an object with a 'paragraphs' list)"),
+    "paragraphs a string": (squad("--data", "{paragraphs_string.json}"), "[article 0]: not an object with a 'paragraphs' list"),
+    "question null": (squad("--data", "{question_null.json}"), "[article 0, paragraph 0, question 0]: question None is not a non-empty string"),
+    "a malformed record with on_error=raise": (squad("--data", "{question_null.json}", "on_error=raise"), "malformed record: {question_null.json} [article 0"),
+    "Alpaca [1, 'x', null]": (gist_eval("--splits", "{alpaca_mixed.json}"), "alpaca_mixed.json (3 malformed; the first: [0]: not an object but int)"),
+    "Alpaca non-string fields": (gist_train("data={alpaca_nonstring.json}"), "[0]: missing or non-string field(s) instruction, output"),
+    # 2. a split with no valid record, before gist eval writes anything
+    "gist eval on an empty split": (gist_eval("--splits", "{alpaca_empty.json}"), "no valid record in {alpaca_empty.json} (0 malformed)"),
+    # 3. settings
+    "--max-new-tokens 0": (squad("--max-new-tokens", "0"), "max_new_tokens must be >= 1, got 0"),
+    "--max-new-tokens -3": (squad("--max-new-tokens", "-3"), "max_new_tokens must be >= 1, got -3"),
+    "gist eval --max-new-tokens 0": (gist_eval("--max-new-tokens", "0"), "max_new_tokens and batch_size must be >= 1"),
+    "dtype=int8": (squad("dtype=int8"), "dtype must be one of float32, bfloat16, float16; got 'int8'"),
+    "gist train dtype=int8": (gist_train("dtype=int8"), "dtype must be one of"),
+    "on_error=ignore": (squad("on_error=ignore"), "on_error must be one of skip, raise; got 'ignore'"),
+    "reader on_error=ignore": (reader("on_error=ignore"), "on_error must be one of skip, raise; got 'ignore'"),
+    "--device cuda:99": (squad("--device", "cuda:99"), "device 'cuda:99' is not available here"),
+    "--device gpu": (squad("--device", "gpu"), "device 'gpu' is not a device name"),
+    "gist eval device=cuda:99": (gist_eval("device=cuda:99"), "device 'cuda:99' is not available here"),
+    "train.learning_rate=-1": (gist_train("train.learning_rate=-1"), "train.learning_rate must be > 0, got -1.0"),
+    "reader train.learning_rate=0": (reader("train.learning_rate=0"), "train.learning_rate must be > 0, got 0.0"),
+    "broken YAML": (squad("--config", "{broken.yaml}"), "config file {broken.yaml} is not readable YAML"),
+    "a YAML list": (squad("--config", "{list.yaml}"), "config file {list.yaml} must hold a mapping of keys at its top level, not a ListConfig"),
+    # 4. the run folder
+    "--out an existing file": (squad("--out", "{a_file}"), "cannot use {a_file} as a run folder: File exists"),
+    "--out under a file": (squad("--out", "{a_file}/run"), "cannot use {a_file}/run as a run folder: Not a directory"),
+    "gist eval --out under a file": (gist_eval("--out", "{a_file}/run"), "cannot use {a_file}/run as a run folder: Not a directory"),
+    # 5. a saved folder in the wrong role, or made for another model
+    "a compressor checkpoint as --gist": (gist_eval("--gist", "{ck}"), "--gist {ck} is a compressor checkpoint; it takes a gist model"),
+    "a gist model as --pos-control": (gist_eval("--pos-control", "{gist}"), "--pos-control {gist} is a gist model; it takes a pos_control model"),
+    "a gist model as --base": (gist_eval("--base", "{gist}"), "--base {gist} is a gist model; it takes a base model"),
+    "a base model as --neg-control": (gist_eval("--neg-control", "tiny-random-llama"), "--neg-control tiny-random-llama is not a folder here; it takes a neg_control model"),
+    "a gist model as --checkpoint": (squad("--method", "learned", "--checkpoint", "{gist}"), "checkpoint {gist} is a gist model; --checkpoint takes a compressor checkpoint"),
+    "a reader made for another model": (squad("--reader", "{reader}"), "reader {reader} was trained for model 'tiny-32' and does not fit this one (model.layers.0.self_attn.q_proj has 64 inputs, the adapter 32)"),
+    # 6. a budget where none applies, or against the checkpoint's
+    "--method full --budget 5": (squad("--method", "full", "--budget", "5"), "method 'full' takes no budget; leave out --budget (got 5)"),
+    "--method none --budget 5": (squad("--method", "none", "--budget", "5"), "method 'none' takes no budget"),
+    "learned with another --model": (
+        squad("--method", "learned", "--checkpoint", "{ck}", "--model", "smollm2-135m"),
+        "--model smollm2-135m conflicts with checkpoint {ck}, trained with model tiny-random-llama",
+    ),
+    "learned with another --budget": (squad("--method", "learned", "--checkpoint", "{ck}", "--budget", "8"), "--budget 8 conflicts with checkpoint {ck}, trained with budget 4"),
+    # 7. a context longer than the model's window, refused by config
+    "a long context, long_context=refuse": (squad("--data", "{long.json}", "long_context=refuse"), "its context has"),
+}
+# cases found once the model is loaded, in a run folder already made: its status afterwards (None: the run had not begun)
+WRITES = {"a long context, long_context=refuse": "failed", "a reader made for another model": None}
+
+
+def _fill(text: str, names: dict[str, str]) -> str:
+    """`text` with each {name} replaced by its path."""
+    for name, path in names.items():
+        text = text.replace("{" + name + "}", path)
+    return text
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_bad_input_is_one_error_line_and_exit_2(case, inputs, tmp_path, capsys, monkeypatch):
+    argv, words = CASES[case]
+    names = {name: str(inputs / name) for name in [*FILES, "gist", "ck", "reader"]} | {"out": str(tmp_path / "out")}
+    monkeypatch.chdir(tmp_path)
+    assert main([_fill(word, names) for word in argv]) == 2
+    err = capsys.readouterr().err
+    said = [line for line in err.splitlines() if line.startswith("error")]
+    assert "Traceback" not in err and len(said) == 1, err
+    assert said[0].startswith("error: ") and _fill(words, names) in said[0]
+    if case in WRITES:
+        assert run_state(tmp_path / "out") == WRITES[case] and not (tmp_path / "out" / "metrics.json").exists()
+    else:
+        assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing written: checked before the run began
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_device_cuda_without_cuda(tmp_path, capsys):
+    assert main(["eval", "squad", "--model", "tiny-random-llama", "--device", "cuda", "--out", str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err.strip() == "error: device 'cuda' is not available here (0 CUDA devices visible)"
+
+
+def test_an_unwritable_out(inputs, capsys):
+    out = Path("/sys/compressions-test-run")  # read-only, even for root
+    try:
+        out.mkdir()
+        out.rmdir()
+        pytest.skip("/sys is writable here")
+    except OSError:
+        pass
+    assert main([_fill(word, {"squad.json": str(inputs / "squad.json"), "out": str(out)}) for word in squad()]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: cannot use {out} as a run folder: ")
+
+
+def test_a_long_context_is_cut_to_the_window_and_counted(inputs, tmp_path):
+    argv = [_fill(word, {"squad.json": str(inputs / "long.json"), "out": str(tmp_path / "out")}) for word in squad()]
+    assert main(argv) == 0
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert metrics["contexts_truncated"] == 1  # cut to what fits 2,048 positions with the prompt and the answer
+    assert 2040 <= metrics["mean_prompt_tokens"] + metrics["max_new_tokens"] <= 2048
+
+
+def test_a_null_question_is_skipped_by_name_not_read_as_none(inputs, tmp_path, caplog):
+    data = _null_question()
+    data["data"][0]["paragraphs"] += GOOD_SQUAD["data"][0]["paragraphs"]
+    path = tmp_path / "mixed.json"
+    path.write_text(json.dumps(data))
+    examples = load_squad(str(path), split="all")
+    assert len(examples) == 4 and "None" not in {e.question for e in examples}
+    assert "skipped malformed record" in caplog.text and "question None is not a non-empty string" in caplog.text
