@@ -49,7 +49,7 @@ def test_kv_bytes_formula_matches_the_tensors_of_a_dynamic_cache(dtype):
     model, tokenizer = load_model("tiny-random-llama", dtype=dtype)
     cache = DynamicCache(config=model.config)
     with torch.no_grad():
-        model(input_ids=torch.randint(3, 500, (1, 37)), past_key_values=cache, use_cache=True)
+        model(input_ids=torch.randint(3, 500, (1, 37)), cache=cache, use_cache=True)
     real = _nbytes([t for layer in cache.layers for t in (layer.keys, layer.values)])
     assert kv_bytes(model.config, model.dtype, 37) == real > 0
 

@@ -125,7 +125,7 @@ def test_gist_kv_and_positions_match_the_full_prefill(gist_tiny):
     assert head == len(prompt_head(tokenizer, example.instruction, 2, gist_id)) and ids[head - 2 : head] == [gist_id] * 2
     full = DynamicCache(config=model.config)
     with torch.no_grad():
-        model(input_ids=torch.tensor([ids]), past_key_values=full, use_cache=True)
+        model(input_ids=torch.tensor([ids]), cache=full, use_cache=True)
     for layer in range(model.config.num_hidden_layers):
         torch.testing.assert_close(cache.keys[layer, 0], full.layers[layer].keys[0, :, head - 2 : head], atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(cache.values[layer, 0], full.layers[layer].values[0, :, head - 2 : head], atol=1e-5, rtol=1e-5)

@@ -80,8 +80,8 @@ def _hand_selection(name, model, tokenizer, example, budget):
     prefix, ids, after = _ids(tokenizer, example)
     p, c = len(prefix), len(ids)
     out, attention = _full_forward(model, prefix + ids + after, attentions=name in ("snapkv", "tova"))
-    keys = torch.stack([layer.keys[0, :, p : p + c] for layer in out.past_key_values.layers])
-    values = torch.stack([layer.values[0, :, p : p + c] for layer in out.past_key_values.layers])
+    keys = torch.stack([layer.keys[0, :, p : p + c] for layer in out.cache.layers])
+    values = torch.stack([layer.values[0, :, p : p + c] for layer in out.cache.layers])
     layers, n_kv = keys.shape[:2]
     if name == "knorm":  # the smallest key norms of each head
         positions = keys.norm(dim=-1).argsort(dim=-1)[..., :budget]

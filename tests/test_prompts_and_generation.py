@@ -92,7 +92,7 @@ def test_cached_head_logits_equal_full_prefill(tiny):
     assert positions[1, -1].item() == len(head) and positions[0, -3:].tolist() == [len(head) + i for i in range(3)]
     cache = copy_cache(model, prefill(model, head), 3)
     with torch.no_grad():
-        logits = model(input_ids=ids[:, len(head) :], attention_mask=mask, position_ids=positions[:, len(head) :], past_key_values=cache).logits
+        logits = model(input_ids=ids[:, len(head) :], attention_mask=mask, position_ids=positions[:, len(head) :], cache=cache).logits
         for row, tail in enumerate(tails):
             full = model(torch.tensor([head + tail])).logits[0, -1]
             torch.testing.assert_close(logits[row, -1], full, rtol=1e-4, atol=1e-4)

@@ -121,7 +121,7 @@ class KVCompressor(ContextCompressor):
         device = self.model.device
         positions = torch.arange(start, start + len(ids), device=device)[None]  # (1, T)
         return self.model(
-            input_ids=torch.tensor([ids], device=device), position_ids=positions, past_key_values=cache,
+            input_ids=torch.tensor([ids], device=device), position_ids=positions, cache=cache,
             use_cache=True, logits_to_keep=1, **options,
         )  # fmt: skip
 

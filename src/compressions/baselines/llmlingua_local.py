@@ -36,8 +36,8 @@ class LegacyCacheLM:
 
     def __call__(self, input_ids: torch.Tensor, attention_mask=None, past_key_values=None, use_cache=True):
         cache = DynamicCache(ddp_cache_data=[tuple(kv) for kv in past_key_values]) if past_key_values else None
-        out = self.model(input_ids=input_ids, attention_mask=attention_mask, past_key_values=cache, use_cache=True)
-        layers = [(layer.keys, layer.values) for layer in out.past_key_values.layers]
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask, cache=cache, use_cache=True)
+        layers = [(layer.keys, layer.values) for layer in out.cache.layers]
         return SimpleNamespace(logits=out.logits, past_key_values=layers)
 
 

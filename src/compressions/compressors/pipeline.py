@@ -179,7 +179,7 @@ class SoftPromptModel(nn.Module):
     def encode_cache(self, embeds: torch.Tensor, mask: torch.Tensor) -> tuple[DynamicCache, torch.Tensor]:
         """The encoder's KV cache of the inputs and its last hidden states (B, T, d)."""
         out = self._encode(embeds, mask, use_cache=True)
-        return out.past_key_values, out.last_hidden_state
+        return out.cache, out.last_hidden_state
 
     def _encode(self, embeds: torch.Tensor, mask: torch.Tensor, use_cache: bool):
         context = contextlib.nullcontext() if self.config.encoder_lora else self.base_llm()
@@ -240,7 +240,7 @@ class SoftPromptModel(nn.Module):
         positions = (position_ids(after) + gist.next_positions[:, None]) * after
         with self.decoding():
             out = self.llm(
-                input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache, logits_to_keep=answer_width + 1
+                input_ids=ids, attention_mask=mask, position_ids=positions, cache=cache, logits_to_keep=answer_width + 1
             )
         return out.logits[:, :-1]
 

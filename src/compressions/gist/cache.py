@@ -155,7 +155,7 @@ def compress(
             input_ids=ids.to(model.device),
             attention_mask=mask.to(model.device),
             position_ids=position_ids(mask).to(model.device),
-            past_key_values=cache,
+            cache=cache,
             use_cache=True,
             logits_to_keep=1,  # only the KV is wanted: skip the output head on every other position
         )
@@ -218,7 +218,7 @@ def generate(
                 input_ids=ids.to(model.device),
                 attention_mask=mask.to(model.device),
                 position_ids=positions.to(model.device),
-                past_key_values=part.dynamic_cache(model),
+                cache=part.dynamic_cache(model),
                 max_new_tokens=max_new_tokens,
                 eos_token_id=stops,
                 pad_token_id=tokenizer.pad_token_id,

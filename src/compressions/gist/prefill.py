@@ -42,7 +42,7 @@ class Prefill:
             input_ids=self.input_ids,
             attention_mask=self.attention_mask,
             position_ids=self.position_ids,
-            past_key_values=self.cache,
+            cache=self.cache,
             use_cache=True,
         ).logits
         self.cache.crop(-self.input_ids.shape[1])  # a forward appends to its cache: back to the prefix
@@ -60,7 +60,7 @@ class Prefill:
             input_ids=ids,
             attention_mask=self.attention_mask,
             position_ids=positions,
-            past_key_values=self.cache,
+            cache=self.cache,
             max_new_tokens=new_tokens,
             min_new_tokens=new_tokens,
             do_sample=False,
@@ -105,7 +105,7 @@ def instruction_prefill(
         input_ids=head_ids.to(device),
         attention_mask=head_mask.to(device),
         position_ids=position_ids(head_mask).to(device),
-        past_key_values=cache,
+        cache=cache,
         use_cache=True,
         logits_to_keep=1,  # as `compress`: only the KV is wanted
     )

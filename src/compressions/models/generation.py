@@ -90,7 +90,7 @@ def generate_greedy(
             inputs = {
                 "input_ids": ids.to(device),
                 "position_ids": positions.to(device),
-                "past_key_values": copy_cache(model, prefix, len(rows)),
+                "cache": copy_cache(model, prefix, len(rows)),
             }
         else:
             ids, mask = left_pad(tails, tokenizer.pad_token_id)
@@ -147,7 +147,7 @@ def kept_cache_inputs(
     first = torch.tensor([c.next_position for c in caches])
     ids, mask, positions = cached_head_inputs(head, tails, pad_id, first, head_mask)
     inputs = {"input_ids": ids, "attention_mask": mask, "position_ids": positions}
-    return {key: value.to(model.device) for key, value in inputs.items()} | {"past_key_values": cache}
+    return {key: value.to(model.device) for key, value in inputs.items()} | {"cache": cache}
 
 
 def common_prefix_length(prompts: list[list[int]]) -> int:
@@ -162,7 +162,7 @@ def common_prefix_length(prompts: list[list[int]]) -> int:
 @torch.no_grad()
 def prefill(model: PreTrainedModel, ids: list[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Per layer (keys, values), each [1, heads, len(ids), head_dim], of one unpadded prompt."""
-    cache = model(input_ids=torch.tensor([ids], device=model.device), use_cache=True).past_key_values
+    cache = model(input_ids=torch.tensor([ids], device=model.device), use_cache=True).cache
     return [(layer.keys, layer.values) for layer in cache.layers]
 
 
