@@ -1,0 +1,78 @@
+"""Our side: kept context positions of the project's KV methods (streaming, knorm, snapkv, tova) at M=32.
+
+Run with the project's venv:
+  OMP_NUM_THREADS=1 .venv/bin/python benchmarks/kvpress/ours.py   (from the repo root)
+Writes examples.json (the token ids both sides use) and ours.json (kept positions, context-relative).
+Two prompt settings:
+  bos     - prefix = "<|im_start|>" (1 token, the model's BOS; our frame needs a non-empty prefix),
+            suffix = "\\nQuestion: {q}\\nAnswer:"
+  project - the project's default zero-shot completion prompt (instruction + "Context:\\n" before,
+            "\\nQuestion: {q}\\nAnswer:" after)
+"""
+
+import functools
+import gzip
+import os
+import json
+import time
+from pathlib import Path
+
+import torch
+
+torch.set_num_threads(1)
+from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
+
+from compressions.baselines import build_method  # noqa: E402
+from compressions.data.prompts import PromptParts, SquadPromptConfig, prompt_part_ids, squad_prompt  # noqa: E402
+
+HERE = Path("runs/benchmarks/kvpress")  # outputs, from the repo root
+HERE.mkdir(parents=True, exist_ok=True)
+MODEL = Path.home() / ".cache/compressions/models/SmolLM2-135M-Instruct"
+M = 32
+N_EXAMPLES = 5
+METHODS = ["streaming", "knorm", "snapkv", "tova"]
+
+
+def examples():
+    data = json.load(gzip.open(Path(os.environ.get("COMPRESSIONS_DATA_DIR", "../shared/data")) / "squad" / "dev-A.json.gz"))["data"]
+    out = []
+    for article in data[21:]:  # validation articles 22-24 (dev-A has 24): first two paragraphs each, first question
+        for para in article["paragraphs"][:2]:
+            out.append({"title": article["title"], "context": para["context"], "question": para["qas"][0]["question"]})
+    return out[:N_EXAMPLES]
+
+
+def prompts(tokenizer):
+    def bos(question):
+        return PromptParts("<|im_start|>", f"\nQuestion: {question}\nAnswer:")
+
+    project = functools.partial(squad_prompt, tokenizer, config=SquadPromptConfig(shots=0))
+    return {"bos": bos, "project": project}
+
+
+def main():
+    t0 = time.time()
+    tokenizer = AutoTokenizer.from_pretrained(MODEL)
+    model = AutoModelForCausalLM.from_pretrained(MODEL, dtype=torch.float32, attn_implementation="eager").eval()
+    rows, kept = [], {}
+    for setting, slot_prompt in prompts(tokenizer).items():
+        methods = {name: build_method(name, tokenizer, M, target_model=model, slot_prompt=slot_prompt) for name in METHODS}
+        for i, ex in enumerate(examples()):
+            prefix_ids, suffix_ids = prompt_part_ids(tokenizer, slot_prompt(ex["question"]))
+            ctx_ids = tokenizer(ex["context"], add_special_tokens=False).input_ids
+            rows.append({"setting": setting, "example": i, "title": ex["title"], "question": ex["question"],
+                         "prefix_ids": prefix_ids, "context_ids": ctx_ids, "suffix_ids": suffix_ids})
+            p = len(prefix_ids)
+            for name, method in methods.items():
+                kv = method.compress(ex["context"], ex["question"], M).kv
+                assert kv.next_position == p + len(ctx_ids), (kv.next_position, p, len(ctx_ids))
+                pos = (kv.positions - p).tolist()  # (L, n_kv, M), context-relative
+                kept[f"{setting}/{i}/{name}"] = pos
+            print(setting, i, ex["title"], "P", p, "C", len(ctx_ids), "W", len(suffix_ids), flush=True)
+    (HERE / "examples.json").write_text(json.dumps(rows, indent=1))
+    (HERE / "ours.json").write_text(json.dumps(kept))
+    print(f"done in {time.time() - t0:.1f}s")
+
+
+if __name__ == "__main__":
+    main()
