@@ -1,9 +1,12 @@
 import pytest
 import torch
 
+from compressions.compressors.pipeline import PipelineConfig, SoftPromptModel
 from compressions.data.prompts import SquadPromptConfig, squad_prompt
 from compressions.data.synthetic import synthetic_squad
+from compressions.models import load_model
 from compressions.models.generation import cached_head_inputs, common_prefix_length, copy_cache, generate_greedy, left_pad, prefill
+from compressions.reader.train import reader_example
 
 FORMATS = [SquadPromptConfig("chat"), SquadPromptConfig("chat", anchor=""), SquadPromptConfig("completion")]
 
@@ -96,3 +99,17 @@ def test_cached_head_logits_equal_full_prefill(tiny):
         for row, tail in enumerate(tails):
             full = model(torch.tensor([head + tail])).logits[0, -1]
             torch.testing.assert_close(logits[row, -1], full, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("anchor", ["Answer:", "", None, "A: "])
+@pytest.mark.parametrize("fmt", ["completion", "chat"])
+def test_reader_and_compressors_train_the_same_answer_tokens(tiny, anchor, fmt):
+    """The reader's training rows and the compressors' batches end in the same answer ids for every anchor."""
+    _, tokenizer = tiny
+    prompt = SquadPromptConfig(format=fmt, anchor=anchor, shots=0)
+    example = synthetic_squad(1, seed=9)[0]
+    row = reader_example(tokenizer, example, prompt)
+    pipeline = SoftPromptModel.create(PipelineConfig(model="tiny-random-llama", arch="conv", budget=2, prompt=prompt), *load_model("tiny-random-llama"))
+    answer = pipeline.answer_ids(example.answers[0])
+    assert row["input_ids"][-len(answer) :] == answer and row["labels"][-len(answer) - 1] == -100
+    assert tokenizer.decode(answer, skip_special_tokens=True).strip() == example.answers[0]

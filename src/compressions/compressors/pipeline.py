@@ -35,7 +35,7 @@ from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 from compressions.compressors import SoftCompressor, build_compressor, compressor_class
 from compressions.compressors.gist_kv import GistEntries
 from compressions.config import load_config
-from compressions.data.prompts import SquadPromptConfig, prompt_part_ids, squad_prompt
+from compressions.data.prompts import SquadPromptConfig, answer_ids, prompt_part_ids, squad_prompt
 from compressions.errors import ConfigError
 from compressions.experiments.run_folder import atomic_write_json
 from compressions.models import DEFAULT_MODEL, load_model
@@ -138,10 +138,8 @@ class SoftPromptModel(nn.Module):
         return prompt_part_ids(self.tokenizer, squad_prompt(self.tokenizer, question, self.config.prompt, shots))
 
     def answer_ids(self, answer: str) -> list[int]:
-        """Answer tokens then EOS; a space first unless the prompt ends in whitespace (e.g. after 'Answer:')."""
-        ending = squad_prompt(self.tokenizer, "?", self.config.prompt).suffix[-1:]
-        text = answer if ending.isspace() else f" {answer}"
-        return self.tokenizer(text, add_special_tokens=False).input_ids + [self.tokenizer.eos_token_id]
+        """Answer tokens then EOS, by the rule the reader is trained with (data/prompts.py)."""
+        return answer_ids(self.tokenizer, squad_prompt(self.tokenizer, "?", self.config.prompt), answer)
 
     def prefix_ids(self) -> list[int]:
         """The prompt's ids before the context slot (the same for every question)."""

@@ -77,6 +77,13 @@ def prompt_part_ids(tokenizer: PreTrainedTokenizerBase, parts: PromptParts) -> t
     return tokenizer(parts.prefix).input_ids, tokenizer(parts.suffix, add_special_tokens=False).input_ids
 
 
+def answer_ids(tokenizer: PreTrainedTokenizerBase, parts: PromptParts, answer: str) -> list[int]:
+    """The answer's tokens then EOS, as training teaches and the harness scores them: after a space, unless
+    the prompt already ends in whitespace (without an anchor it ends in a newline)."""
+    text = answer if parts.suffix[-1:].isspace() else f" {answer}"
+    return tokenizer(text, add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
+
+
 def squad_prompt_ids(tokenizer: PreTrainedTokenizerBase, parts: PromptParts, context_ids: list[int]) -> list[int]:
     """Token ids of `prefix + context + suffix`, with the context already in ids (any method's output)."""
     prefix, suffix = prompt_part_ids(tokenizer, parts)

@@ -12,7 +12,7 @@ import time
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from compressions.data.prompts import SquadPromptConfig, squad_prompt, squad_prompt_ids
+from compressions.data.prompts import SquadPromptConfig, answer_ids, squad_prompt, squad_prompt_ids
 from compressions.data.squad import SquadExample, load_squad
 from compressions.experiments.run_folder import RunFolder, is_main_process
 from compressions.models import load_model
@@ -30,8 +30,7 @@ def reader_example(
     parts = squad_prompt(tokenizer, example.question, prompt)
     context = tokenizer(example.context, add_special_tokens=False).input_ids
     prompt_ids = squad_prompt_ids(tokenizer, parts, context)
-    # a space after the anchor, as the answer-length diagnostic counts answers
-    answer = tokenizer(" " + example.answers[0], add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
+    answer = answer_ids(tokenizer, parts, example.answers[0])
     return {"input_ids": prompt_ids + answer, "labels": [IGNORE] * len(prompt_ids) + answer}
 
 
