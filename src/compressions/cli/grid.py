@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from compressions.errors import ConfigError
+
 
 def run_grid_command(args: argparse.Namespace) -> None:
     from compressions.experiments.grid import load_grid, run_grid, run_queue, visible_devices
@@ -14,7 +16,18 @@ def run_grid_command(args: argparse.Namespace) -> None:
         run_grid(grid, out, progress=False, only=args.only)
         return
     devices = visible_devices() if args.devices == ["auto"] else args.devices
-    summary = run_queue(args.grid, args.overrides, devices) if devices else run_grid(grid, out)
+    if args.launcher == "submitit":
+        if args.devices:
+            raise ConfigError("--devices is the local queue's; with --launcher submitit each cell asks for its resources.gpus")
+        from compressions.experiments.cluster import launch_grid
+
+        summary = launch_grid(args.grid, args.overrides, cluster=args.cluster, wait=not args.no_wait)
+        if args.no_wait:
+            print(f"{len(summary['submitted'])} submitted, {len(summary['skipped'])} skipped; "
+                  f"rerun the same command to wait for them, or `compressions report {out}` for the cells done")  # fmt: skip
+            return
+    else:
+        summary = run_queue(args.grid, args.overrides, devices) if devices else run_grid(grid, out)
     if summary["finished"] or summary["skipped"]:
         print(write_report(out))
     print(f"{len(summary['finished'])} run, {len(summary['skipped'])} skipped, {len(summary['failed'])} failed" + (
@@ -39,6 +52,17 @@ def register_command(commands) -> None:
         help="run cells in parallel, one child process per device (CUDA_VISIBLE_DEVICES ids), e.g. --devices 0 1 2 3; "
         "'auto': every visible GPU; default: one after another in this process",
     )  # fmt: skip
+    grid.add_argument(
+        "--launcher", choices=("process", "submitit"), default="process",
+        help="process: cells in this process (or the --devices queue); submitit: each cell a job (Slurm when there is one, "
+        "else local processes), with the grid file's resources; job ids in <cell>/job.json",
+    )  # fmt: skip
+    grid.add_argument(
+        "--cluster", choices=("auto", "slurm", "local", "debug"), default="auto",
+        help="submitit's executor: auto (Slurm when sbatch is found, else local processes, all cells at once), "
+        "slurm, local, or debug (in this process, for debugging)",
+    )  # fmt: skip
+    grid.add_argument("--no-wait", action="store_true", help="submitit: submit and return; the report reads the cells later")
     grid.add_argument("--only", nargs="+", metavar="CELL", help="run only these cells (what each queue worker runs)")
     grid.set_defaults(func=run_grid_command)
     report = commands.add_parser("report", help="results.md, results_summary.json and pareto.png of a grid folder")

@@ -14,6 +14,11 @@ seeing only its device (`CUDA_VISIBLE_DEVICES`), its output in `<cell>/worker.lo
 status is `finished` (and has its `metrics.json`) is skipped, and so is a cell another run holds (its
 folder lock): two grids on one folder never run the same cell. A failing cell leaves `error.json` and
 the grid goes on. `grid_summary.json` lists the finished, skipped and failed cells.
+
+With `--launcher submitit` (experiments.cluster) each cell is a cluster job asking for its group's
+`resources` (CellResources: gpus, cpus, time, partition, ...; the grid's, changed by the group's). Every
+way of running a cell ends in `run_grid(..., only=[cell])`: this process, a queue worker
+(`compressions grid FILE --only CELL`) and a submitit job run the same code.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 from tqdm.auto import tqdm
 
 from compressions.config import load_config
@@ -42,6 +48,25 @@ from compressions.experiments.folder_lock import FolderBusyError, folder_lock, l
 from compressions.experiments.run_folder import atomic_write_json, run_state
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class CellResources:
+    """What one cell's job asks of a cluster (`compressions grid --launcher submitit`); ignored by the
+    in-process runner and the --devices queue."""
+
+    gpus: int = field(default=0, metadata={"help": "GPUs per cell job (0 or 1: a cell is one process; a cell across several GPUs is its own `accelerate launch`)"})
+    cpus: int = field(default=4, metadata={"help": "CPU cores per cell job (Slurm --cpus-per-task)"})
+    time: int = field(default=240, metadata={"help": "wall-clock limit in minutes (Slurm --time); a cell stopped at it is requeued and resumes from train_state/"})
+    partition: str | None = field(default=None, metadata={"help": "Slurm partition (default: the cluster's)"})
+    mem_gb: int | None = field(default=None, metadata={"help": "memory per cell job in GB (default: the cluster's)"})
+    slurm: dict[str, Any] = field(default_factory=dict, metadata={"help": "further sbatch options, e.g. {account: lab, qos: normal, constraint: h100}"})
+
+    def validate(self, where: str = "resources") -> None:
+        if self.gpus not in (0, 1):
+            raise ConfigError(f"{where}.gpus must be 0 or 1 (one process per cell), got {self.gpus}")
+        if self.cpus < 1 or self.time < 1 or (self.mem_gb is not None and self.mem_gb < 1):
+            raise ConfigError(f"{where}.cpus, .time and .mem_gb must be >= 1, got {self.cpus}, {self.time}, {self.mem_gb}")
 
 
 @dataclass
@@ -56,22 +81,36 @@ class CellGroup:
     name: str | None = field(
         default=None, metadata={"help": "cell-name template over the axes' last key parts, e.g. '{arch}-M{budget}-kl{distillation}'; default: the run's own name"}
     )
+    resources: dict[str, Any] = field(default_factory=dict, metadata={"help": "this group's changes to the grid's resources, e.g. {gpus: 1, time: 60}"})
 
 
 @dataclass
 class GridConfig:
     groups: list[CellGroup] = field(default_factory=list, metadata={"help": "groups of cells, run in order"})
     out: str | None = field(default=None, metadata={"help": "grid folder (default runs/<grid file name>)"})
+    resources: CellResources = field(default_factory=CellResources, metadata={"help": "each cell job's resources (submitit launcher); a group's `resources` change them"})
 
     def validate(self) -> None:
         if not self.groups:
             raise ConfigError("a grid needs at least one entry in groups")
+        self.resources.validate()
         for i, group in enumerate(self.groups):
+            self.group_resources(i)
             if group.kind not in KINDS:
                 raise ConfigError(f"groups[{i}].kind {group.kind!r} is not one of {', '.join(KINDS)}")
             empty = [key for key, values in group.axes.items() if not values]
             if empty:
                 raise ConfigError(f"groups[{i}].axes {', '.join(empty)} have no values")
+
+    def group_resources(self, i: int) -> CellResources:
+        """The grid's resources with groups[i]'s changes."""
+        try:
+            merged = OmegaConf.merge(OmegaConf.structured(self.resources), self.groups[i].resources)
+        except OmegaConfBaseException as err:
+            raise ConfigError(f"groups[{i}].resources: {str(err).splitlines()[0]}") from None
+        resources = OmegaConf.to_object(merged)
+        resources.validate(f"groups[{i}].resources")
+        return resources
 
 
 @dataclass(frozen=True)
@@ -79,6 +118,7 @@ class Cell:
     name: str
     kind: str
     config: Any  # the kind's config dataclass, `out` set to the cell's folder
+    resources: CellResources = field(default_factory=CellResources)
 
 
 def _run_squad(config, progress: bool) -> dict:
@@ -139,6 +179,7 @@ def expand(grid: GridConfig, out: Path) -> list[Cell]:
     cells: list[Cell] = []
     schemas = _schemas()
     for i, group in enumerate(grid.groups):
+        resources = grid.group_resources(i)
         keys = list(group.axes)
         for values in itertools.product(*group.axes.values()):
             overrides = _dotted(group.base) + [f"{k}={json.dumps(v)}" for k, v in zip(keys, values)]
@@ -150,7 +191,7 @@ def expand(grid: GridConfig, out: Path) -> list[Cell]:
                 raise ConfigError(f"groups[{i}].name {group.name!r} does not fit the axes ({', '.join(leaves)}): {err}") from None
             _check_cell_name(name, i, out)
             config.out = str(out / name)
-            cells.append(Cell(name, group.kind, config))
+            cells.append(Cell(name, group.kind, config, resources))
     names = [c.name for c in cells]
     clashes = sorted({n for n in names if names.count(n) > 1})
     if clashes:
