@@ -127,6 +127,11 @@ def register(groups: dict) -> None:
     )
     squad.set_defaults(func=run_eval_squad)
 
+    compare = groups["eval"].add_parser("compare", help="F1/EM of run A minus run B on the same questions, with a paired 95%% interval")
+    compare.add_argument("run_a", help="an `eval squad` run folder")
+    compare.add_argument("run_b", help="another, on the same questions")
+    compare.set_defaults(func=run_compare)
+
     grid = groups["baselines"].add_parser("squad", help="SQuAD table of methods x budgets")
     add_eval_options(grid)
     grid.add_argument("--methods", nargs="+", default=["full", "none"])
@@ -136,3 +141,12 @@ def register(groups: dict) -> None:
         "--method-option", action="append", default=[], metavar="METHOD.KEY=VALUE", help="an option of one method (repeatable), e.g. random.seed=1"
     )
     grid.set_defaults(func=run_baselines_squad)
+
+
+def run_compare(args: argparse.Namespace) -> None:
+    from compressions.evaluation.intervals import compare_runs
+
+    out = compare_runs(args.run_a, args.run_b)
+    for key in ("f1", "exact_match"):
+        d = out[key]
+        print(f"{key}: {d['mean']:+.2f} (95% CI {d['low']:+.2f} to {d['high']:+.2f}; A <= B in {100 * d['p_not_above']:.1f}% of resamples), {out['n']} questions")

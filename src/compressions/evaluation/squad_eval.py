@@ -30,6 +30,7 @@ from compressions.evaluation.answer_lengths import answer_token_lengths, length_
 from compressions.evaluation.compressed_cache import CompressedCache
 from compressions.evaluation.context_window import LONG_CONTEXT, fit_window
 from compressions.evaluation.efficiency import kv_bytes_per_token
+from compressions.evaluation.intervals import bootstrap_ci
 from compressions.evaluation.reading import read_compressed
 from compressions.evaluation.squad_metrics import aggregate_squad, normalize_answer, squad_scores
 from compressions.experiments.run_folder import RunFolder, git_commit
@@ -232,6 +233,8 @@ def _evaluate(
         for e, p, pred, s in list(zip(examples, prompts, predictions, scores))[: config.n_samples]
     ]
     run.write_json("sample_predictions.json", samples)
+    # every question's scores, so that two runs can be compared question by question (`eval compare`)
+    run.write_json("scores.json", [{"id": e.id, **s} for e, s in zip(examples, scores)])
     run.write_metrics(metrics)
     log.info("%s: F1 %.1f EM %.1f on %d questions", config.run_name, metrics["f1"], metrics["exact_match"], len(examples))
     return metrics
@@ -286,6 +289,8 @@ def _metrics(config, examples, predictions, scores, kept, context_lengths, promp
         "reader": config.reader,
         "n": n,
         **aggregate_squad(scores),
+        # 95% bootstrap intervals over the questions (x100)
+        **{f"{key}_ci95": [100 * x for x in bootstrap_ci([s[key] for s in scores])] for key in ("exact_match", "f1")},
         # share of predictions that contain a reference answer: separates "knows" from "answers tersely"
         "gold_in_prediction": 100.0 * sum(gold_inside) / n,
         "mean_context_tokens": mean_context,

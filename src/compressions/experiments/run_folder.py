@@ -37,7 +37,7 @@ TENSORBOARD = "tensorboard"
 PACKAGES = ("compressions", "torch", "transformers", "peft", "accelerate", "datasets", "rouge-score")
 STATUS_FILE = "status.json"
 # What a run leaves as its result; removed when the next run in the folder begins.
-RESULT_FILES = ("metrics.json", "sample_predictions.json", "training_summary.json")
+RESULT_FILES = ("metrics.json", "sample_predictions.json", "scores.json", "training_summary.json")
 # Config keys that may differ between runs of one folder: where the folder is, not what runs in it.
 PLACE_KEYS = ("out",)
 

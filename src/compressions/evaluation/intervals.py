@@ -1,0 +1,57 @@
+"""Bootstrap confidence intervals over examples, for one run and for the paired difference of two runs on
+the same examples (resampling the same example indices for both, so what they share cancels out).
+
+Percentile intervals of the mean, seeded, as pure functions of per-example scores.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from compressions.errors import ConfigError
+
+RESAMPLES = 2000
+
+
+def bootstrap_ci(values: list[float], level: float = 0.95, resamples: int = RESAMPLES, seed: int = 0) -> tuple[float, float]:
+    """(low, high) percentile interval of the mean of `values`."""
+    if not values:
+        raise ValueError("no values to resample")
+    data = np.asarray(values, dtype=np.float64)
+    rows = np.random.default_rng(seed).integers(0, len(data), size=(resamples, len(data)))
+    means = data[rows].mean(axis=1)
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(means, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def compare_runs(a: str | Path, b: str | Path) -> dict[str, dict[str, float]]:
+    """F1 and EM of run a minus run b (x100) on the questions both scored (their `scores.json`)."""
+    scores = []
+    for run in (a, b):
+        file = Path(run) / "scores.json"
+        if not file.is_file():
+            raise ConfigError(f"{run} has no scores.json (a finished `eval squad` run writes it)")
+        scores.append({s["id"]: s for s in json.loads(file.read_text())})
+    shared = [i for i in scores[0] if i in scores[1]]
+    if not shared:
+        raise ConfigError(f"{a} and {b} scored no question in common")
+    out = {"n": len(shared)}
+    for key in ("f1", "exact_match"):
+        diff = paired_difference([100 * scores[0][i][key] for i in shared], [100 * scores[1][i][key] for i in shared])
+        out[key] = diff
+    return out
+
+
+def paired_difference(a: list[float], b: list[float], level: float = 0.95, resamples: int = RESAMPLES, seed: int = 0) -> dict[str, float]:
+    """Mean of a - b over the same examples, its interval, and the share of resamples where a <= b."""
+    if len(a) != len(b):
+        raise ValueError(f"paired scores need the same examples: {len(a)} vs {len(b)}")
+    diff = [x - y for x, y in zip(a, b)]
+    low, high = bootstrap_ci(diff, level, resamples, seed)
+    data = np.asarray(diff)
+    rows = np.random.default_rng(seed).integers(0, len(data), size=(resamples, len(data)))
+    return {"mean": float(data.mean()), "low": low, "high": high, "p_not_above": float((data[rows].mean(axis=1) <= 0).mean())}

@@ -1,0 +1,60 @@
+"""Bootstrap intervals (evaluation/intervals.py) on known cases, and runs compared question by question."""
+
+import json
+
+import numpy as np
+import pytest
+
+from compressions.cli.main import main
+from compressions.data.synthetic import synthetic_squad
+from compressions.evaluation.intervals import bootstrap_ci, compare_runs, paired_difference
+from compressions.evaluation.squad_eval import SquadEvalConfig, evaluate_squad
+
+
+def test_interval_of_a_constant_is_the_constant():
+    assert bootstrap_ci([0.4] * 50) == pytest.approx((0.4, 0.4))
+
+
+def test_interval_matches_the_normal_approximation_for_a_large_sample():
+    values = np.random.default_rng(1).binomial(1, 0.3, size=2000).astype(float).tolist()
+    low, high = bootstrap_ci(values, resamples=4000)
+    se = np.std(values) / np.sqrt(len(values))
+    assert low == pytest.approx(np.mean(values) - 1.96 * se, abs=0.004)
+    assert high == pytest.approx(np.mean(values) + 1.96 * se, abs=0.004)
+
+
+def test_paired_difference_cancels_what_the_runs_share():
+    """Two runs that differ by 0.05 on every example: the paired interval is exactly 0.05, although each
+    run alone spreads widely."""
+    a = np.random.default_rng(2).uniform(0, 1, size=300)
+    out = paired_difference((a + 0.05).tolist(), a.tolist())
+    assert out["mean"] == pytest.approx(0.05) and out["low"] == pytest.approx(0.05) and out["high"] == pytest.approx(0.05)
+    assert out["p_not_above"] == 0.0
+    low, high = bootstrap_ci(a.tolist())
+    assert high - low > 0.05
+
+
+def test_bad_inputs():
+    with pytest.raises(ValueError, match="no values"):
+        bootstrap_ci([])
+    with pytest.raises(ValueError, match="same examples"):
+        paired_difference([1.0], [1.0, 0.0])
+
+
+def test_runs_write_scores_and_compare_question_by_question(tmp_path, capsys):
+    examples = synthetic_squad(6, seed=3)
+    runs = {}
+    for method, budget in (("full", None), ("prefix", 4)):
+        config = SquadEvalConfig(model="tiny-random-llama", method=method, budget=budget, max_new_tokens=3, out=str(tmp_path / method))
+        runs[method] = evaluate_squad(config, examples, examples)
+        low, high = runs[method]["f1_ci95"]
+        assert low <= runs[method]["f1"] <= high
+    full = json.loads((tmp_path / "full" / "scores.json").read_text())
+    prefix = json.loads((tmp_path / "prefix" / "scores.json").read_text())
+    assert [s["id"] for s in full] == [e.id for e in examples]
+    out = compare_runs(tmp_path / "full", tmp_path / "prefix")
+    assert out["n"] == 6 and out["f1"]["mean"] == pytest.approx(runs["full"]["f1"] - runs["prefix"]["f1"])
+    assert main(["eval", "compare", str(tmp_path / "full"), str(tmp_path / "prefix")]) == 0
+    assert capsys.readouterr().out.startswith("f1: ")
+    assert main(["eval", "compare", str(tmp_path / "full"), str(tmp_path)]) == 2
+    assert "has no scores.json" in capsys.readouterr().err
