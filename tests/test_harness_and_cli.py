@@ -6,7 +6,7 @@ from compressions.cli.main import main
 from compressions.data.synthetic import synthetic_squad
 from compressions.evaluation.squad_eval import SquadEvalConfig, evaluate_squad, pick_shots
 
-RUN_FILES = {"config.json", "metrics.json", "sample_predictions.json", "environment.json", "status.json", ".lock", "run.log", "tensorboard"}
+RUN_FILES = {"config.json", "metrics.json", "sample_predictions.json", "scores.json", "environment.json", "status.json", ".lock", "run.log", "tensorboard"}
 
 
 def _write_squad(path, examples):

@@ -81,7 +81,7 @@ def test_a_run_folder_belongs_to_one_run(case, tmp_path, capsys, monkeypatch):
         assert main([*argv, "--method", before]) == 0
     capsys.readouterr()
     if breaks is not None:
-        monkeypatch.setattr("compressions.evaluation.squad_eval.generate_greedy", breaks)
+        monkeypatch.setattr("compressions.evaluation.reading.generate_greedy", breaks)
     assert main([*argv, "--method", method]) == code
     err = capsys.readouterr().err
     said = [text for text in err.splitlines() if text.startswith(("error", "interrupted"))]  # not progress bars or warnings
