@@ -28,11 +28,13 @@ def test_train_three_conditions_then_evaluate_them(tmp_path, capsys):
             "--max-new-tokens", "3", "--out", str(out), "n_samples=2"]  # fmt: skip
     assert main(argv) == 0
     metrics = json.loads((out / "metrics.json").read_text())
-    assert set(metrics) == {"gist-2", "pos_control", "neg_control", "base", "gist_retention"}
-    assert set(metrics["gist-2"][split]) == {"rougeL", "rouge1", "rouge2", "n", "seconds_per_example", "loss", "loss_gists_hidden"}
-    assert set(metrics["neg_control"][split]) == {"rougeL", "rouge1", "rouge2", "n", "seconds_per_example", "loss"}
+    assert set(metrics) == {"gist-2", "pos_control", "neg_control", "base", "gist_retention", "gist_retention_ci95"}
+    assert set(metrics["gist-2"][split]) == {"rougeL", "rougeL_ci95", "rouge1", "rouge2", "n", "seconds_per_example", "loss", "loss_gists_hidden"}
+    assert set(metrics["neg_control"][split]) == {"rougeL", "rougeL_ci95", "rouge1", "rouge2", "n", "seconds_per_example", "loss"}
+    low, high = metrics["gist-2"][split]["rougeL_ci95"]
+    assert low <= metrics["gist-2"][split]["rougeL"] <= high
     assert metrics["base"][split]["n"] == 3
-    assert metrics["gist_retention"] == pytest.approx(gist_retention({k: v for k, v in metrics.items() if k != "gist_retention"}))
+    assert metrics["gist_retention"] == pytest.approx(gist_retention({k: v for k, v in metrics.items() if not k.startswith("gist_retention")}))
     samples = json.loads((out / "sample_predictions.json").read_text())
     assert len(samples) == 8 and {s["model"] for s in samples} == {"gist-2", "pos_control", "neg_control", "base"}
     assert "gist retention on" in capsys.readouterr().out

@@ -7,7 +7,7 @@ import pytest
 
 from compressions.cli.main import main
 from compressions.data.synthetic import synthetic_squad
-from compressions.evaluation.intervals import bootstrap_ci, compare_runs, paired_difference
+from compressions.evaluation.intervals import bootstrap_ci, compare_runs, paired_difference, retention_ci
 from compressions.evaluation.squad_eval import SquadEvalConfig, evaluate_squad
 
 
@@ -58,3 +58,11 @@ def test_runs_write_scores_and_compare_question_by_question(tmp_path, capsys):
     assert capsys.readouterr().out.startswith("f1: ")
     assert main(["eval", "compare", str(tmp_path / "full"), str(tmp_path)]) == 2
     assert "has no scores.json" in capsys.readouterr().err
+
+
+def test_retention_interval():
+    """Every example's gist score halfway between its controls: retention 0.5 in every resample."""
+    pos = np.random.default_rng(4).uniform(0.5, 1, size=100)
+    neg = pos - 0.4
+    assert retention_ci((neg + 0.2).tolist(), pos.tolist(), neg.tolist()) == pytest.approx((0.5, 0.5))
+    assert retention_ci([0.3] * 5, [0.2] * 5, [0.2] * 5) is None  # controls tied: no ratio

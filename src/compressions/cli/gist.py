@@ -42,14 +42,17 @@ def run_gist_eval(args: argparse.Namespace) -> None:
     config = load_config(GistEvalConfig, args.config, _overrides(args, EVAL_FLAGS))
     metrics = evaluate_gist(config)
     retention = metrics.pop("gist_retention", {})
+    intervals = metrics.pop("gist_retention_ci95", {})
     rows = [{"model": name, "split": split, **scores} for name, by_split in metrics.items() for split, scores in by_split.items()]
-    columns = [("model", "model", "{}"), ("split", "split", "{}"), ("rougeL", "ROUGE-L", "{:.1f}"),
+    columns = [("model", "model", "{}"), ("split", "split", "{}"), ("rougeL", "ROUGE-L", "{:.1f}"), ("rougeL_ci95", "95% CI", "{0[0]:.1f}-{0[1]:.1f}"),
                ("rouge1", "ROUGE-1", "{:.1f}"), ("rouge2", "ROUGE-2", "{:.1f}"), ("loss", "loss", "{:.3f}"),
                ("loss_gists_hidden", "loss, gists hidden", "{:.3f}"), ("n", "n", "{}"),
                ("seconds_per_example", "s/example", "{:.2f}")]  # fmt: skip
     print(markdown_table(rows, columns))
     for split, value in retention.items():
-        print(f"gist retention on {split}: {'-' if value is None else f'{value:.2f}'}")
+        ci = intervals.get(split)
+        interval = f" (95% CI {ci[0]:.2f} to {ci[1]:.2f})" if ci else ""
+        print(f"gist retention on {split}: {'-' if value is None else f'{value:.2f}'}{interval}")
     print(f"run folder: {config.out}")
 
 

@@ -28,6 +28,24 @@ def bootstrap_ci(values: list[float], level: float = 0.95, resamples: int = RESA
     return float(low), float(high)
 
 
+def retention_ci(
+    gist: list[float], pos: list[float], neg: list[float], level: float = 0.95, resamples: int = RESAMPLES, seed: int = 0
+) -> tuple[float, float] | None:
+    """Interval of the retention (mean gist - mean neg) / (mean pos - mean neg), the three conditions scored on
+    the same examples and resampled together; None when the controls tie in too many resamples to say."""
+    g, p, n = (np.asarray(x, dtype=np.float64) for x in (gist, pos, neg))
+    if not len(g) == len(p) == len(n) > 0:
+        raise ValueError("retention needs the three conditions' scores on the same examples")
+    rows = np.random.default_rng(seed).integers(0, len(g), size=(resamples, len(g)))
+    gap = p[rows].mean(axis=1) - n[rows].mean(axis=1)
+    if (gap == 0).mean() > (1 - level) / 2:
+        return None
+    ratios = (g[rows].mean(axis=1) - n[rows].mean(axis=1))[gap != 0] / gap[gap != 0]
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(ratios, [tail, 100 - tail])
+    return float(low), float(high)
+
+
 def compare_runs(a: str | Path, b: str | Path) -> dict[str, dict[str, float]]:
     """F1 and EM of run a minus run b (x100) on the questions both scored (their `scores.json`)."""
     scores = []

@@ -10,6 +10,7 @@ SQUAD_COLUMNS = (
     ("method", "method", "{}"),
     ("budget", "M", "{}"),
     ("f1", "F1", "{:.1f}"),
+    ("f1_ci95", "F1 95% CI", "{0[0]:.1f}-{0[1]:.1f}"),
     ("exact_match", "EM", "{:.1f}"),
     ("gold_in_prediction", "gold in answer %", "{:.1f}"),
     ("mean_kept_tokens", "kept tokens", "{:.1f}"),

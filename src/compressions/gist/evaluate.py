@@ -27,6 +27,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from compressions.config import check_placement
 from compressions.data.alpaca import AlpacaExample, load_alpaca
 from compressions.errors import ConfigError
+from compressions.evaluation.intervals import bootstrap_ci, retention_ci
 from compressions.evaluation.rouge import aggregate_rouge, rouge_scores
 from compressions.experiments.run_folder import RunFolder
 from compressions.experiments.saved import describe, saved_kind
@@ -151,6 +152,7 @@ def evaluate_gist(config: GistEvalConfig, progress: bool = True) -> dict:
     splits = {name: load_alpaca(name, config.data_dir)[: config.limit] for name in config.splits}
     metrics: dict = {}
     samples: list[dict] = []
+    per_example: dict[tuple[str, str], list[float]] = {}  # (model, split) -> ROUGE-L of each example, for intervals
     with RunFolder(config.out) as run:
         run.save_config(config)
         for role, path in config.models.items():
@@ -171,16 +173,22 @@ def evaluate_gist(config: GistEvalConfig, progress: bool = True) -> dict:
                     predictions = [tokenizer.decode(g, skip_special_tokens=True).strip() for g in generated]
                     scores = [rouge_scores(p, e.output) for p, e in zip(predictions, examples)]
                     row.update(aggregate_rouge(scores))
+                    row["rougeL_ci95"] = [100 * x for x in bootstrap_ci([s["rougeL"] for s in scores])]
+                    per_example[(name, split)] = [s["rougeL"] for s in scores]
                     samples += [
                         {"model": name, "split": split, "instruction": e.instruction, "input": e.input,
                          "reference": e.output, "prediction": p, "rougeL": 100 * s["rougeL"]}
                         for e, p, s in list(zip(examples, predictions, scores))[: config.n_samples]
                     ]  # fmt: skip
-                log.info("%s on %s: %s (n=%d)", name, split, {k: round(v, 3) for k, v in row.items() if k != "n"}, len(examples))
+                log.info("%s on %s: %s (n=%d)", name, split, {k: round(v, 3) for k, v in row.items() if isinstance(v, float)}, len(examples))
             del model
         retention = gist_retention(metrics) if config.rouge else {}
         if retention:
             metrics["gist_retention"] = retention
+            gist = next(name for name in metrics if name.startswith("gist-"))
+            metrics["gist_retention_ci95"] = {
+                split: retention_ci(*(per_example[(m, split)] for m in (gist, "pos_control", "neg_control"))) for split in retention
+            }
         run.write_json("sample_predictions.json", samples)
         run.write_metrics(metrics)
     return metrics
