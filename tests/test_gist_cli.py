@@ -7,7 +7,8 @@ import pytest
 
 from compressions.cli.main import main
 from compressions.data.synthetic import synthetic_alpaca
-from compressions.gist.evaluate import gist_retention
+from compressions.gist.evaluate import GistEvalConfig, gist_retention, gist_settings, model_dir, predict
+from compressions.models import load_model
 
 
 def _write(path, examples):
@@ -28,7 +29,8 @@ def test_train_three_conditions_then_evaluate_them(tmp_path, capsys):
             "--max-new-tokens", "3", "--out", str(out), "n_samples=2"]  # fmt: skip
     assert main(argv) == 0
     metrics = json.loads((out / "metrics.json").read_text())
-    assert set(metrics) == {"gist-2", "pos_control", "neg_control", "base", "gist_retention", "gist_retention_ci95"}
+    assert set(metrics) == {"gist-2", "gist-2-wrong_instruction", "pos_control", "neg_control", "base", "gist_retention", "gist_retention_ci95"}
+    assert set(metrics["gist-2-wrong_instruction"][split]) == {"rougeL", "rougeL_ci95", "rouge1", "rouge2", "n", "seconds_per_example"}
     assert set(metrics["gist-2"][split]) == {"rougeL", "rougeL_ci95", "rouge1", "rouge2", "n", "seconds_per_example", "loss", "loss_gists_hidden"}
     assert set(metrics["neg_control"][split]) == {"rougeL", "rougeL_ci95", "rouge1", "rouge2", "n", "seconds_per_example", "loss"}
     low, high = metrics["gist-2"][split]["rougeL_ci95"]
@@ -38,6 +40,15 @@ def test_train_three_conditions_then_evaluate_them(tmp_path, capsys):
     samples = json.loads((out / "sample_predictions.json").read_text())
     assert len(samples) == 8 and {s["model"] for s in samples} == {"gist-2", "pos_control", "neg_control", "base"}
     assert "gist retention on" in capsys.readouterr().out
+
+    # the wrong-instruction control reads each input after the next distinct instruction's gists
+    model, tokenizer = load_model(model_dir(str(tmp_path / "gist")))
+    settings, examples = gist_settings(str(tmp_path / "gist")), synthetic_alpaca(3, seed=2)
+    config = GistEvalConfig(gist=str(tmp_path / "gist"), max_new_tokens=3)
+    order = list(dict.fromkeys(e.instruction for e in examples))
+    moved = [dataclasses.replace(e, instruction=order[(order.index(e.instruction) + 1) % len(order)]) for e in examples]
+    wrong = predict(model, tokenizer, examples, settings, config, False, wrong_instruction=True)
+    assert wrong == predict(model, tokenizer, moved, settings, config, False)
 
     assert main([*argv, "rouge=false", "--out", str(tmp_path / "losses")]) == 0
     losses = json.loads((tmp_path / "losses" / "metrics.json").read_text())

@@ -59,6 +59,9 @@ class GistEvalConfig:
     device: str = "cpu"
     n_samples: int = field(default=10, metadata={"help": "predictions per model and split in sample_predictions.json"})
     rouge: bool = field(default=True, metadata={"help": "False: only the teacher-forced losses (no generation; minutes)"})
+    wrong_instruction: bool = field(
+        default=True, metadata={"help": "also score the gist model reading another example's instruction gists (a control)"}
+    )
     out: str = field(default="runs/gist/eval", metadata={"help": "run folder"})
 
     def validate(self) -> None:
@@ -100,8 +103,11 @@ def predict(
     settings: dict | None,
     config: GistEvalConfig,
     progress: bool = True,
+    wrong_instruction: bool = False,
 ) -> list[list[int]]:
-    """Generated ids per example, the way `settings` (a gist_config.json, or None) says the model reads."""
+    """Generated ids per example, the way `settings` (a gist_config.json, or None) says the model reads.
+    `wrong_instruction` (a gist model): each input is read after the gists of the next distinct instruction
+    of the split (a cyclic shift, so never its own): if the gists carry the instruction, this must be worse."""
     if settings is None or settings["condition"] == "pos_control":  # the full prompt
         k, fmt = (settings["num_gist"], settings["prompt_format"]) if settings else (0, config.base_prompt_format)
         gist_id = gist_token_id(tokenizer) if k else None
@@ -113,7 +119,8 @@ def predict(
     row_of = {text: i for i, text in enumerate(dict.fromkeys(e.instruction for e in examples))}
     keep = "gist" if settings["condition"] == "gist" else "none"
     cache = compress(model, tokenizer, list(row_of), k, fmt, keep, config.batch_size, progress)
-    rows = cache.select([row_of[e.instruction] for e in examples])  # one compression per distinct instruction
+    shift = 1 if wrong_instruction else 0
+    rows = cache.select([(row_of[e.instruction] + shift) % len(row_of) for e in examples])  # one compression per instruction
     inputs = [e.input for e in examples]
     return generate(model, tokenizer, rows, inputs, config.max_new_tokens, config.batch_size, progress=progress)
 
@@ -167,19 +174,16 @@ def evaluate_gist(config: GistEvalConfig, progress: bool = True) -> dict:
                 if condition == "gist":
                     row["loss_gists_hidden"] = completion_loss(model, tokenizer, examples, settings, "neg_control", config)
                 if config.rouge:
-                    start = time.perf_counter()
-                    generated = predict(model, tokenizer, examples, settings, config, progress)
-                    row["seconds_per_example"] = (time.perf_counter() - start) / len(examples)
-                    predictions = [tokenizer.decode(g, skip_special_tokens=True).strip() for g in generated]
-                    scores = [rouge_scores(p, e.output) for p, e in zip(predictions, examples)]
-                    row.update(aggregate_rouge(scores))
-                    row["rougeL_ci95"] = [100 * x for x in bootstrap_ci([s["rougeL"] for s in scores])]
-                    per_example[(name, split)] = [s["rougeL"] for s in scores]
+                    scores, predictions = _rouge(row, model, tokenizer, examples, settings, config, progress)
+                    per_example[(name, split)] = scores
                     samples += [
                         {"model": name, "split": split, "instruction": e.instruction, "input": e.input,
-                         "reference": e.output, "prediction": p, "rougeL": 100 * s["rougeL"]}
+                         "reference": e.output, "prediction": p, "rougeL": 100 * s}
                         for e, p, s in list(zip(examples, predictions, scores))[: config.n_samples]
                     ]  # fmt: skip
+                    if condition == "gist" and config.wrong_instruction and len({e.instruction for e in examples}) > 1:
+                        wrong = metrics.setdefault(f"{name}-wrong_instruction", {})[split] = {"n": len(examples)}
+                        _rouge(wrong, model, tokenizer, examples, settings, config, progress, wrong_instruction=True)
                 log.info("%s on %s: %s (n=%d)", name, split, {k: round(v, 3) for k, v in row.items() if isinstance(v, float)}, len(examples))
             del model
         retention = gist_retention(metrics) if config.rouge else {}
@@ -192,6 +196,19 @@ def evaluate_gist(config: GistEvalConfig, progress: bool = True) -> dict:
         run.write_json("sample_predictions.json", samples)
         run.write_metrics(metrics)
     return metrics
+
+
+def _rouge(row: dict, model, tokenizer, examples, settings, config, progress, wrong_instruction: bool = False):
+    """Generate, and put ROUGE (with the ROUGE-L interval) and seconds per example in `row`; returns each
+    example's ROUGE-L and the predictions."""
+    start = time.perf_counter()
+    generated = predict(model, tokenizer, examples, settings, config, progress, wrong_instruction)
+    row["seconds_per_example"] = (time.perf_counter() - start) / len(examples)
+    predictions = [tokenizer.decode(g, skip_special_tokens=True).strip() for g in generated]
+    scores = [rouge_scores(p, e.output) for p, e in zip(predictions, examples)]
+    row.update(aggregate_rouge(scores))
+    row["rougeL_ci95"] = [100 * x for x in bootstrap_ci([s["rougeL"] for s in scores])]
+    return [s["rougeL"] for s in scores], predictions
 
 
 def gist_retention(metrics: dict) -> dict[str, float | None]:
