@@ -7,7 +7,7 @@ import pytest
 
 from compressions.cli.main import main
 from compressions.data.synthetic import synthetic_alpaca
-from compressions.gist.evaluate import GistEvalConfig, gist_retention, gist_settings, model_dir, predict
+from compressions.gist.evaluate import GistEvalConfig, first_tokens, gist_retention, gist_settings, model_dir, predict
 from compressions.models import load_model
 
 
@@ -29,7 +29,9 @@ def test_train_three_conditions_then_evaluate_them(tmp_path, capsys):
             "--max-new-tokens", "3", "--out", str(out), "n_samples=2"]  # fmt: skip
     assert main(argv) == 0
     metrics = json.loads((out / "metrics.json").read_text())
-    assert set(metrics) == {"gist-2", "gist-2-wrong_instruction", "pos_control", "neg_control", "base", "gist_retention", "gist_retention_ci95"}
+    assert set(metrics) == {
+        "gist-2", "gist-2-wrong_instruction", "instruction-first-2", "pos_control", "neg_control", "base", "gist_retention", "gist_retention_ci95"
+    }  # fmt: skip
     assert set(metrics["gist-2-wrong_instruction"][split]) == {"rougeL", "rougeL_ci95", "rouge1", "rouge2", "n", "seconds_per_example"}
     assert set(metrics["gist-2"][split]) == {"rougeL", "rougeL_ci95", "rouge1", "rouge2", "n", "seconds_per_example", "loss", "loss_gists_hidden"}
     assert set(metrics["neg_control"][split]) == {"rougeL", "rougeL_ci95", "rouge1", "rouge2", "n", "seconds_per_example", "loss"}
@@ -48,6 +50,8 @@ def test_train_three_conditions_then_evaluate_them(tmp_path, capsys):
     order = list(dict.fromkeys(e.instruction for e in examples))
     moved = [dataclasses.replace(e, instruction=order[(order.index(e.instruction) + 1) % len(order)]) for e in examples]
     wrong = predict(model, tokenizer, examples, settings, config, False, wrong_instruction=True)
+    cut = first_tokens(tokenizer, examples[0].instruction, 2)
+    assert tokenizer(cut, add_special_tokens=False).input_ids == tokenizer(examples[0].instruction, add_special_tokens=False).input_ids[:2]
     assert wrong == predict(model, tokenizer, moved, settings, config, False)
 
     assert main([*argv, "rouge=false", "--out", str(tmp_path / "losses")]) == 0

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -61,6 +61,9 @@ class GistEvalConfig:
     rouge: bool = field(default=True, metadata={"help": "False: only the teacher-forced losses (no generation; minutes)"})
     wrong_instruction: bool = field(
         default=True, metadata={"help": "also score the gist model reading another example's instruction gists (a control)"}
+    )
+    truncation: bool = field(
+        default=True, metadata={"help": "also score pos_control reading the instruction cut to its first K tokens (K = its gists)"}
     )
     out: str = field(default="runs/gist/eval", metadata={"help": "run folder"})
 
@@ -181,6 +184,11 @@ def evaluate_gist(config: GistEvalConfig, progress: bool = True) -> dict:
                          "reference": e.output, "prediction": p, "rougeL": 100 * s}
                         for e, p, s in list(zip(examples, predictions, scores))[: config.n_samples]
                     ]  # fmt: skip
+                    if role == "pos_control" and settings and config.truncation:
+                        k = settings["num_gist"]
+                        cut = [replace(e, instruction=first_tokens(tokenizer, e.instruction, k)) for e in examples]
+                        truncated = metrics.setdefault(f"instruction-first-{k}", {})[split] = {"n": len(examples)}
+                        _rouge(truncated, model, tokenizer, cut, settings, config, progress)
                     if condition == "gist" and config.wrong_instruction and len({e.instruction for e in examples}) > 1:
                         wrong = metrics.setdefault(f"{name}-wrong_instruction", {})[split] = {"n": len(examples)}
                         _rouge(wrong, model, tokenizer, examples, settings, config, progress, wrong_instruction=True)
@@ -209,6 +217,11 @@ def _rouge(row: dict, model, tokenizer, examples, settings, config, progress, wr
     row.update(aggregate_rouge(scores))
     row["rougeL_ci95"] = [100 * x for x in bootstrap_ci([s["rougeL"] for s in scores])]
     return [s["rougeL"] for s in scores], predictions
+
+
+def first_tokens(tokenizer: PreTrainedTokenizerBase, text: str, k: int) -> str:
+    """The text of `text`'s first k tokens: truncation to the budget of k gists (the baseline gists must beat)."""
+    return tokenizer.decode(tokenizer(text, add_special_tokens=False).input_ids[:k]).strip()
 
 
 def gist_retention(metrics: dict) -> dict[str, float | None]:
