@@ -10,6 +10,7 @@ from compressions.gist.cache import GistCache, compress, generate
 from compressions.gist.data import GistCollator, prompt_head, prompt_ids, training_example
 from compressions.gist.masks import float_mask_dtype, gist_mask, mask_for
 from compressions.models.generation import position_ids
+from compressions.models.quantize import int8_bytes
 from compressions.gist.tokens import GIST_TOKEN, add_gist_token
 from compressions.models import load_model
 
@@ -167,6 +168,20 @@ def test_saved_cache_generates_the_same_tokens(gist_tiny, tmp_path):
     assert torch.equal(loaded.keys, cache.keys) and torch.equal(loaded.next_positions, cache.next_positions)
     inputs = [e.input for e in EXAMPLES]
     assert generate(model, tokenizer, loaded, inputs, max_new_tokens=5) == generate(model, tokenizer, cache, inputs, max_new_tokens=5)
+
+
+def test_int8_cache_is_about_a_quarter_of_the_bytes_and_close(gist_tiny, tmp_path):
+    model, tokenizer, _ = gist_tiny
+    cache = compress(model, tokenizer, [e.instruction for e in EXAMPLES], 2)
+    cache.save(tmp_path / "fp32.safetensors")
+    cache.save(tmp_path / "int8.safetensors", int8=True)
+    loaded = GistCache.load(tmp_path / "int8.safetensors")
+    assert loaded.keys.dtype == cache.keys.dtype and torch.equal(loaded.keys, cache.int8().keys)
+    scale = cache.keys.abs().amax(-1, keepdim=True) / 127  # one scale per token and head
+    assert ((loaded.keys - cache.keys).abs() <= scale / 2 + 1e-7).all()
+    data = 2 * cache.keys.numel() * 4  # fp32 keys and values
+    assert 2 * int8_bytes(cache.keys) == data * (1 / 4 + 1 / cache.keys.shape[-1])  # int8 + one fp32 scale per vector
+    assert (tmp_path / "fp32.safetensors").stat().st_size - (tmp_path / "int8.safetensors").stat().st_size > 0.6 * data
 
 
 def test_cache_from_another_model_or_tokenizer_is_refused(gist_tiny, tmp_path):

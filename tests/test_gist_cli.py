@@ -26,11 +26,11 @@ def test_train_three_conditions_then_evaluate_them(tmp_path, capsys):
     out = tmp_path / "eval"
     argv = ["gist", "eval", "--gist", str(tmp_path / "gist"), "--pos-control", str(tmp_path / "pos_control"),
             "--neg-control", str(tmp_path / "neg_control"), "--base", "tiny-random-llama", "--splits", split,
-            "--max-new-tokens", "3", "--out", str(out), "n_samples=2"]  # fmt: skip
+            "--max-new-tokens", "3", "--out", str(out), "n_samples=2", "int8_cache=true"]  # fmt: skip
     assert main(argv) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics) == {
-        "gist-2", "gist-2-wrong_instruction", "instruction-first-2", "pos_control", "neg_control", "base", "gist_retention", "gist_retention_ci95"
+        "gist-2", "gist-2-wrong_instruction", "gist-2-int8", "instruction-first-2", "pos_control", "neg_control", "base", "gist_retention", "gist_retention_ci95"
     }  # fmt: skip
     assert set(metrics["gist-2-wrong_instruction"][split]) == {"rougeL", "rougeL_ci95", "rouge1", "rouge2", "n", "seconds_per_example"}
     assert set(metrics["gist-2"][split]) == {"rougeL", "rougeL_ci95", "rouge1", "rouge2", "n", "seconds_per_example", "loss", "loss_gists_hidden"}

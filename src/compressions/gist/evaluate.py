@@ -62,6 +62,7 @@ class GistEvalConfig:
     wrong_instruction: bool = field(
         default=True, metadata={"help": "also score the gist model reading another example's instruction gists (a control)"}
     )
+    int8_cache: bool = field(default=False, metadata={"help": "also score the gist model reading its cache stored as int8"})
     truncation: bool = field(
         default=True, metadata={"help": "also score pos_control reading the instruction cut to its first K tokens (K = its gists)"}
     )
@@ -107,10 +108,12 @@ def predict(
     config: GistEvalConfig,
     progress: bool = True,
     wrong_instruction: bool = False,
+    int8: bool = False,
 ) -> list[list[int]]:
     """Generated ids per example, the way `settings` (a gist_config.json, or None) says the model reads.
     `wrong_instruction` (a gist model): each input is read after the gists of the next distinct instruction
-    of the split (a cyclic shift, so never its own): if the gists carry the instruction, this must be worse."""
+    of the split (a cyclic shift, so never its own): if the gists carry the instruction, this must be worse.
+    `int8`: the gist cache as it reads back from int8 storage."""
     if settings is None or settings["condition"] == "pos_control":  # the full prompt
         k, fmt = (settings["num_gist"], settings["prompt_format"]) if settings else (0, config.base_prompt_format)
         gist_id = gist_token_id(tokenizer) if k else None
@@ -122,6 +125,7 @@ def predict(
     row_of = {text: i for i, text in enumerate(dict.fromkeys(e.instruction for e in examples))}
     keep = "gist" if settings["condition"] == "gist" else "none"
     cache = compress(model, tokenizer, list(row_of), k, fmt, keep, config.batch_size, progress)
+    cache = cache.int8() if int8 else cache
     shift = 1 if wrong_instruction else 0
     rows = cache.select([(row_of[e.instruction] + shift) % len(row_of) for e in examples])  # one compression per instruction
     inputs = [e.input for e in examples]
@@ -189,9 +193,13 @@ def evaluate_gist(config: GistEvalConfig, progress: bool = True) -> dict:
                         cut = [replace(e, instruction=first_tokens(tokenizer, e.instruction, k)) for e in examples]
                         truncated = metrics.setdefault(f"instruction-first-{k}", {})[split] = {"n": len(examples)}
                         _rouge(truncated, model, tokenizer, cut, settings, config, progress)
-                    if condition == "gist" and config.wrong_instruction and len({e.instruction for e in examples}) > 1:
-                        wrong = metrics.setdefault(f"{name}-wrong_instruction", {})[split] = {"n": len(examples)}
-                        _rouge(wrong, model, tokenizer, examples, settings, config, progress, wrong_instruction=True)
+                    variants = {
+                        "wrong_instruction": config.wrong_instruction and len({e.instruction for e in examples}) > 1,
+                        "int8": config.int8_cache,
+                    }
+                    for variant in [v for v, on in variants.items() if on and condition == "gist"]:
+                        extra = metrics.setdefault(f"{name}-{variant}", {})[split] = {"n": len(examples)}
+                        _rouge(extra, model, tokenizer, examples, settings, config, progress, **{variant: True})
                 log.info("%s on %s: %s (n=%d)", name, split, {k: round(v, 3) for k, v in row.items() if isinstance(v, float)}, len(examples))
             del model
         retention = gist_retention(metrics) if config.rouge else {}
@@ -206,11 +214,11 @@ def evaluate_gist(config: GistEvalConfig, progress: bool = True) -> dict:
     return metrics
 
 
-def _rouge(row: dict, model, tokenizer, examples, settings, config, progress, wrong_instruction: bool = False):
+def _rouge(row: dict, model, tokenizer, examples, settings, config, progress, **variant: bool):
     """Generate, and put ROUGE (with the ROUGE-L interval) and seconds per example in `row`; returns each
     example's ROUGE-L and the predictions."""
     start = time.perf_counter()
-    generated = predict(model, tokenizer, examples, settings, config, progress, wrong_instruction)
+    generated = predict(model, tokenizer, examples, settings, config, progress, **variant)
     row["seconds_per_example"] = (time.perf_counter() - start) / len(examples)
     predictions = [tokenizer.decode(g, skip_special_tokens=True).strip() for g in generated]
     scores = [rouge_scores(p, e.output) for p, e in zip(predictions, examples)]
