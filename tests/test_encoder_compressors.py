@@ -208,3 +208,19 @@ def test_overfits_eight_examples_to_exact_answers(tmp_path, arch):
         swapped = generate_greedy(llm, tokenizer, prompts, 4, progress=False, soft=[(s, soft[(i + 1) % 8][1]) for i, (s, _) in enumerate(soft)])
     assert [tokenizer.decode(a, skip_special_tokens=True).strip() for a in answers] == [e.answers[0] for e in examples]
     assert sum(a != b for a, b in zip(answers, swapped)) >= 6
+
+
+def test_training_can_start_from_a_checkpoint(tmp_path):
+    pipeline = _pipeline("gist_kv", encoder_lora=True)
+    _perturb(pipeline, "lora_B")
+    _perturb(pipeline, "offset")
+    pipeline.save_pretrained(tmp_path / "ck")
+    fresh = _pipeline("gist_kv", encoder_lora=True)
+    ids, mask = _contexts(fresh)
+    with torch.no_grad():
+        assert not torch.allclose(fresh.compress(ids, mask)[0], pipeline.compress(ids, mask)[0])
+        fresh.load_weights(tmp_path / "ck")
+        torch.testing.assert_close(fresh.compress(ids, mask)[0], pipeline.compress(ids, mask)[0])
+    assert any(p.requires_grad for n, p in fresh.named_parameters() if "lora_B" in n)  # still trainable
+    with pytest.raises(ConfigError, match="budget differ"):
+        _pipeline("gist_kv", budget=5, encoder_lora=True).load_weights(tmp_path / "ck")

@@ -28,6 +28,7 @@ from importlib import metadata
 from pathlib import Path
 
 import torch
+from peft import load_peft_weights, set_peft_model_state_dict
 from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
@@ -290,6 +291,20 @@ class SoftPromptModel(nn.Module):
         if self.config.use_lora or self.config.encoder_lora:
             self.llm.save_pretrained(folder / ADAPTER_DIR)
         return folder
+
+    def load_weights(self, folder: str | Path) -> None:
+        """Start from a saved checkpoint's compressor and adapter weights (to train on with a new schedule);
+        the checkpoint must be of this same pipeline configuration."""
+        folder = Path(folder)
+        if not (folder / COMPRESSOR_FILE).is_file():
+            raise ConfigError(f"not a compressor checkpoint (no {COMPRESSOR_FILE}): {folder}")
+        saved = dataclasses.asdict(load_config(PipelineConfig, folder / CONFIG_FILE))
+        differ = sorted(k for k, v in dataclasses.asdict(self.config).items() if saved.get(k) != v)
+        if differ:
+            raise ConfigError(f"checkpoint {folder} has another pipeline ({', '.join(differ)} differ)")
+        self.compressor.load_state_dict(load_file(folder / WEIGHTS_FILE), strict=True)
+        if self.config.use_lora or self.config.encoder_lora:
+            set_peft_model_state_dict(self.llm, load_peft_weights(str(folder / ADAPTER_DIR)))
 
     @classmethod
     def from_pretrained(

@@ -59,6 +59,9 @@ class CompressorTrainConfig:
     diagnostic_contexts: int = field(default=64, metadata={"help": "validation contexts for the collapse diagnostic"})
     max_new_tokens: int | None = field(default=None, metadata={"help": "evaluation; default: answer-length diagnostic"})
     out: str | None = field(default=None, metadata={"help": "run folder (default runs/compressors/<arch>-M<budget>)"})
+    init_from: str | None = field(
+        default=None, metadata={"help": "a checkpoint of the same pipeline to start from (its weights; a new schedule and optimizer)"}
+    )
 
     def validate(self) -> None:
         self.pipeline.validate()
@@ -95,6 +98,8 @@ def train_compressor(
         llm, tokenizer = load_model(config.pipeline.model)
     torch.manual_seed(config.train.seed)  # the compressor's initial weights
     pipeline = SoftPromptModel.create(config.pipeline, llm, tokenizer)
+    if config.init_from:
+        pipeline.load_weights(config.init_from)
     shots = pick_shots(train_examples, config.pipeline.prompt.shots) if config.pipeline.prompt.shots else []
     examples = train_examples[: config.train_limit] if config.train_limit else train_examples
     features = squad_features(pipeline, examples, shots, progress)
