@@ -16,16 +16,23 @@ from compressions.errors import ConfigError
 RESAMPLES = 2000
 
 
+def _resamples(n: int, resamples: int, seed: int) -> np.ndarray:
+    """(resamples, n) example indices drawn with replacement, the same for every array of n scores."""
+    return np.random.default_rng(seed).integers(0, n, size=(resamples, n))
+
+
+def _interval(statistics: np.ndarray, level: float) -> tuple[float, float]:
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(statistics, [tail, 100 - tail])
+    return float(low), float(high)
+
+
 def bootstrap_ci(values: list[float], level: float = 0.95, resamples: int = RESAMPLES, seed: int = 0) -> tuple[float, float]:
     """(low, high) percentile interval of the mean of `values`."""
     if not values:
         raise ValueError("no values to resample")
     data = np.asarray(values, dtype=np.float64)
-    rows = np.random.default_rng(seed).integers(0, len(data), size=(resamples, len(data)))
-    means = data[rows].mean(axis=1)
-    tail = (1 - level) / 2 * 100
-    low, high = np.percentile(means, [tail, 100 - tail])
-    return float(low), float(high)
+    return _interval(data[_resamples(len(data), resamples, seed)].mean(axis=1), level)
 
 
 def retention_ci(
@@ -36,14 +43,11 @@ def retention_ci(
     g, p, n = (np.asarray(x, dtype=np.float64) for x in (gist, pos, neg))
     if not len(g) == len(p) == len(n) > 0:
         raise ValueError("retention needs the three conditions' scores on the same examples")
-    rows = np.random.default_rng(seed).integers(0, len(g), size=(resamples, len(g)))
+    rows = _resamples(len(g), resamples, seed)
     gap = p[rows].mean(axis=1) - n[rows].mean(axis=1)
     if (gap == 0).mean() > (1 - level) / 2:
         return None
-    ratios = (g[rows].mean(axis=1) - n[rows].mean(axis=1))[gap != 0] / gap[gap != 0]
-    tail = (1 - level) / 2 * 100
-    low, high = np.percentile(ratios, [tail, 100 - tail])
-    return float(low), float(high)
+    return _interval((g[rows].mean(axis=1) - n[rows].mean(axis=1))[gap != 0] / gap[gap != 0], level)
 
 
 def compare_runs(a: str | Path, b: str | Path) -> dict[str, dict[str, float]]:
@@ -59,8 +63,7 @@ def compare_runs(a: str | Path, b: str | Path) -> dict[str, dict[str, float]]:
         raise ConfigError(f"{a} and {b} scored no question in common")
     out = {"n": len(shared)}
     for key in ("f1", "exact_match"):
-        diff = paired_difference([100 * scores[0][i][key] for i in shared], [100 * scores[1][i][key] for i in shared])
-        out[key] = diff
+        out[key] = paired_difference([100 * scores[0][i][key] for i in shared], [100 * scores[1][i][key] for i in shared])
     return out
 
 
@@ -68,8 +71,7 @@ def paired_difference(a: list[float], b: list[float], level: float = 0.95, resam
     """Mean of a - b over the same examples, its interval, and the share of resamples where a <= b."""
     if len(a) != len(b):
         raise ValueError(f"paired scores need the same examples: {len(a)} vs {len(b)}")
-    diff = [x - y for x, y in zip(a, b)]
-    low, high = bootstrap_ci(diff, level, resamples, seed)
-    data = np.asarray(diff)
-    rows = np.random.default_rng(seed).integers(0, len(data), size=(resamples, len(data)))
-    return {"mean": float(data.mean()), "low": low, "high": high, "p_not_above": float((data[rows].mean(axis=1) <= 0).mean())}
+    diff = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
+    means = diff[_resamples(len(diff), resamples, seed)].mean(axis=1)
+    low, high = _interval(means, level)
+    return {"mean": float(diff.mean()), "low": low, "high": high, "p_not_above": float((means <= 0).mean())}
