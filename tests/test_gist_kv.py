@@ -69,7 +69,7 @@ def test_training_logits_equal_the_gist_masked_full_forward(tiny, question_aware
 
 
 def test_cache_is_padding_invariant(tiny):
-    pipeline = _pipeline(tiny, encoder_lora=True, lora=LoraSettings(r=2, target_modules=["k_proj", "v_proj"]))
+    pipeline = _pipeline(encoder_lora=True, lora=LoraSettings(r=2, target_modules=["k_proj", "v_proj"]))
     with torch.no_grad():
         for name, p in pipeline.named_parameters():
             if "lora_B" in name:
