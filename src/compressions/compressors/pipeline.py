@@ -227,15 +227,14 @@ class SoftPromptModel(nn.Module):
         after = (slot_mask.cumsum(1) > 0) & ~slot_mask & attention_mask.bool()  # (B, T): the text after the slot
         first = int(after.float().argmax(1).min())  # drop the columns that are before the slot in every row
         ids, after = input_ids[:, first:], after[:, first:].long()
-        cache = DynamicCache(config=self.llm.config)
+        cache, b = DynamicCache(config=self.llm.config), len(ids)
         for layer, (keys, values) in enumerate(self.decoder_prefix()):
-            b = len(ids)
             cache.update(
                 torch.cat([keys.expand(b, -1, -1, -1), gist.keys[layer]], dim=2),
                 torch.cat([values.expand(b, -1, -1, -1), gist.values[layer]], dim=2),
                 layer,
             )
-        mask = torch.cat([after.new_ones(len(ids), cache.get_seq_length()), after], dim=1)
+        mask = torch.cat([after.new_ones(b, cache.get_seq_length()), after], dim=1)
         positions = (position_ids(after) + gist.next_positions[:, None]) * after
         with self.decoding():
             out = self.llm(

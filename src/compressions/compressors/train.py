@@ -153,7 +153,10 @@ def collapse_diagnostic(pipeline: SoftPromptModel, examples: list[SquadExample],
     """Mean pairwise cosine of the soft tokens within and across the first n distinct contexts (each with
     its first question, which a question-aware compressor reads), and their norms against the LLM's mean
     embedding norm."""
-    firsts = list({e.context: e for e in reversed(examples)}.values())[::-1][:n_contexts]  # first question per context
+    first_question: dict[str, SquadExample] = {}
+    for e in examples:
+        first_question.setdefault(e.context, e)
+    firsts = list(first_question.values())[:n_contexts]
     if len(firsts) < 2:
         return {}
     pipeline.eval()
