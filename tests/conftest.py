@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from compressions.compressors.method import LearnedContext
+from compressions.evaluation.reading import read_compressed
 from compressions.models import load_model
 
 REPO = Path(__file__).resolve().parents[1]
@@ -40,3 +42,14 @@ def steerable_tiny():
     with torch.no_grad():
         llm.model.norm.weight.fill_(10.0)
     return llm, tokenizer
+
+
+def learned_answers(pipeline, examples, max_new_tokens: int = 4, shift: int = 0) -> list[list[int]]:
+    """New token ids of a learned checkpoint's answers through the harness's reading path; `shift` hands
+    each question the compressed context of the example `shift` places on (another context's)."""
+    method = LearnedContext(pipeline)
+    compressed = [method.compress(e.context, e.question) for e in examples]
+    compressed = compressed[shift:] + compressed[:shift]
+    questions = [e.question for e in examples]
+    prompt = pipeline.config.prompt
+    return read_compressed(pipeline.llm, pipeline.tokenizer, method, compressed, questions, prompt, max_new_tokens=max_new_tokens)[1]

@@ -5,13 +5,12 @@ import json
 
 import pytest
 import torch
-from conftest import steerable_tiny
+from conftest import learned_answers, steerable_tiny
 
 from compressions.cli.main import main
 from compressions.compressors import ARCHITECTURES, build_compressor
 from compressions.compressors import losses
 from compressions.compressors.batches import collate, squad_features
-from compressions.compressors.method import LearnedContext
 from compressions.compressors.pipeline import PipelineConfig, SoftPromptModel
 from compressions.compressors.train import CompressorTrainConfig, train_compressor
 from compressions.config import load_config
@@ -280,17 +279,10 @@ def test_compressor_overfits_eight_examples_end_to_end(tmp_path):
     for (name, p0), p1 in zip(initial.named_parameters(), pipeline.compressor.parameters()):
         assert not torch.equal(p0, p1), f"{name} did not train"
 
-    method = LearnedContext(pipeline)
-    prompts, soft = [], []
-    for e in examples:
-        prefix, suffix = pipeline.prompt_ids(e.question)
-        prompts.append(prefix + method.slot_ids + suffix)
-        soft.append((len(prefix), method.compress(e.context, e.question).embeddings))
-    answers = generate_greedy(pipeline.llm, tokenizer, prompts, 4, batch_size=8, progress=False, soft=soft)
+    answers = learned_answers(pipeline, examples)
     assert [tokenizer.decode(a, skip_special_tokens=True).strip() for a in answers] == [e.answers[0] for e in examples]
     # another context's soft tokens give another answer: the information is in the soft tokens
-    swapped = [(start, soft[(i + 1) % 8][1]) for i, (start, _) in enumerate(soft)]
-    moved = generate_greedy(pipeline.llm, tokenizer, prompts, 4, batch_size=8, progress=False, soft=swapped)
+    moved = learned_answers(pipeline, examples, shift=1)
     assert sum(a != b for a, b in zip(moved, answers)) >= 6
 
     rows = [json.loads(line) for line in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]

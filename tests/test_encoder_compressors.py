@@ -4,7 +4,7 @@ decoder, checkpoints with adapters, and an overfit of 8 synthetic examples to ex
 
 import pytest
 import torch
-from conftest import steerable_tiny
+from conftest import learned_answers, steerable_tiny
 
 from compressions.compressors import ARCHITECTURES
 from compressions.compressors.batches import collate, right_pad, squad_features
@@ -17,7 +17,7 @@ from compressions.data.prompts import SquadPromptConfig, squad_prompt, squad_pro
 from compressions.data.synthetic import synthetic_job_questions, synthetic_squad
 from compressions.errors import ConfigError
 from compressions.models import load_model
-from compressions.models.generation import generate_greedy, position_ids
+from compressions.models.generation import position_ids
 from compressions.reader.config import ReaderConfig
 from compressions.reader.train import train_reader
 from compressions.training.config import TrainConfig
@@ -197,15 +197,7 @@ def test_overfits_eight_examples_to_exact_answers(tmp_path, arch):
     llm, tokenizer = steerable_tiny()
     train_compressor(config, examples, examples, llm, tokenizer, progress=False)
     pipeline = SoftPromptModel.from_pretrained(tmp_path / "run" / "checkpoint", llm, tokenizer)
-    method = LearnedContext(pipeline)
-    prompts, soft = [], []
-    for e in examples:
-        prefix, suffix = pipeline.prompt_ids(e.question)
-        prompts.append(prefix + method.slot_ids + suffix)
-        soft.append((len(prefix), method.compress(e.context, e.question).embeddings))
-    with method.reading():
-        answers = generate_greedy(llm, tokenizer, prompts, 4, progress=False, soft=soft)
-        swapped = generate_greedy(llm, tokenizer, prompts, 4, progress=False, soft=[(s, soft[(i + 1) % 8][1]) for i, (s, _) in enumerate(soft)])
+    answers, swapped = learned_answers(pipeline, examples), learned_answers(pipeline, examples, shift=1)
     assert [tokenizer.decode(a, skip_special_tokens=True).strip() for a in answers] == [e.answers[0] for e in examples]
     assert sum(a != b for a, b in zip(answers, swapped)) >= 6
 

@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 import torch
-from conftest import steerable_tiny
+from conftest import learned_answers, steerable_tiny
 
 from compressions.compressors.batches import collate, right_pad, squad_features
 from compressions.compressors.method import LearnedContext
@@ -16,7 +16,7 @@ from compressions.config import load_config
 from compressions.data.synthetic import synthetic_job_questions, synthetic_squad
 from compressions.gist.masks import mask_for
 from compressions.models import load_model
-from compressions.models.generation import generate_greedy, kept_cache_inputs
+from compressions.models.generation import kept_cache_inputs
 from compressions.training.lora import LoraSettings
 
 M = 3
@@ -120,12 +120,7 @@ def test_gist_kv_overfits_eight_examples_through_the_cache(tmp_path):
     llm, tokenizer = steerable_tiny()
     train_compressor(config, examples, examples, llm, tokenizer, progress=False)
     pipeline = SoftPromptModel.from_pretrained(tmp_path / "run" / "checkpoint", llm, tokenizer)
-    method = LearnedContext(pipeline)
-    compressed = [method.compress(e.context, e.question) for e in examples]
-    prompts = [pipeline.prompt_ids(e.question)[0] + c.token_ids + pipeline.prompt_ids(e.question)[1] for e, c in zip(examples, compressed)]
-    with method.reading():
-        answers = generate_greedy(llm, tokenizer, prompts, 4, progress=False, caches=[c.kv for c in compressed])
-        swapped = generate_greedy(llm, tokenizer, prompts, 4, progress=False, caches=[c.kv for c in compressed[1:] + compressed[:1]])
+    answers, swapped = learned_answers(pipeline, examples), learned_answers(pipeline, examples, shift=1)
     decoded = [tokenizer.decode(a, skip_special_tokens=True).strip() for a in answers]
     assert decoded == [e.answers[0] for e in examples]
     assert sum(a != b for a, b in zip(answers, swapped)) >= 6
