@@ -5,8 +5,7 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
-HERE = Path("runs/benchmarks/kvpress")  # outputs, from the repo root
-HERE.mkdir(parents=True, exist_ok=True)
+HERE = Path("runs/benchmarks/kvpress")  # benchmarks/kvpress/common.py's (no torch needed here)
 ours = json.loads((HERE / "ours.json").read_text())
 theirs = json.loads((HERE / "kvpress.json").read_text())
 

@@ -22,22 +22,15 @@ Two readings of kvpress's choice are recorded per (layer, KV head):
 
 import json
 import time
-from pathlib import Path
 
+import kvpress
+import kvpress.presses.snapkv_press as snapkv_module
 import torch
+from common import HERE, M, load_model
+from kvpress import KnormPress, SnapKVPress, StreamingLLMPress, TOVAPress
+from kvpress.utils import compute_n_kept
+from transformers import DynamicCache
 
-torch.set_num_threads(1)
-from transformers import AutoModelForCausalLM, DynamicCache  # noqa: E402
-
-import kvpress  # noqa: E402
-import kvpress.presses.snapkv_press as snapkv_module  # noqa: E402
-from kvpress import KnormPress, SnapKVPress, StreamingLLMPress, TOVAPress  # noqa: E402
-from kvpress.utils import compute_n_kept  # noqa: E402
-
-HERE = Path("runs/benchmarks/kvpress")  # outputs, from the repo root
-HERE.mkdir(parents=True, exist_ok=True)
-MODEL = Path.home() / ".cache/compressions/models/SmolLM2-135M-Instruct"
-M = 32
 SINKS = 4
 KERNEL = 7
 
@@ -103,7 +96,7 @@ class ZeroPrefixPooling:
 
 def main():
     t0 = time.time()
-    model = AutoModelForCausalLM.from_pretrained(MODEL, dtype=torch.float32, attn_implementation="eager").eval()
+    model = load_model()
     rows = json.loads((HERE / "examples.json").read_text())
     kept, checks = {}, []
     for row in rows:

@@ -12,23 +12,17 @@ Two prompt settings:
 
 import functools
 import gzip
-import os
 import json
+import os
 import time
 from pathlib import Path
 
-import torch
+from common import HERE, MODEL, M, load_model
+from transformers import AutoTokenizer
 
-torch.set_num_threads(1)
-from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
+from compressions.baselines import build_method
+from compressions.data.prompts import PromptParts, SquadPromptConfig, prompt_part_ids, squad_prompt
 
-from compressions.baselines import build_method  # noqa: E402
-from compressions.data.prompts import PromptParts, SquadPromptConfig, prompt_part_ids, squad_prompt  # noqa: E402
-
-HERE = Path("runs/benchmarks/kvpress")  # outputs, from the repo root
-HERE.mkdir(parents=True, exist_ok=True)
-MODEL = Path.home() / ".cache/compressions/models/SmolLM2-135M-Instruct"
-M = 32
 N_EXAMPLES = 5
 METHODS = ["streaming", "knorm", "snapkv", "tova"]
 
@@ -53,7 +47,7 @@ def prompts(tokenizer):
 def main():
     t0 = time.time()
     tokenizer = AutoTokenizer.from_pretrained(MODEL)
-    model = AutoModelForCausalLM.from_pretrained(MODEL, dtype=torch.float32, attn_implementation="eager").eval()
+    model = load_model()
     rows, kept = [], {}
     for setting, slot_prompt in prompts(tokenizer).items():
         methods = {name: build_method(name, tokenizer, M, target_model=model, slot_prompt=slot_prompt) for name in METHODS}
