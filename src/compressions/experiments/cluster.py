@@ -45,6 +45,16 @@ LOGS = "submitit"  # the job's folder inside the cell: pickles, stdout, stderr
 SLURM_ALIVE = ("PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETING", "RESIZING", "SUSPENDED", "REQUEUE_HOLD", "REQUEUE_FED")
 
 
+def _submitit():
+    """The submitit module, imported without its logging set-up: that runs `logging.config.dictConfig`, which
+    closes every existing handler, and absl's (installed by rouge-score, which the gist evaluation imports)
+    closes sys.stderr with it; its jobs inherit the setting."""
+    os.environ.setdefault("SUBMITIT_LOG_LEVEL", "NOCONFIG")
+    import submitit
+
+    return submitit
+
+
 class CellJob:
     """The function each job runs: one cell of the grid file, from the submitting directory.
 
@@ -61,15 +71,12 @@ class CellJob:
         return run_grid(grid, out, progress=False, echo=print, only=[self.cell])
 
     def checkpoint(self, *args, **kwargs):
-        import submitit
-
-        return submitit.helpers.DelayedSubmission(CellJob(self.grid_file, self.overrides, self.cell, self.cwd))
+        return _submitit().helpers.DelayedSubmission(CellJob(self.grid_file, self.overrides, self.cell, self.cwd))
 
 
 def executor_for(folder: Path, resources: CellResources, name: str, cluster: str = "auto"):
     """A submitit executor whose jobs write into `folder` and ask for `resources`."""
-    import submitit
-
+    submitit = _submitit()
     if cluster not in CLUSTERS:
         raise ConfigError(f"cluster {cluster!r} is not one of {', '.join(CLUSTERS)}")
     if cluster == "slurm" and shutil.which("sbatch") is None:
@@ -107,9 +114,7 @@ def live_job(folder: Path):
     if not record:
         return None
     if record.get("cluster") == "slurm":
-        import submitit
-
-        job = submitit.SlurmJob(folder=folder / LOGS, job_id=str(record["job_id"]))
+        job = _submitit().SlurmJob(folder=folder / LOGS, job_id=str(record["job_id"]))
         return job if job.state.upper().split()[0] in SLURM_ALIVE else None
     if record.get("cluster") == "local" and record.get("host") == socket.gethostname():
         try:
