@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -205,7 +206,7 @@ def evaluate_gist(config: GistEvalConfig, progress: bool = True) -> dict:
         retention = gist_retention(metrics) if config.rouge else {}
         if retention:
             metrics["gist_retention"] = retention
-            gist = next(name for name in metrics if name.startswith("gist-"))
+            gist = gist_row(metrics)
             metrics["gist_retention_ci95"] = {
                 split: retention_ci(*(per_example[(m, split)] for m in (gist, "pos_control", "neg_control"))) for split in retention
             }
@@ -232,9 +233,14 @@ def first_tokens(tokenizer: PreTrainedTokenizerBase, text: str, k: int) -> str:
     return tokenizer.decode(tokenizer(text, add_special_tokens=False).input_ids[:k]).strip()
 
 
+def gist_row(metrics: dict) -> str | None:
+    """The gist model's name among the metrics (`gist-K`; its variant rows are `gist-K-<variant>`)."""
+    return next((name for name in metrics if re.fullmatch(r"gist-\d+", name)), None)
+
+
 def gist_retention(metrics: dict) -> dict[str, float | None]:
     """(gist - neg) / (pos - neg) on ROUGE-L per split, when a gist model and both controls were scored."""
-    gist = next((name for name in metrics if name.startswith("gist-")), None)
+    gist = gist_row(metrics)
     if gist is None or "pos_control" not in metrics or "neg_control" not in metrics:
         return {}
     out = {}
