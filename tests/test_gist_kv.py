@@ -11,6 +11,7 @@ from conftest import learned_answers, steerable_tiny
 from compressions.compressors.batches import collate, right_pad, squad_features
 from compressions.compressors.method import LearnedContext
 from compressions.compressors.pipeline import PipelineConfig, SoftPromptModel
+from compressions.compressors.pretraining import pretraining_features
 from compressions.compressors.train import CompressorTrainConfig, train_compressor
 from compressions.config import load_config
 from compressions.data.synthetic import synthetic_job_questions, synthetic_squad
@@ -59,7 +60,19 @@ def test_training_logits_equal_the_gist_masked_full_forward(tiny, question_aware
     short = features[1].context_ids[:2]  # shorter than M
     features[1] = dataclasses.replace(features[1], context_ids=short, compressor_ids=short + features[1].compressor_ids[len(features[1].context_ids) :])
     assert (features[0].compressor_ids == features[0].context_ids + features[0].suffix_ids) == question_aware
-    batch = collate(features, tiny[1].pad_token_id, pipeline.slot_ids(), M)
+    _assert_training_logits_are_masked_forward(pipeline, features)
+
+
+@pytest.mark.parametrize("task", ["autoencode", "continue"])
+def test_pretraining_logits_equal_the_gist_masked_full_forward(tiny, task):
+    """Regenerating a paragraph, or continuing it, from its gists alone: every target token's logits."""
+    pipeline = _pipeline(tiny)
+    texts = [e.context for e in synthetic_squad(3, seed=4)]
+    _assert_training_logits_are_masked_forward(pipeline, pretraining_features(pipeline, texts, task))
+
+
+def _assert_training_logits_are_masked_forward(pipeline, features):
+    batch = collate(features, pipeline.tokenizer.pad_token_id, pipeline.slot_ids(), M)
     with torch.no_grad():
         logits = pipeline(batch)["logits"]  # (B, A, V), right-aligned answers
         for row, f in enumerate(features):

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -110,3 +111,32 @@ def test_a_finished_compressor_run_resumes_at_its_end_with_the_same_results(tmp_
     assert sorted(p.name for p in (tmp_path / "train_state").iterdir()) == ["step-00000002", "step-00000004"]
     assert runs[0]["last_steps_mean"] == runs[1]["last_steps_mean"] and runs[0]["last_steps_mean"]["sampling_share"] > 0
     assert runs[0]["validation_collapse"] == runs[1]["validation_collapse"]  # the same trained compressor
+
+
+def test_a_compressor_step_holds_only_trainable_weights_and_resumes_exactly(tmp_path):
+    """The frozen LLM stays out of train_state; a run resumed from its step 2 ends with the weights of the
+    run that was never stopped (compressor and LoRA adapter)."""
+    from safetensors.torch import load_file
+
+    from compressions.compressors.train import CompressorTrainConfig, train_compressor
+    from compressions.config import load_config
+    from compressions.data.synthetic import synthetic_squad
+
+    examples = synthetic_squad(8)
+    overrides = [
+        "pipeline.model=tiny-random-llama", "pipeline.arch=pooling", "pipeline.budget=4", "pipeline.use_lora=true",
+        "train.max_steps=4", "train.batch_size=4", "train.micro_batch_size=2", "train.checkpoint_every=2",
+        "eval_limit=0", "diagnostic_contexts=0", f"out={tmp_path}",
+    ]  # fmt: skip
+    config = load_config(CompressorTrainConfig, overrides=overrides)
+    train_compressor(config, examples, examples, progress=False)
+    saved = load_file(tmp_path / "train_state" / "step-00000004" / "model.safetensors")
+    assert saved and all(k.startswith("compressor.") or "lora_" in k for k in saved)
+    assert any("lora_" in k for k in saved) and any(k.startswith("compressor.") for k in saved)
+    done = {f: load_file(tmp_path / "checkpoint" / f) for f in ("compressor.safetensors", "adapter/adapter_model.safetensors")}
+    shutil.rmtree(tmp_path / "train_state" / "step-00000004")
+    shutil.rmtree(tmp_path / "checkpoint")
+    train_compressor(load_config(CompressorTrainConfig, overrides=overrides), examples, examples, progress=False)
+    for f, weights in done.items():
+        again = load_file(tmp_path / "checkpoint" / f)
+        assert weights.keys() == again.keys() and all(torch.equal(weights[k], again[k]) for k in weights)

@@ -20,6 +20,7 @@ from compressions.compressors.batches import collate, right_pad, squad_features
 from compressions.compressors.losses import LossConfig
 from compressions.compressors.objective import CompressorObjective, soft_token_diagnostics
 from compressions.compressors.pipeline import PipelineConfig, SoftPromptModel
+from compressions.compressors.pretraining import TASKS, pretraining_features
 from compressions.data.squad import SquadExample, load_squad
 from compressions.errors import ConfigError
 from compressions.evaluation.squad_eval import LEARNED, SquadEvalConfig, evaluate_squad, pick_shots
@@ -59,6 +60,10 @@ class CompressorTrainConfig:
     diagnostic_contexts: int = field(default=64, metadata={"help": "validation contexts for the collapse diagnostic"})
     max_new_tokens: int | None = field(default=None, metadata={"help": "evaluation; default: answer-length diagnostic"})
     out: str | None = field(default=None, metadata={"help": "run folder (default runs/compressors/<arch>-M<budget>)"})
+    task: str = field(
+        default="squad",
+        metadata={"help": "squad (answers) | autoencode | continue | pretrain (both) on the training paragraphs"},
+    )
     init_from: str | None = field(
         default=None, metadata={"help": "a checkpoint of the same pipeline to start from (its weights; a new schedule and optimizer)"}
     )
@@ -69,6 +74,8 @@ class CompressorTrainConfig:
         self.train.validate()
         if self.train_limit is not None and self.train_limit < 1:
             raise ConfigError(f"train_limit must be >= 1, got {self.train_limit}")
+        if self.task != "squad" and self.task not in TASKS:
+            raise ConfigError(f"task must be squad or one of {TASKS}, got {self.task!r}")
         if self.eval_limit < 0 or self.diagnostic_contexts < 0:
             raise ConfigError("eval_limit and diagnostic_contexts must be >= 0")
 
@@ -102,7 +109,11 @@ def train_compressor(
         pipeline.load_weights(config.init_from)
     shots = pick_shots(train_examples, config.pipeline.prompt.shots) if config.pipeline.prompt.shots else []
     examples = train_examples[: config.train_limit] if config.train_limit else train_examples
-    features = squad_features(pipeline, examples, shots, progress)
+    if config.task == "squad":
+        features = squad_features(pipeline, examples, shots, progress)
+    else:  # unlabelled text: each distinct training paragraph once
+        paragraphs = list(dict.fromkeys(e.context for e in examples))
+        features = pretraining_features(pipeline, paragraphs, config.task, config.train.seed)
     collate_fn = functools.partial(
         collate, pad_id=tokenizer.pad_token_id, slot_ids=pipeline.slot_ids(), budget=config.pipeline.budget
     )
@@ -112,7 +123,7 @@ def train_compressor(
     with RunFolder(config.out or f"runs/compressors/{config.run_name}") as run:
         run.save_config(config)
         n_params = pipeline.compressor.num_parameters()
-        log.info("%s: %d compressor parameters, %d training questions", config.run_name, n_params, len(features))
+        log.info("%s: %d compressor parameters, %d %s training features", config.run_name, n_params, len(features), config.task)
         start = time.perf_counter()
         history = train(
             pipeline, groups, objective, features, collate_fn, config.train, run.path / "train_log.jsonl", progress, objective.set_step,
@@ -126,7 +137,8 @@ def train_compressor(
             "budget": config.pipeline.budget,
             "compressor_parameters": n_params,
             "trainable_parameters": sum(p.numel() for g in groups for p in g["params"]),
-            "train_questions": len(features),
+            "task": config.task,
+            "train_questions" if config.task == "squad" else "train_texts": len(features),
             "steps": len(history),
             "train_seconds": train_seconds,
             "last_steps_mean": {k: statistics.fmean(r[k] for r in last) for k in last[0] if k != "step"},

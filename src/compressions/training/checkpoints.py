@@ -1,7 +1,8 @@
 """Training-state checkpoints that survive a kill -9 at any moment, and resume without unpickling code.
 
-A checkpoint is `<folder>/step-00000010/`: Accelerate's `save_state` (trainable module, optimizer,
-scheduler, RNG states; all read back with `weights_only=True`) plus `position.json` (step, the
+A checkpoint is `<folder>/step-00000010/`: Accelerate's `save_state` (the module's trainable parameters
+only, so a compressor's step does not hold a copy of the frozen LLM; optimizer, scheduler, RNG states; all
+read back with `weights_only=True`) plus `position.json` (step, the
 micro-batches already read in the current epoch, the log history, the train config),
 `data_generator.pt` (the shuffling generator as it was when that epoch began) and `loss_state.pt` (a
 stateful loss, e.g. its random generator), both tensors read with `weights_only=True`. Nothing goes
@@ -25,7 +26,9 @@ from typing import Protocol
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import broadcast_object_list
+from accelerate.utils import DistributedType, broadcast_object_list
+from safetensors.torch import load_file
+from torch import nn
 
 from compressions.errors import CompressionsError
 from compressions.training.config import TrainConfig
@@ -48,6 +51,36 @@ class Stateful(Protocol):
     def state_dict(self) -> dict: ...
 
     def load_state_dict(self, state: dict) -> None: ...
+
+
+def keep_trainable_only(accelerator: Accelerator) -> None:
+    """Make `accelerator.save_state` write only the parameters that train, and `load_state` read them
+    back strictly (each must be there; the rest of the module keeps its frozen weights)."""
+
+    def save_hook(models: list[nn.Module], weights: list[dict], output_dir: str) -> None:
+        if len(weights) == len(models):  # empty under FSDP, which saves through its own path
+            for i, model in enumerate(models):
+                names = {n for n, p in model.named_parameters() if p.requires_grad}
+                weights[i] = {k: v for k, v in weights[i].items() if k in names}
+
+    def load_hook(models: list[nn.Module], input_dir: str) -> None:
+        if accelerator.distributed_type != DistributedType.FSDP:
+            while models:  # taken off Accelerate's list: it would require every key of the module
+                i = len(models) - 1
+                _load_trainable(models.pop(), Path(input_dir) / ("model.safetensors" if i == 0 else f"model_{i}.safetensors"))
+
+    accelerator.register_save_state_pre_hook(save_hook)
+    accelerator.register_load_state_pre_hook(load_hook)
+
+
+def _load_trainable(model: nn.Module, path: Path) -> None:
+    saved = load_file(path)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    state = model.state_dict()
+    missing, foreign = trainable - saved.keys(), saved.keys() - state.keys()
+    if missing or foreign:
+        raise CompressionsError(f"{path} does not hold this module's trainable parameters (missing {sorted(missing)[:3]}, unknown {sorted(foreign)[:3]})")
+    model.load_state_dict({k: saved[k] for k in trainable}, strict=False)  # earlier steps also held frozen weights
 
 
 def latest_checkpoint(folder: str | Path) -> Path | None:

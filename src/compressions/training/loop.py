@@ -27,7 +27,7 @@ from transformers import get_scheduler
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from compressions.errors import CompressionsError
-from compressions.training.checkpoints import resume, save_checkpoint
+from compressions.training.checkpoints import keep_trainable_only, resume, save_checkpoint
 from compressions.training.config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -115,6 +115,7 @@ def train(
         log_with="tensorboard" if tensorboard_dir is not None else None,
         project_dir=tensorboard_dir,
     )
+    keep_trainable_only(accelerator)
     generator = torch.Generator().manual_seed(config.seed)
     per_step = config.batch_size // config.micro_batch_size  # micro-batches per optimizer step, all processes
     loader = example_loader(dataset, collate_fn, config.micro_batch_size, generator, lengths, per_step)
