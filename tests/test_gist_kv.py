@@ -34,27 +34,43 @@ def _pipeline(llm=None, **options):
 
 
 def _gist_masked_logits(pipeline, prefix, context, suffix):
-    """Logits of one full forward over `prefix + context + gists + suffix` in which the suffix sees the
-    prompt prefix and the gists but not the context (all the compressor reads): the Gist paper's mask,
-    written out by hand."""
+    """Logits of one full forward over `prefix + context + gists + suffix` (layout `after`), or with gist i
+    right after the i-th of M windows of the context (`spread`), in which the suffix sees the prompt prefix
+    and the gists but not the context (all the compressor reads): the Gist paper's mask, written out by hand."""
     llm = pipeline.llm
     p, n = len(prefix), len(context)
     embed = llm.get_input_embeddings()
-    ids = torch.tensor([prefix + context + [0] * M + suffix])
+    if pipeline.compressor.config.layout == "after":
+        body = context + [0] * M
+        gist_at = [n + i for i in range(M)]
+        copies = [context[i * n // M] if n < M else context[i] for i in range(M)]
+    else:  # window i = context[i n // M : (i + 1) n // M], its gist after it, copying its last token
+        body, gist_at, copies, start = [], [], [], 0
+        for i in range(M):
+            end = (i + 1) * n // M
+            body += context[start:end]
+            gist_at.append(len(body))
+            body.append(0)
+            copies.append(context[max(end - 1, 0)])
+            start = end
+    ids = torch.tensor([prefix + body + suffix])
     embeds = embed(ids).clone()
-    first = torch.tensor(context)[torch.arange(M) * n // M if n < M else torch.arange(M)]
-    embeds[0, p + n : p + n + M] = embed(first) + pipeline.compressor.offset
+    columns = torch.tensor(gist_at) + p
+    embeds[0, columns] = embed(torch.tensor(copies)) + pipeline.compressor.offset
     t = ids.shape[1]
     allowed = torch.ones(t, t, dtype=torch.bool).tril()
-    allowed[p + n + M :, p : p + n] = False
+    text = torch.zeros(t, dtype=torch.bool)
+    text[p : p + len(body)] = True
+    text[columns] = False  # the context's columns: not the prefix, not a gist
+    allowed[p + len(body) :, text] = False
     return llm(inputs_embeds=embeds, attention_mask=mask_for(llm, allowed[None, None])).logits[0]
 
 
-@pytest.mark.parametrize("question_aware", [False, True])
-def test_training_logits_equal_the_gist_masked_full_forward(tiny, question_aware):
-    """Question-aware, the encoder reads the question after the context (before the gists), and the
-    decoder reads it again after the gists."""
-    pipeline = _pipeline(tiny, question_aware=question_aware)
+@pytest.mark.parametrize("question_aware,layout", [(False, "after"), (True, "after"), (False, "spread"), (True, "spread")])
+def test_training_logits_equal_the_gist_masked_full_forward(tiny, question_aware, layout):
+    """Question-aware, the encoder reads the question after the context (before the gists, or in their
+    windows), and the decoder reads it again after the gists."""
+    pipeline = _pipeline(tiny, question_aware=question_aware, compressor={"layout": layout})
     examples = synthetic_squad(3, seed=4)
     features = squad_features(pipeline, examples, progress=False)
     short = features[1].context_ids[:2]  # shorter than M
@@ -81,8 +97,9 @@ def _assert_training_logits_are_masked_forward(pipeline, features):
             torch.testing.assert_close(logits[row, -a:], reference[-a - 1 : -1], atol=1e-5, rtol=1e-5)
 
 
-def test_cache_is_padding_invariant(tiny):
-    pipeline = _pipeline(encoder_lora=True, lora=LoraSettings(r=2, target_modules=["k_proj", "v_proj"]))
+@pytest.mark.parametrize("layout", ["after", "spread"])
+def test_cache_is_padding_invariant(tiny, layout):
+    pipeline = _pipeline(encoder_lora=True, lora=LoraSettings(r=2, target_modules=["k_proj", "v_proj"]), compressor={"layout": layout})
     with torch.no_grad():
         for name, p in pipeline.named_parameters():
             if "lora_B" in name:
@@ -91,17 +108,19 @@ def test_cache_is_padding_invariant(tiny):
     with torch.no_grad():
         both = pipeline.compressor(pipeline, ids, mask)
         alone = pipeline.compressor(pipeline, ids[1:, :5], mask[1:, :5])
-    assert both.positions.tolist() == [[len(pipeline.prefix_ids()) + 9 + j for j in range(M)], alone.positions[0].tolist()]
+    read_after = [9 if layout == "after" else (j + 1) * 9 // M for j in range(M)]  # context tokens before gist j
+    assert both.positions.tolist() == [[len(pipeline.prefix_ids()) + t + j for j, t in enumerate(read_after)], alone.positions[0].tolist()]
     for layer in (0, -1):
         torch.testing.assert_close(both.keys[layer][1], alone.keys[layer][0], atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(both.values[layer][1], alone.values[layer][0], atol=1e-5, rtol=1e-5)
     assert not torch.allclose(both.keys[-1][0], both.keys[-1][1], atol=1e-3)
 
 
-def test_harness_reads_the_cache_as_the_gist_masked_forward(tiny):
+@pytest.mark.parametrize("layout", ["after", "spread"])
+def test_harness_reads_the_cache_as_the_gist_masked_forward(tiny, layout):
     """What LearnedContext hands the harness (a KeptCache), read as generation reads KV methods, gives the
     masked full forward's next-token logits."""
-    pipeline = _pipeline(tiny)
+    pipeline = _pipeline(tiny, compressor={"layout": layout})
     example = synthetic_squad(1, seed=5)[0]
     compressed = LearnedContext(pipeline).compress(example.context, example.question)
     assert compressed.embeddings is None and compressed.kv.kept == M and compressed.n_tokens == M
@@ -147,3 +166,11 @@ def test_question_aware_compresses_each_question(tiny):
     one, other, again = method.compress_many([example.context] * 3, [example.question, "Who?", example.question], M)
     assert torch.equal(one.kv.keys, again.kv.keys) and not torch.allclose(one.kv.keys, other.kv.keys)
     assert one.kv.next_position == len(pipeline.prefix_ids()) + len(pipeline.compressor_ids(example.context, example.question)) + M
+
+
+def test_unknown_layout_is_a_config_error():
+    from compressions.compressors import build_compressor
+    from compressions.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="compressor.layout must be one of"):
+        build_compressor("gist_kv", num_tokens=M, input_size=8, layout="diagonal")

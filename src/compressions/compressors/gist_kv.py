@@ -9,14 +9,19 @@ the cache itself: M entries per layer and KV head, the memory of M tokens. Every
 position it was computed at; the question continues at the position after the gists, as in a full
 forward. Without the encoder adapter the decoder reads exactly what the masked full forward gives.
 
-Gist inputs: the embeddings of the first M context tokens (what `prefix` keeps) plus a learned,
-zero-initialised vector per gist, so that at step 0 the gists re-read the prefix's tokens with the
-whole context visible, and the adapter learns what to put in their K/V.
+Two layouts (`compressor.layout`):
+- `after`: all M gists after the context. Their inputs are the embeddings of the first M context tokens
+  (what `prefix` keeps) plus a learned, zero-initialised vector per gist, so that at step 0 the gists
+  re-read the prefix's tokens with the whole context visible, and the adapter learns what to put in their K/V.
+- `spread` (inspired by GistPool, Petrov et al. 2025, and Activation Beacon): the context cut into M windows
+  of near-equal length, gist i read right after window i (so it sees windows 1..i, its own nearest). Its
+  input is a copy of its window's last token plus the learned vector: at step 0 the gists re-read M evenly
+  spaced tokens. The question still continues after the whole context and all gists.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import torch
@@ -25,7 +30,20 @@ from transformers import DynamicCache
 
 from compressions.compressors.base import CompressorConfig
 from compressions.compressors.encoder import EncoderCompressor, after_context, check_context_batch, prefix_positions
+from compressions.errors import ConfigError
 from compressions.models.generation import position_ids
+
+LAYOUTS = ("after", "spread")
+
+
+@dataclass
+class GistKVConfig(CompressorConfig):
+    layout: str = field(default="after", metadata={"help": "after: gists after the context | spread: gist i after window i"})
+
+    def validate(self) -> None:
+        super().validate()
+        if self.layout not in LAYOUTS:
+            raise ConfigError(f"compressor.layout must be one of {LAYOUTS}, got {self.layout!r}")
 
 
 class CacheReader(Protocol):
@@ -51,9 +69,9 @@ class GistEntries:
 
 class GistKVCompressor(EncoderCompressor):
     makes_cache = True
-    config_class = CompressorConfig
+    config_class = GistKVConfig
 
-    def __init__(self, config: CompressorConfig):
+    def __init__(self, config: GistKVConfig):
         super().__init__(config)
         self.offset = nn.Parameter(torch.zeros(config.num_tokens, config.input_size))  # (M, d)
 
@@ -62,18 +80,44 @@ class GistKVCompressor(EncoderCompressor):
         mask = mask.bool()
         m = self.config.num_tokens
         embeds = reader.embed(ids)  # (B, N, d)
-        picked = prefix_positions(mask.sum(dim=1), m)  # (B, M)
-        gists = embeds.gather(1, picked[..., None].expand(-1, -1, embeds.shape[-1])) + self.offset
+        lengths = mask.sum(dim=1)
+        if self.config.layout == "after":  # the gists are read where the context's next token would be
+            picked = prefix_positions(lengths, m)  # (B, M)
+            gists = embeds.gather(1, picked[..., None].expand(-1, -1, embeds.shape[-1])) + self.offset
+            body, body_mask = after_context(embeds, mask, gists)
+            columns = torch.arange(ids.shape[1], body.shape[1], device=ids.device).expand(len(ids), -1)
+        else:
+            body, body_mask, columns = spread(embeds, lengths, self.offset)
         head = torch.tensor(reader.prefix_ids(), device=ids.device)
         b, p = len(ids), len(head)
-        # the prompt prefix, then the context: the gists are read where the context's next token would be
-        text = torch.cat([reader.embed(head)[None].expand(b, -1, -1), embeds], dim=1)
-        text_mask = torch.cat([mask.new_ones(b, p), mask], dim=1)
-        inputs, full_mask = after_context(text, text_mask, gists)
+        inputs = torch.cat([reader.embed(head)[None].expand(b, -1, -1), body], dim=1)  # the prompt prefix first
+        full_mask = torch.cat([mask.new_ones(b, p), body_mask], dim=1)
+        columns = columns + p  # (B, M) where each gist sits in `inputs`
         cache, hidden = reader.encode_cache(inputs, full_mask)
+        pick = columns[:, None, :, None]
         return GistEntries(
-            keys=[layer.keys[:, :, -m:] for layer in cache.layers],
-            values=[layer.values[:, :, -m:] for layer in cache.layers],
-            positions=position_ids(full_mask)[:, -m:],
-            hidden=hidden[:, -m:],
+            keys=[layer.keys.gather(2, pick.expand(-1, layer.keys.shape[1], -1, layer.keys.shape[3])) for layer in cache.layers],
+            values=[layer.values.gather(2, pick.expand(-1, layer.values.shape[1], -1, layer.values.shape[3])) for layer in cache.layers],
+            positions=position_ids(full_mask).gather(1, columns),
+            hidden=hidden.gather(1, columns[..., None].expand(-1, -1, hidden.shape[-1])),
         )
+
+
+def spread(embeds: torch.Tensor, lengths: torch.Tensor, offset: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Right-padded context embeddings (B, N, d) -> (B, N + M, d) with gist i right after the i-th of M
+    near-equal windows of each row's tokens (its input: the window's last token + offset[i]), the mask,
+    and the gists' columns (B, M). Padding stays at the right."""
+    b, n, d = embeds.shape
+    m = offset.shape[0]
+    i = torch.arange(m, device=embeds.device)
+    ends = ((i[None, :] + 1) * lengths[:, None]) // m  # (B, M): window i ends before token ends[i]
+    gist_columns = ends + i  # after ends[i] tokens and i gists
+    j = torch.arange(n, device=embeds.device)
+    token_columns = j[None, :] + (ends[:, None, :] <= j[None, :, None]).sum(-1)  # (B, N): padding lands after it all
+    last = (ends - 1).clamp(min=0)  # a window left empty (fewer tokens than M) copies the token before it
+    gists = embeds.gather(1, last[..., None].expand(-1, -1, d)) + offset
+    out = embeds.new_zeros(b, n + m, d)
+    out = out.scatter(1, token_columns[..., None].expand(-1, -1, d), embeds)
+    out = out.scatter(1, gist_columns[..., None].expand(-1, -1, d), gists.to(out.dtype))
+    mask = torch.arange(n + m, device=embeds.device)[None, :] < (lengths + m)[:, None]
+    return out, mask, gist_columns
