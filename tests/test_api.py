@@ -16,7 +16,8 @@ from compressions.compressors.pipeline import PipelineConfig, SoftPromptModel
 from compressions.data.prompts import SquadPromptConfig
 from compressions.data.synthetic import synthetic_alpaca, synthetic_squad
 from compressions.errors import ConfigError
-from compressions.evaluation.squad_eval import SquadEvalConfig, evaluate_squad
+from compressions.evaluation.squad_eval import SquadEvalConfig
+from compressions.experiments.squad_run import evaluate_squad
 from compressions.gist.cache import generate
 from compressions.models import load_model
 

@@ -17,7 +17,8 @@ from compressions.config import load_config
 from compressions.data.prompts import squad_prompt
 from compressions.data.synthetic import synthetic_job_questions, synthetic_squad
 from compressions.errors import ConfigError
-from compressions.evaluation.squad_eval import SquadEvalConfig, evaluate_squad
+from compressions.evaluation.squad_eval import SquadEvalConfig
+from compressions.experiments.squad_run import evaluate_squad
 from compressions.models import load_model
 from compressions.models.generation import generate_greedy, left_pad, position_ids
 from compressions.models.soft_prompts import embed_with_slots, slot_mask

@@ -8,7 +8,8 @@ import pytest
 from compressions.cli.main import main
 from compressions.data.synthetic import synthetic_squad
 from compressions.evaluation.intervals import bootstrap_ci, compare_runs, paired_difference, retention_ci
-from compressions.evaluation.squad_eval import SquadEvalConfig, evaluate_squad
+from compressions.evaluation.squad_eval import SquadEvalConfig
+from compressions.experiments.squad_run import evaluate_squad
 
 
 def test_interval_of_a_constant_is_the_constant():

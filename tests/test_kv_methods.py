@@ -17,7 +17,8 @@ from compressions.data.prompts import SquadPromptConfig, prompt_part_ids, squad_
 from compressions.data.synthetic import synthetic_squad
 from compressions.errors import CompressionsError
 from compressions.evaluation.efficiency import kv_bytes
-from compressions.evaluation.squad_eval import SquadEvalConfig, evaluate_squad
+from compressions.evaluation.squad_eval import SquadEvalConfig
+from compressions.experiments.squad_run import evaluate_squad
 from compressions.models.generation import generate_greedy, kept_cache_inputs
 from compressions.training.lora import add_adapter
 

@@ -7,7 +7,8 @@ from compressions.cli.main import main
 from compressions.data.prompts import SquadPromptConfig, squad_prompt, squad_prompt_ids
 from compressions.data.synthetic import synthetic_squad
 from compressions.errors import ConfigError, ModelNotFoundError
-from compressions.evaluation.squad_eval import SquadEvalConfig, evaluate_squad
+from compressions.evaluation.squad_eval import SquadEvalConfig
+from compressions.experiments.squad_run import evaluate_squad
 from compressions.models import load_model
 from compressions.reader.adapter import load_reader
 from compressions.training.lora import add_adapter

@@ -22,21 +22,27 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
+from collections.abc import Sequence
 from pathlib import Path
 
+from peft import PeftModel
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from compressions.baselines import UNBUDGETED, build_method, check_method
 from compressions.baselines.base import CompressedContext, ContextCompressor
 from compressions.compressors.method import LearnedContext
 from compressions.data.prompts import SquadPromptConfig, squad_prompt
+from compressions.data.squad import SquadExample
 from compressions.errors import ConfigError
-from compressions.evaluation.reading import read_compressed
-from compressions.evaluation.squad_eval import first_line
+from compressions.evaluation.reading import first_line, read_compressed
+from compressions.evaluation.squad_eval import pick_shots
 from compressions.gist.cache import GistCache, compress, generate
 from compressions.gist.evaluate import gist_settings, model_dir
 from compressions.models import DEFAULT_MODEL, load_model
 from compressions.reader.adapter import load_reader, reader_prompt
+
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
@@ -48,6 +54,10 @@ class Compressor:
     tokenizer: PreTrainedTokenizerBase
     prompt: SquadPromptConfig
     budget: int | None
+    shots: list[SquadExample] = dataclasses.field(default_factory=list)  # the prompt's solved examples
+    name: str = ""  # the method's name in results: its registry name, or learned-<arch> for a checkpoint
+    model_name: str = DEFAULT_MODEL  # what the model was loaded from
+    reader: str | None = None  # the reader adapter the model reads with
 
     def compress(self, context: str, question: str = "") -> CompressedContext:
         """What the model reads for this context (the question matters to question-aware methods only)."""
@@ -55,7 +65,9 @@ class Compressor:
 
     def answer(self, context: str, question: str, max_new_tokens: int = 32) -> str:
         compressed = self.compress(context, question)
-        _, generated = read_compressed(self.model, self.tokenizer, self.method, [compressed], [question], self.prompt, max_new_tokens=max_new_tokens)
+        _, generated = read_compressed(
+            self.model, self.tokenizer, self.method, [compressed], [question], self.prompt, self.shots, max_new_tokens
+        )
         return first_line(self.tokenizer.decode(generated[0], skip_special_tokens=True))
 
 
@@ -82,9 +94,18 @@ def load_compressor(
     reader: str | None = None,
     prompt: SquadPromptConfig | None = None,
     device: str = "cpu",
+    *,
+    dtype: str = "float32",
+    llm: PreTrainedModel | None = None,
+    tokenizer: PreTrainedTokenizerBase | None = None,
+    solved_from: Sequence[SquadExample] = (),
     **options,
 ) -> Compressor | GistCompressor:
-    """Any method by name or saved folder; `options` are the method's own (e.g. `ranker="embedding"`)."""
+    """Any method by name or saved folder; `options` are the method's own (e.g. `ranker="embedding"`).
+
+    For text and KV methods: `llm`/`tokenizer` reuse a loaded model (one already wearing the reader's
+    adapter keeps it), and a prompt with solved examples takes them from `solved_from` (a train split).
+    A learned checkpoint or a gist model loads its own model."""
     path = Path(name_or_path)
     if (path / "compressor_config.json").is_file():
         return _learned(path, budget, model, reader, device)
@@ -99,21 +120,31 @@ def load_compressor(
     check_method(name_or_path, budget)
     if name_or_path in UNBUDGETED and budget is not None:
         raise ConfigError(f"method {name_or_path!r} keeps everything or nothing: it takes no budget")
-    llm, tokenizer = load_model(model or DEFAULT_MODEL, device=device)
-    prompt = prompt or SquadPromptConfig(shots=0)  # solved examples need a train split the API does not have
+    model = model or DEFAULT_MODEL
+    if llm is None or tokenizer is None:
+        llm, tokenizer = load_model(model, dtype, device)
+    prompt = prompt or SquadPromptConfig(shots=0)  # solved examples need a train split
     if reader:
-        llm = load_reader(llm, reader)
-        prompt = SquadPromptConfig(**(reader_prompt(reader) or dataclasses.asdict(prompt)))
-    slot_prompt = functools.partial(squad_prompt, tokenizer, config=prompt)
+        llm = llm if isinstance(llm, PeftModel) else load_reader(llm, reader)
+        trained = reader_prompt(reader)  # a reader learned its answer format from the prompt it was trained on
+        if trained is not None and trained != dataclasses.asdict(prompt):
+            log.info("reading with the reader's training prompt %s", trained)
+            prompt = SquadPromptConfig(**trained)
+    if prompt.shots and len({e.context for e in solved_from}) < prompt.shots:
+        raise ConfigError(f"prompt.shots={prompt.shots}: pass at least as many solved examples (solved_from=, a train split)")
+    shots = pick_shots(list(solved_from), prompt.shots) if prompt.shots else []
+    slot_prompt = functools.partial(squad_prompt, tokenizer, config=prompt, shots=shots)
     method = build_method(name_or_path, tokenizer, budget, target_model=llm, slot_prompt=slot_prompt, **options)
-    return Compressor(method, llm, tokenizer, prompt, budget)
+    return Compressor(method, llm, tokenizer, prompt, budget, shots, name_or_path, model, reader)
 
 
 def _learned(path: Path, budget: int | None, model: str | None, reader: str | None, device: str) -> Compressor:
+    """A checkpoint fixes its LLM (with the reader merged in), M and the prompt it was trained with."""
     method = LearnedContext.from_checkpoint(path, device)
     trained = method.pipeline.config
     given = {"budget": budget, "model": model, "reader": reader}
     for key, value in given.items():
         if value is not None and value != getattr(trained, key):
             raise ConfigError(f"checkpoint {path} was trained with {key}={getattr(trained, key)!r}, not {value!r}")
-    return Compressor(method, method.pipeline.llm, method.pipeline.tokenizer, trained.prompt, trained.budget)
+    pipeline = method.pipeline
+    return Compressor(method, pipeline.llm, pipeline.tokenizer, trained.prompt, trained.budget, [], method.name, trained.model, trained.reader)

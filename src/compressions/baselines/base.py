@@ -45,6 +45,8 @@ class ContextCompressor:
 
     name: str
     question_aware: bool = False  # whether what is kept depends on the question (results tables split on it)
+    # what it makes: "text" (kept token ids only: the harness may store and reuse them), "soft" or "kv"
+    output: str = "text"
 
     def reading(self) -> contextlib.AbstractContextManager:
         return contextlib.nullcontext()

@@ -38,6 +38,7 @@ class KVCompressor(ContextCompressor):
     """Subclasses give `scores`; those that read attention also give `split` (which queries to score with)."""
 
     name = "kv"
+    output = "kv"
 
     def __init__(
         self,

@@ -70,7 +70,7 @@ def _method_options(words: list[str], methods: list[str]) -> dict[str, list[str]
 
 
 def run_eval_squad(args: argparse.Namespace) -> None:
-    from compressions.evaluation.squad_eval import evaluate_squad
+    from compressions.experiments.squad_run import evaluate_squad
     from compressions.experiments.report import markdown_table
 
     config = _load_eval_config(
@@ -87,7 +87,7 @@ def run_baselines_squad(args: argparse.Namespace) -> None:
 
     from compressions.baselines import UNBUDGETED, check_method
     from compressions.data.squad import load_squad
-    from compressions.evaluation.squad_eval import evaluate_squad
+    from compressions.experiments.squad_run import evaluate_squad
     from compressions.experiments.report import write_results
     from compressions.models import load_model
     from compressions.reader.adapter import load_reader

@@ -28,6 +28,7 @@ class LearnedContext(ContextCompressor):
         self.name = f"learned-{pipeline.config.arch}"
         self.slot_ids = pipeline.slot_ids()
         self.question_aware = pipeline.config.question_aware
+        self.output = "kv" if pipeline.compressor.makes_cache else "soft"
 
     @classmethod
     def from_checkpoint(cls, folder: str | Path, device: str = "cpu") -> LearnedContext:

@@ -23,7 +23,8 @@ from compressions.compressors.pipeline import PipelineConfig, SoftPromptModel
 from compressions.compressors.pretraining import TASKS, pretraining_features
 from compressions.data.squad import SquadExample, load_squad
 from compressions.errors import ConfigError
-from compressions.evaluation.squad_eval import LEARNED, SquadEvalConfig, evaluate_squad, pick_shots
+from compressions.evaluation.squad_eval import LEARNED, SquadEvalConfig, pick_shots
+from compressions.experiments.squad_run import evaluate_squad
 from compressions.experiments.run_folder import RunFolder, is_main_process
 from compressions.models import load_model
 from compressions.training.config import TrainConfig

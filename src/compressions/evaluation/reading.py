@@ -37,3 +37,8 @@ def read_compressed(
     with method.reading():
         generated = generate_greedy(model, tokenizer, prompts, max_new_tokens, batch_size, progress=progress, soft=soft, caches=caches)
     return prompts, generated
+
+
+def first_line(text: str) -> str:
+    """The answer in a generation: its first line once leading whitespace is dropped."""
+    return text.strip().split("\n", 1)[0].strip()

@@ -8,39 +8,47 @@ reader's kept cache; generation then reads the rest of the prompt from that cach
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 import logging
 import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
-from peft import PeftModel
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from compressions.baselines import UNBUDGETED, KVCompressor, build_method, check_method
+from compressions.baselines import UNBUDGETED, check_method
+from compressions.baselines.base import ContextCompressor
 from compressions.config import check_choice, check_placement
-from compressions.data.prompts import SquadPromptConfig, squad_prompt
+from compressions.data.prompts import SquadPromptConfig
 from compressions.data.records import ON_ERROR
-from compressions.data.squad import SquadExample, load_squad
+from compressions.data.squad import SquadExample
 from compressions.errors import ConfigError
 from compressions.evaluation.answer_lengths import answer_token_lengths, length_report
 from compressions.evaluation.compressed_cache import CompressedCache
 from compressions.evaluation.context_window import LONG_CONTEXT, fit_window
 from compressions.evaluation.efficiency import kv_bytes_per_token
 from compressions.evaluation.intervals import bootstrap_ci
-from compressions.evaluation.reading import read_compressed
+from compressions.evaluation.reading import first_line, read_compressed
 from compressions.evaluation.squad_metrics import aggregate_squad, normalize_answer, squad_scores
 from compressions.experiments.run_folder import RunFolder, git_commit
 from compressions.experiments.saved import compressor_settings
-from compressions.models import DEFAULT_MODEL, load_model
-from compressions.reader.adapter import load_reader, reader_prompt
+from compressions.models import DEFAULT_MODEL
 
 log = logging.getLogger(__name__)
-LEARNED = "learned"  # soft tokens from a trained compressor checkpoint (compressions.compressors)
+LEARNED = "learned"  # a trained compressor checkpoint (`checkpoint`): soft tokens or gist K/V
 COMPRESS_CHUNK = 64  # examples compressed between two writes to a compressed-context cache
+
+
+class Compressed(Protocol):
+    """A method loaded with the model that reads it (`compressions.api.Compressor`)."""
+
+    method: ContextCompressor
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    shots: list[SquadExample]
+    name: str
 
 
 @dataclass
@@ -107,6 +115,11 @@ class SquadEvalConfig:
                 raise ConfigError(f"--{key} {given} conflicts with checkpoint {self.checkpoint}, trained with {key} {trained[key]}; leave --{key} out")
 
     @property
+    def source(self) -> str:
+        """What `compressions.load_compressor` loads: the checkpoint folder for `learned`, else the method's name."""
+        return self.checkpoint if self.method == LEARNED else self.method
+
+    @property
     def run_name(self) -> str:
         if self.method == LEARNED:
             return f"{LEARNED}-{Path(self.checkpoint).name}"
@@ -126,80 +139,30 @@ def pick_shots(train: list[SquadExample], k: int) -> list[SquadExample]:
     return shots
 
 
-def first_line(text: str) -> str:
-    return text.strip().split("\n", 1)[0].strip()
-
-
-def evaluate_squad(
-    config: SquadEvalConfig,
-    examples: list[SquadExample] | None = None,
-    train_examples: list[SquadExample] | None = None,
-    model: PreTrainedModel | None = None,
-    tokenizer: PreTrainedTokenizerBase | None = None,
-    progress: bool = True,
-) -> dict:
-    """Run one method over the questions and write the run folder (made first, so run.log follows the
-    run); returns metrics.json's content.
-
-    `examples` / `train_examples` default to the configured data's split / train split. With
-    `config.reader` set, the adapter goes onto the model unless the model passed is already a reader
-    (a grid loads it once); a plain model passed in is wrapped in place.
-    """
-    if examples is None:
-        examples = load_squad(config.data, config.split, config.data_dir, config.on_error, config.train_articles)
-    examples = examples[: config.limit] if config.limit else examples
-    if not examples:
-        raise ConfigError(f"no questions in {config.data!r} split {config.split!r}")
-    needs_train = config.prompt.shots > 0 or config.max_new_tokens is None
-    if train_examples is None and needs_train:
-        train_examples = load_squad(config.data, "train", config.data_dir, config.on_error, config.train_articles)
-    with RunFolder(config.out or f"runs/eval/{config.run_name}") as run:
-        return _evaluate(run, config, examples, train_examples, model, tokenizer, progress)
-
-
-def _evaluate(
+def evaluate_compressor(
     run: RunFolder,
     config: SquadEvalConfig,
+    compressor: Compressed,
     examples: list[SquadExample],
     train_examples: list[SquadExample] | None,
-    model: PreTrainedModel | None,
-    tokenizer: PreTrainedTokenizerBase | None,
-    progress: bool,
+    progress: bool = True,
 ) -> dict:
-    if config.method == LEARNED:  # the checkpoint fixes the LLM (+ adapter), M and the prompt it was trained with
-        from compressions.compressors.method import LearnedContext
-
-        method = LearnedContext.from_checkpoint(config.checkpoint, config.device)
-        model, tokenizer = method.pipeline.llm, method.pipeline.tokenizer
-        trained = method.pipeline.config
-        if config.reader not in (None, trained.reader):
-            raise ConfigError(f"this checkpoint is read by the decoder it was trained with (reader {trained.reader}), not {config.reader}")
-        replace = {"model": trained.model, "budget": trained.budget, "prompt": trained.prompt, "reader": trained.reader}
-        config = dataclasses.replace(config, **replace)
-    elif model is None or tokenizer is None:
-        model, tokenizer = load_model(config.model, config.dtype, config.device)
-    if config.reader and config.method != LEARNED:  # a checkpoint's reader is already merged into its LLM
-        model, config = _with_reader(model, config)
-    run.save_config(config)  # as read: a checkpoint or reader fixes its own prompt
-
+    """Score one loaded method (any family: `compressions.load_compressor` makes it) on the questions and
+    write its results into `run`; returns metrics.json's content. `config` is the run's, as resolved
+    (the model, budget, prompt and reader the method was loaded with)."""
+    model, tokenizer, method, shots = compressor.model, compressor.tokenizer, compressor.method, compressor.shots
     max_new_tokens = config.max_new_tokens
     if max_new_tokens is None:
         lengths = answer_token_lengths((e.answers for e in train_examples), tokenizer)
         max_new_tokens = length_report(lengths)["recommended_max_new_tokens"]
         log.info("max_new_tokens=%d from the answer-length diagnostic on the train split", max_new_tokens)
-    shots = pick_shots(train_examples, config.prompt.shots) if config.prompt.shots else []
     examples, truncated = fit_window(examples, tokenizer, model.config, config.prompt, shots, max_new_tokens, config.long_context)
-    if config.method != LEARNED:
-        slot_prompt = functools.partial(squad_prompt, tokenizer, config=config.prompt, shots=shots)
-        method = build_method(
-            config.method, tokenizer, config.budget, target_model=model, slot_prompt=slot_prompt, **config.method_options
-        )
 
     start = time.perf_counter()
     cache = None
-    if isinstance(method, KVCompressor) and config.compressed_cache:
-        log.info("compressed_cache ignored: a KV-cache method keeps the reader's own cache, not token ids")
-    elif config.compressed_cache and config.method != LEARNED:
+    if config.compressed_cache and method.output != "text":
+        log.info("compressed_cache ignored: %s makes %s, not kept token ids", compressor.name, method.output)
+    elif config.compressed_cache:
         cache = CompressedCache(config.compressed_cache, _cache_identity(config))
     compressed_all, reused = _compress(method, examples, config.budget, cache, progress)
     kept = [c.n_tokens for c in compressed_all]
@@ -220,8 +183,7 @@ def _evaluate(
     # what the reader holds for the context: kept tokens, or KV entries per layer and KV head, in every layer
     metrics["mean_context_kv_bytes"] = kv_bytes_per_token(model.config, model.dtype) * metrics["mean_kept_tokens"]
     metrics["question_aware"] = method.question_aware
-    # the registry name the run asked for (two names may share a class); learned-<arch> for checkpoints
-    metrics["method"] = method.name if config.method == LEARNED else config.method
+    metrics["method"] = compressor.name  # the registry name the run asked for (two names may share a class)
     samples = [
         {
             "id": e.id,
@@ -262,18 +224,6 @@ def _compress(method, examples: list[SquadExample], budget: int | None, cache: C
             found[i] = compressed
             cache.put(contexts[i], questions[i], compressed)
     return found, reused
-
-
-def _with_reader(model: PreTrainedModel, config: SquadEvalConfig) -> tuple[PeftModel, SquadEvalConfig]:
-    """The model with the reader adapter, and the config with the prompt the reader was trained on
-    (a reader learned its answer format from that prompt, as a learned checkpoint fixes its own)."""
-    if not isinstance(model, PeftModel):
-        model = load_reader(model, config.reader)
-    trained = reader_prompt(config.reader)
-    if trained is not None and trained != dataclasses.asdict(config.prompt):
-        log.info("reading with the reader's training prompt %s", trained)
-        config = dataclasses.replace(config, prompt=SquadPromptConfig(**trained))
-    return model, config
 
 
 def _metrics(config, examples, predictions, scores, kept, context_lengths, prompts, seconds, compress_seconds) -> dict:

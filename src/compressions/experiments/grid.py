@@ -122,7 +122,7 @@ class Cell:
 
 
 def _run_squad(config, progress: bool) -> dict:
-    from compressions.evaluation.squad_eval import evaluate_squad
+    from compressions.experiments.squad_run import evaluate_squad
 
     return evaluate_squad(config, progress=progress)  # writes metrics.json itself
 
