@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from compressions.data.prompts import SquadPromptConfig, prompt_part_ids, squad_prompt
+from compressions.data.prompts import SquadPrompt, SquadPromptConfig
 from compressions.evaluation.benchmarks import common_parser, report, squad_validation
 from compressions.evaluation.squad_eval import first_line
 from compressions.evaluation.squad_metrics import aggregate_squad, squad_scores
@@ -82,7 +82,8 @@ def main(args) -> list[dict]:
     prompts = {"full context": [], f"prefix (first {m} tokens)": [], f"{m} crammed vectors": []}
     soft_slots, accuracy, norms = [], {k: [] for k in prompts}, {k: [] for k in prompts}
     vectors, start_time = {}, time.perf_counter()
-    head = tokenizer(squad_prompt(tokenizer, "?", prompt).prefix).input_ids  # instruction + "Context:\n"
+    layout = SquadPrompt(tokenizer, prompt)
+    head = layout.ids("?")[0]  # instruction + "Context:\n"
     for context in tqdm(contexts, desc="cram", unit="paragraph"):
         ids = tokenizer(context, add_special_tokens=False).input_ids
         start = model.get_input_embeddings()(torch.tensor(ids[:m])).detach()
@@ -95,8 +96,7 @@ def main(args) -> list[dict]:
     cram_seconds = time.perf_counter() - start_time
 
     for e in questions:
-        parts = squad_prompt(tokenizer, e.question, prompt)
-        prefix, suffix = prompt_part_ids(tokenizer, parts)
+        prefix, suffix = layout.ids(e.question)
         ids = tokenizer(e.context, add_special_tokens=False).input_ids
         prompts["full context"].append(prefix + ids + suffix)
         prompts[f"prefix (first {m} tokens)"].append(prefix + ids[:m] + suffix)

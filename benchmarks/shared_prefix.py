@@ -13,7 +13,7 @@ from __future__ import annotations
 import sys
 import time
 
-from compressions.data.prompts import SquadPromptConfig, squad_prompt, squad_prompt_ids
+from compressions.data.prompts import SquadPrompt, SquadPromptConfig
 from compressions.data.squad import load_squad
 from compressions.data.synthetic import synthetic_squad
 from compressions.evaluation.benchmarks import common_parser, examples_or_synthetic, report, squad_validation
@@ -44,11 +44,11 @@ def main(args) -> list[dict]:
     questions, source = squad_validation(args.data_dir, args.n)
     train, _ = examples_or_synthetic(lambda: load_squad("squad", "train", args.data_dir), synthetic_squad, 1000, "squad train")
     shots = pick_shots(train, args.shots)  # the harness's: shortest train contexts
-    config = SquadPromptConfig(shots=args.shots)
+    layout = SquadPrompt(tokenizer, SquadPromptConfig(shots=args.shots), tuple(shots))
     prompts = []
     for e in questions:
         context = tokenizer(e.context, add_special_tokens=False).input_ids[: args.budget]
-        prompts.append(squad_prompt_ids(tokenizer, squad_prompt(tokenizer, e.question, config, shots), context))
+        prompts.append(layout.with_context(e.question, context))
     answers, seconds = {}, {}
     for share in (False, True):
         start = time.perf_counter()

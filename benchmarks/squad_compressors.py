@@ -28,7 +28,7 @@ from compressions.baselines import UNBUDGETED, build_method
 from compressions.compressors import ARCHITECTURES
 from compressions.compressors.method import LearnedContext
 from compressions.compressors.pipeline import PipelineConfig, SoftPromptModel
-from compressions.data.prompts import SquadPromptConfig, squad_prompt, squad_prompt_ids
+from compressions.data.prompts import SquadPrompt, SquadPromptConfig
 from compressions.evaluation.benchmarks import accumulate, common_parser, cost_facts, measure_call, report, squad_validation
 from compressions.evaluation.efficiency import kv_bytes
 from compressions.models import load_model
@@ -107,12 +107,12 @@ def main(args: argparse.Namespace) -> list[dict]:
     learned, model, tokenizer, prompt, what = learned_method(args)
     budget = learned.pipeline.config.budget
     names = ["full", *args.methods.split(",")]  # full first: the rows' ratios are to it
-    slot_prompt = functools.partial(squad_prompt, tokenizer, config=prompt)  # the KV methods read the prompt's prefix
+    layout = SquadPrompt(tokenizer, prompt)  # the KV methods read the prompt's prefix
     # each question alone: a KV method prefills the prompt prefix for each, as `answer` does for the others
     alone = {name: {"share_prefix": False} if name in KV_METHODS else {} for name in names}
     methods = {
         name: build_method(
-            name, tokenizer, None if name in UNBUDGETED else budget, target_model=model, slot_prompt=slot_prompt, **alone[name]
+            name, tokenizer, None if name in UNBUDGETED else budget, target_model=model, slot_prompt=layout, **alone[name]
         )
         for name in names
     }
@@ -121,12 +121,11 @@ def main(args: argparse.Namespace) -> list[dict]:
     totals: dict[str, dict[str, float]] = {}
     kept = dict.fromkeys(methods, 0)
     for example in examples:
-        parts = squad_prompt(tokenizer, example.question, prompt)
-        start = len(tokenizer(parts.prefix).input_ids)  # where the context slot begins
+        start = len(layout.ids(example.question)[0])  # where the context slot begins
         for name, method in methods.items():
             compress = functools.partial(method.compress, example.context, example.question, None if name in UNBUDGETED else budget)
             compressed = compress()
-            ids = squad_prompt_ids(tokenizer, parts, compressed.token_ids)
+            ids = layout.with_context(example.question, compressed.token_ids)
             soft = None if compressed.embeddings is None else (start, compressed.embeddings)
             reply = functools.partial(answer, model, ids, soft, args.new_tokens, tokenizer.pad_token_id, compressed.kv)
             accumulate(totals, f"{name}:compress", measure_call(model, compress, args.min_run_time))

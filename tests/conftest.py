@@ -51,5 +51,4 @@ def learned_answers(pipeline, examples, max_new_tokens: int = 4, shift: int = 0)
     compressed = [method.compress(e.context, e.question) for e in examples]
     compressed = compressed[shift:] + compressed[:shift]
     questions = [e.question for e in examples]
-    prompt = pipeline.config.prompt
-    return read_compressed(pipeline.llm, pipeline.tokenizer, method, compressed, questions, prompt, max_new_tokens=max_new_tokens)[1]
+    return read_compressed(pipeline.llm, method, compressed, questions, pipeline.squad_prompt(), max_new_tokens=max_new_tokens)[1]

@@ -13,7 +13,7 @@ from compressions.compressors.method import LearnedContext
 from compressions.compressors.pipeline import PipelineConfig, SoftPromptModel
 from compressions.compressors.train import CompressorTrainConfig, train_compressor
 from compressions.config import load_config
-from compressions.data.prompts import SquadPromptConfig, squad_prompt, squad_prompt_ids
+from compressions.data.prompts import SquadPromptConfig
 from compressions.data.synthetic import synthetic_job_questions, synthetic_squad
 from compressions.errors import ConfigError
 from compressions.models import load_model
@@ -82,10 +82,9 @@ def test_selected_residual_starts_as_prefix_truncation(tiny):
 
     example = synthetic_squad(1, seed=2)[0]
     method = LearnedContext(pipeline)
-    parts = squad_prompt(tiny[1], example.question, pipeline.config.prompt)
     prefix_ids = tiny[1](example.context, add_special_tokens=False).input_ids[:4]
-    text_prompt = torch.tensor([squad_prompt_ids(tiny[1], parts, prefix_ids)])
-    start = len(tiny[1](parts.prefix).input_ids)
+    text_prompt = torch.tensor([pipeline.squad_prompt().with_context(example.question, prefix_ids)])
+    start = len(pipeline.prompt_ids(example.question)[0])
     soft_embeds = embeds(text_prompt).clone()
     soft_embeds[0, start : start + 4] = method.compress(example.context, example.question).embeddings
     with torch.no_grad():

@@ -1,5 +1,6 @@
 import pytest
 
+from compressions.data.prompts import SquadPrompt, SquadPromptConfig
 from compressions.evaluation.answer_lengths import answer_token_lengths, length_report
 from compressions.evaluation.rouge import aggregate_rouge, rouge_scores
 from compressions.evaluation.squad_metrics import aggregate_squad, exact_match, f1, normalize_answer, squad_scores
@@ -59,5 +60,7 @@ def test_length_report_recommends_covering_99_percent():
 
 def test_answer_token_lengths_take_longest_reference(tiny):
     _, tokenizer = tiny
-    lengths = answer_token_lengths([["cat", "a black cat sat"]], tokenizer)
+    lengths = answer_token_lengths([["cat", "a black cat sat"]], SquadPrompt(tokenizer))  # after "Answer:", a space
     assert lengths == [len(tokenizer(" a black cat sat", add_special_tokens=False).input_ids)]
+    bare = answer_token_lengths([["a black cat sat"]], SquadPrompt(tokenizer, SquadPromptConfig(anchor="")))  # after a newline
+    assert bare == [len(tokenizer("a black cat sat", add_special_tokens=False).input_ids)]

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from compressions.cli.main import main
-from compressions.data.prompts import SquadPromptConfig, squad_prompt, squad_prompt_ids
+from compressions.data.prompts import SquadPrompt, SquadPromptConfig
 from compressions.data.synthetic import synthetic_squad
 from compressions.errors import ConfigError, ModelNotFoundError
 from compressions.evaluation.squad_eval import SquadEvalConfig
@@ -23,8 +23,7 @@ def test_reader_example_masks_everything_but_the_answer(tiny):
     tokenizer = tiny[1]
     example = synthetic_squad(1)[0]
     row = reader_example(tokenizer, example, PROMPT)
-    parts = squad_prompt(tokenizer, example.question, PROMPT)
-    prompt = squad_prompt_ids(tokenizer, parts, tokenizer(example.context, add_special_tokens=False).input_ids)
+    prompt = SquadPrompt(tokenizer, PROMPT).with_context(example.question, tokenizer(example.context, add_special_tokens=False).input_ids)
     answer = tokenizer(" " + example.answers[0], add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
     assert row["input_ids"] == prompt + answer
     assert row["labels"] == [IGNORE] * len(prompt) + answer

@@ -10,7 +10,6 @@ Two prompt settings:
             "\\nQuestion: {q}\\nAnswer:" after)
 """
 
-import functools
 import gzip
 import json
 import os
@@ -21,7 +20,7 @@ from common import HERE, MODEL, M, load_model
 from transformers import AutoTokenizer
 
 from compressions.baselines import build_method
-from compressions.data.prompts import PromptParts, SquadPromptConfig, prompt_part_ids, squad_prompt
+from compressions.data.prompts import PromptParts, SquadPrompt, SquadPromptConfig
 
 N_EXAMPLES = 5
 METHODS = ["streaming", "knorm", "snapkv", "tova"]
@@ -36,12 +35,15 @@ def examples():
     return out[:N_EXAMPLES]
 
 
-def prompts(tokenizer):
-    def bos(question):
+class BosPrompt(SquadPrompt):
+    """kvpress's layout: only a BOS before the context."""
+
+    def parts(self, question):
         return PromptParts("<|im_start|>", f"\nQuestion: {question}\nAnswer:")
 
-    project = functools.partial(squad_prompt, tokenizer, config=SquadPromptConfig(shots=0))
-    return {"bos": bos, "project": project}
+
+def prompts(tokenizer):
+    return {"bos": BosPrompt(tokenizer), "project": SquadPrompt(tokenizer, SquadPromptConfig(shots=0))}
 
 
 def main():
@@ -52,7 +54,7 @@ def main():
     for setting, slot_prompt in prompts(tokenizer).items():
         methods = {name: build_method(name, tokenizer, M, target_model=model, slot_prompt=slot_prompt) for name in METHODS}
         for i, ex in enumerate(examples()):
-            prefix_ids, suffix_ids = prompt_part_ids(tokenizer, slot_prompt(ex["question"]))
+            prefix_ids, suffix_ids = slot_prompt.ids(ex["question"])
             ctx_ids = tokenizer(ex["context"], add_special_tokens=False).input_ids
             rows.append({"setting": setting, "example": i, "title": ex["title"], "question": ex["question"],
                          "prefix_ids": prefix_ids, "context_ids": ctx_ids, "suffix_ids": suffix_ids})

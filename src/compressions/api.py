@@ -21,7 +21,6 @@ a learned checkpoint, a reader adapter and a gist model fix their own prompt.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,7 +31,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from compressions.baselines import UNBUDGETED, build_method, check_method
 from compressions.baselines.base import CompressedContext, ContextCompressor
 from compressions.compressors.method import LearnedContext
-from compressions.data.prompts import SquadPromptConfig, squad_prompt
+from compressions.data.prompts import SquadPrompt, SquadPromptConfig
 from compressions.data.squad import SquadExample
 from compressions.errors import ConfigError
 from compressions.evaluation.reading import first_line, read_compressed
@@ -59,15 +58,18 @@ class Compressor:
     model_name: str = DEFAULT_MODEL  # what the model was loaded from
     reader: str | None = None  # the reader adapter the model reads with
 
+    @property
+    def layout(self) -> SquadPrompt:
+        """The prompt around the context slot, as the model reads it."""
+        return SquadPrompt(self.tokenizer, self.prompt, tuple(self.shots))
+
     def compress(self, context: str, question: str = "") -> CompressedContext:
         """What the model reads for this context (the question matters to question-aware methods only)."""
         return self.method.compress_many([context], [question], self.budget)[0]
 
     def answer(self, context: str, question: str, max_new_tokens: int = 32) -> str:
         compressed = self.compress(context, question)
-        _, generated = read_compressed(
-            self.model, self.tokenizer, self.method, [compressed], [question], self.prompt, self.shots, max_new_tokens
-        )
+        _, generated = read_compressed(self.model, self.method, [compressed], [question], self.layout, max_new_tokens)
         return first_line(self.tokenizer.decode(generated[0], skip_special_tokens=True))
 
 
@@ -133,8 +135,8 @@ def load_compressor(
     if prompt.shots and len({e.context for e in solved_from}) < prompt.shots:
         raise ConfigError(f"prompt.shots={prompt.shots}: pass at least as many solved examples (solved_from=, a train split)")
     shots = pick_shots(list(solved_from), prompt.shots) if prompt.shots else []
-    slot_prompt = functools.partial(squad_prompt, tokenizer, config=prompt, shots=shots)
-    method = build_method(name_or_path, tokenizer, budget, target_model=llm, slot_prompt=slot_prompt, **options)
+    layout = SquadPrompt(tokenizer, prompt, tuple(shots))
+    method = build_method(name_or_path, tokenizer, budget, target_model=llm, slot_prompt=layout, **options)
     return Compressor(method, llm, tokenizer, prompt, budget, shots, name_or_path, model, reader)
 
 

@@ -13,7 +13,8 @@ from compressions.baselines.base import CompressedContext, ContextCompressor, ch
 from compressions.baselines.bounds import FullContext, NoContext
 from compressions.baselines.extractive import Extractive
 from compressions.baselines.knorm import KeyNorm
-from compressions.baselines.kv_cache import KVCompressor, SlotPrompt
+from compressions.baselines.kv_cache import KVCompressor
+from compressions.data.prompts import SquadPrompt
 from compressions.baselines.llmlingua_adapter import LLMLingua
 from compressions.baselines.perplexity import SelfInformation
 from compressions.baselines.prefix import Prefix
@@ -64,7 +65,7 @@ def build_method(
     tokenizer: PreTrainedTokenizerBase,
     budget: int | None = None,
     target_model: PreTrainedModel | None = None,
-    slot_prompt: SlotPrompt | None = None,
+    slot_prompt: SquadPrompt | None = None,
     **options,
 ) -> ContextCompressor:
     """The method `name` with its options; methods that run an LM may reuse `target_model`, and methods whose

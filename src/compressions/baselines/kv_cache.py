@@ -16,22 +16,19 @@ written here against the public forward: a `DynamicCache` filled by a forward, a
 
 from __future__ import annotations
 
-import functools
 import time
-from collections.abc import Callable
 
 import torch
 from tqdm.auto import tqdm
 from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 
 from compressions.baselines.base import CompressedContext, ContextCompressor, check_budget, check_context
-from compressions.data.prompts import PromptParts, SquadPromptConfig, prompt_part_ids, squad_prompt
+from compressions.data.prompts import SquadPrompt, SquadPromptConfig
 from compressions.errors import CompressionsError
 from compressions.models.generation import copy_cache, prefill
 from compressions.models.kept_cache import KeptCache
 from compressions.models.loading import eager_attention
 
-SlotPrompt = Callable[[str], PromptParts]  # question -> the prompt text before and after the context
 
 
 class KVCompressor(ContextCompressor):
@@ -44,14 +41,14 @@ class KVCompressor(ContextCompressor):
         self,
         tokenizer: PreTrainedTokenizerBase,
         target_model: PreTrainedModel | None = None,
-        slot_prompt: SlotPrompt | None = None,
+        slot_prompt: SquadPrompt | None = None,
         share_prefix: bool = True,
     ):
         if target_model is None:
             raise CompressionsError(f"method {self.name!r} keeps entries of the target model's own KV cache: pass target_model")
         self.tokenizer, self.model = tokenizer, target_model
         # the harness passes its own prompt; alone, a method reads the harness's default prompt without solved examples
-        self.slot_prompt = slot_prompt or functools.partial(squad_prompt, tokenizer, config=SquadPromptConfig(shots=0))
+        self.slot_prompt = slot_prompt or SquadPrompt(tokenizer, SquadPromptConfig(shots=0))
         # the prompt prefix is read once for every question, as generation does for the text methods;
         # share_prefix=False reads it again for each (a lone request: benchmarks of one question)
         self.share_prefix = share_prefix
@@ -84,7 +81,7 @@ class KVCompressor(ContextCompressor):
     @torch.no_grad()
     def _compress(self, context: str, question: str, budget: int) -> CompressedContext:
         start = time.perf_counter()
-        prefix_ids, after = prompt_part_ids(self.tokenizer, self.slot_prompt(question))
+        prefix_ids, after = self.slot_prompt.ids(question)
         ids = self.tokenizer(context, add_special_tokens=False).input_ids
         prefix = self._prefix(prefix_ids)  # shared: the first question pays it
         p, c = len(prefix_ids), len(ids)

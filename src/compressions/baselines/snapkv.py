@@ -16,7 +16,8 @@ import torch
 import torch.nn.functional as F
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from compressions.baselines.kv_cache import KVCompressor, SlotPrompt
+from compressions.baselines.kv_cache import KVCompressor
+from compressions.data.prompts import SquadPrompt
 from compressions.errors import CompressionsError
 
 
@@ -28,7 +29,7 @@ class SnapKV(KVCompressor):
         self,
         tokenizer: PreTrainedTokenizerBase,
         target_model: PreTrainedModel | None = None,
-        slot_prompt: SlotPrompt | None = None,
+        slot_prompt: SquadPrompt | None = None,
         share_prefix: bool = True,
         kernel: int = 7,
     ):

@@ -13,7 +13,8 @@ from __future__ import annotations
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from compressions.baselines.kv_cache import KVCompressor, SlotPrompt
+from compressions.baselines.kv_cache import KVCompressor
+from compressions.data.prompts import SquadPrompt
 from compressions.errors import CompressionsError
 
 
@@ -24,7 +25,7 @@ class StreamingLLM(KVCompressor):
         self,
         tokenizer: PreTrainedTokenizerBase,
         target_model: PreTrainedModel | None = None,
-        slot_prompt: SlotPrompt | None = None,
+        slot_prompt: SquadPrompt | None = None,
         share_prefix: bool = True,
         sinks: int = 4,
     ):

@@ -36,7 +36,7 @@ from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 from compressions.compressors import SoftCompressor, build_compressor, compressor_class
 from compressions.compressors.gist_kv import GistEntries
 from compressions.config import load_config
-from compressions.data.prompts import SquadPromptConfig, answer_ids, prompt_part_ids, squad_prompt
+from compressions.data.prompts import SquadPrompt, SquadPromptConfig
 from compressions.errors import ConfigError
 from compressions.experiments.run_folder import atomic_write_json
 from compressions.models import DEFAULT_MODEL, load_model
@@ -134,13 +134,17 @@ class SoftPromptModel(nn.Module):
             tail = self.tokenizer(separator, add_special_tokens=False).input_ids if separator else []
         return [self.tokenizer.pad_token_id] * self.config.budget + tail
 
+    def squad_prompt(self, shots=()) -> SquadPrompt:
+        """The prompt layout this pipeline trains and is evaluated with (the harness's, data/prompts.py)."""
+        return SquadPrompt(self.tokenizer, self.config.prompt, tuple(shots))
+
     def prompt_ids(self, question: str, shots=()) -> tuple[list[int], list[int]]:
         """(prefix ids, suffix ids) around the slot, tokenised exactly as the harness does."""
-        return prompt_part_ids(self.tokenizer, squad_prompt(self.tokenizer, question, self.config.prompt, shots))
+        return self.squad_prompt(shots).ids(question)
 
     def answer_ids(self, answer: str) -> list[int]:
-        """Answer tokens then EOS, by the rule the reader is trained with (data/prompts.py)."""
-        return answer_ids(self.tokenizer, squad_prompt(self.tokenizer, "?", self.config.prompt), answer)
+        """Answer tokens then EOS, by the rule the reader is trained with."""
+        return self.squad_prompt().answer_ids(answer)
 
     def prefix_ids(self) -> list[int]:
         """The prompt's ids before the context slot (the same for every question)."""

@@ -84,7 +84,29 @@ def answer_ids(tokenizer: PreTrainedTokenizerBase, parts: PromptParts, answer: s
     return tokenizer(text, add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
 
 
-def squad_prompt_ids(tokenizer: PreTrainedTokenizerBase, parts: PromptParts, context_ids: list[int]) -> list[int]:
-    """Token ids of `prefix + context + suffix`, with the context already in ids (any method's output)."""
-    prefix, suffix = prompt_part_ids(tokenizer, parts)
-    return prefix + context_ids + suffix
+@dataclass(frozen=True)
+class SquadPrompt:
+    """The layout around the context slot for one tokenizer, prompt config and solved examples:
+    `prefix ids + slot + suffix ids [+ answer ids + EOS]`. The harness, the reader's training, the
+    compressors' batches, the window fitting, the KV methods and the answer-length diagnostic all ask
+    this one object, so what training teaches and what evaluation reads cannot drift apart."""
+
+    tokenizer: PreTrainedTokenizerBase
+    config: SquadPromptConfig = field(default_factory=SquadPromptConfig)
+    shots: tuple[SquadExample, ...] = ()
+
+    def parts(self, question: str) -> PromptParts:
+        return squad_prompt(self.tokenizer, question, self.config, list(self.shots))
+
+    def ids(self, question: str) -> tuple[list[int], list[int]]:
+        """(prefix ids, suffix ids) around the slot for this question."""
+        return prompt_part_ids(self.tokenizer, self.parts(question))
+
+    def with_context(self, question: str, context_ids: list[int]) -> list[int]:
+        """Token ids of `prefix + context + suffix`, the context already in ids (any method's output)."""
+        prefix, suffix = self.ids(question)
+        return prefix + context_ids + suffix
+
+    def answer_ids(self, answer: str) -> list[int]:
+        """The answer's tokens then EOS, as training teaches and the harness scores them (see answer_ids)."""
+        return answer_ids(self.tokenizer, self.parts("?"), answer)

@@ -7,17 +7,17 @@ import math
 from collections.abc import Iterable
 
 import numpy as np
-from transformers import PreTrainedTokenizerBase
+from compressions.data.prompts import SquadPrompt
 
 COVERAGE = 0.99
 # Tokens added to the longest covered answer: the stop token (newline / EOS) must fit too.
 STOP_MARGIN = 1
 
 
-def answer_token_lengths(references: Iterable[list[str]], tokenizer: PreTrainedTokenizerBase) -> list[int]:
-    """Length of the longest reference of each example, tokenised as the model would emit it
-    (after a space, which is how answers follow an `Answer:` anchor)."""
-    return [max(len(tokenizer(" " + r, add_special_tokens=False).input_ids) for r in refs) for refs in references]
+def answer_token_lengths(references: Iterable[list[str]], prompt: SquadPrompt) -> list[int]:
+    """Length of the longest reference of each example, tokenised as the model emits it after this prompt
+    (the answer rule training uses: `SquadPrompt.answer_ids`, without its EOS)."""
+    return [max(len(prompt.answer_ids(r)) - 1 for r in refs) for refs in references]
 
 
 def length_report(lengths: list[int], threshold: int = 12, coverage: float = COVERAGE) -> dict[str, float]:

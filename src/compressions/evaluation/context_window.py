@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 
-from transformers import PretrainedConfig, PreTrainedTokenizerBase
+from transformers import PretrainedConfig
 
-from compressions.data.prompts import SquadPromptConfig, prompt_part_ids, squad_prompt
+from compressions.data.prompts import SquadPrompt
 from compressions.data.squad import SquadExample
 from compressions.errors import DataError
 
@@ -22,10 +22,8 @@ LONG_CONTEXT = ("truncate", "refuse")
 
 def fit_window(
     examples: list[SquadExample],
-    tokenizer: PreTrainedTokenizerBase,
+    prompt: SquadPrompt,
     model_config: PretrainedConfig,
-    prompt: SquadPromptConfig,
-    shots: list[SquadExample],
     answer_tokens: int,
     long_context: str = "truncate",
 ) -> tuple[list[SquadExample], int]:
@@ -36,9 +34,9 @@ def fit_window(
         return examples, 0
     fitted, cut = [], 0
     for example in examples:
-        prefix, suffix = prompt_part_ids(tokenizer, squad_prompt(tokenizer, example.question, prompt, shots))
+        prefix, suffix = prompt.ids(example.question)
         room = window - len(prefix) - len(suffix) - answer_tokens
-        context = tokenizer(example.context, add_special_tokens=False, return_offsets_mapping=True)
+        context = prompt.tokenizer(example.context, add_special_tokens=False, return_offsets_mapping=True)
         if len(context.input_ids) <= room:
             fitted.append(example)
             continue

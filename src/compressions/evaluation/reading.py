@@ -5,22 +5,19 @@ answers, inside the method's `reading()` context (e.g. an encoder-only adapter s
 
 from __future__ import annotations
 
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import PreTrainedModel
 
 from compressions.baselines.base import CompressedContext, ContextCompressor
-from compressions.data.prompts import SquadPromptConfig, prompt_part_ids, squad_prompt
-from compressions.data.squad import SquadExample
+from compressions.data.prompts import SquadPrompt
 from compressions.models.generation import generate_greedy
 
 
 def read_compressed(
     model: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
     method: ContextCompressor,
     compressed: list[CompressedContext],
     questions: list[str],
-    prompt: SquadPromptConfig,
-    shots: list[SquadExample] = (),
+    prompt: SquadPrompt,
     max_new_tokens: int = 32,
     batch_size: int = 8,
     progress: bool = False,
@@ -28,14 +25,14 @@ def read_compressed(
     """(prompt ids, new token ids) for each (compressed context, question), in order."""
     prompts, soft = [], []
     for question, kept in zip(questions, compressed, strict=True):
-        prefix, suffix = prompt_part_ids(tokenizer, squad_prompt(tokenizer, question, prompt, shots))
+        prefix, suffix = prompt.ids(question)
         prompts.append(prefix + kept.token_ids + suffix)
         soft.append(None if kept.embeddings is None else (len(prefix), kept.embeddings))  # soft tokens fill the slot
     soft = soft if any(s is not None for s in soft) else None
     caches = [kept.kv for kept in compressed]
     caches = caches if any(c is not None for c in caches) else None
     with method.reading():
-        generated = generate_greedy(model, tokenizer, prompts, max_new_tokens, batch_size, progress=progress, soft=soft, caches=caches)
+        generated = generate_greedy(model, prompt.tokenizer, prompts, max_new_tokens, batch_size, progress=progress, soft=soft, caches=caches)
     return prompts, generated
 
 

@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Protocol
 
 from tqdm.auto import tqdm
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import PreTrainedModel
 
 from compressions.baselines import UNBUDGETED, check_method
 from compressions.baselines.base import ContextCompressor
 from compressions.config import check_choice, check_placement
-from compressions.data.prompts import SquadPromptConfig
+from compressions.data.prompts import SquadPrompt, SquadPromptConfig
 from compressions.data.records import ON_ERROR
 from compressions.data.squad import SquadExample
 from compressions.errors import ConfigError
@@ -46,9 +46,10 @@ class Compressed(Protocol):
 
     method: ContextCompressor
     model: PreTrainedModel
-    tokenizer: PreTrainedTokenizerBase
-    shots: list[SquadExample]
     name: str
+
+    @property
+    def layout(self) -> SquadPrompt: ...
 
 
 @dataclass
@@ -150,13 +151,14 @@ def evaluate_compressor(
     """Score one loaded method (any family: `compressions.load_compressor` makes it) on the questions and
     write its results into `run`; returns metrics.json's content. `config` is the run's, as resolved
     (the model, budget, prompt and reader the method was loaded with)."""
-    model, tokenizer, method, shots = compressor.model, compressor.tokenizer, compressor.method, compressor.shots
+    model, method, layout = compressor.model, compressor.method, compressor.layout
+    tokenizer = layout.tokenizer
     max_new_tokens = config.max_new_tokens
     if max_new_tokens is None:
-        lengths = answer_token_lengths((e.answers for e in train_examples), tokenizer)
+        lengths = answer_token_lengths((e.answers for e in train_examples), layout)
         max_new_tokens = length_report(lengths)["recommended_max_new_tokens"]
         log.info("max_new_tokens=%d from the answer-length diagnostic on the train split", max_new_tokens)
-    examples, truncated = fit_window(examples, tokenizer, model.config, config.prompt, shots, max_new_tokens, config.long_context)
+    examples, truncated = fit_window(examples, layout, model.config, max_new_tokens, config.long_context)
 
     start = time.perf_counter()
     cache = None
@@ -170,8 +172,8 @@ def evaluate_compressor(
     compress_seconds = sum(c.seconds for c in compressed_all)
     questions = [e.question for e in examples]
     prompts, generated = read_compressed(
-        model, tokenizer, method, compressed_all, questions, config.prompt, shots, max_new_tokens, config.batch_size, progress
-    )  # fmt: skip
+        model, method, compressed_all, questions, layout, max_new_tokens, config.batch_size, progress
+    )
     seconds = time.perf_counter() - start + sum(compressed_all[i].seconds for i in reused)  # reused: as when made
 
     predictions = [first_line(tokenizer.decode(g, skip_special_tokens=True)) for g in generated]

@@ -12,7 +12,7 @@ import time
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from compressions.data.prompts import SquadPromptConfig, answer_ids, squad_prompt, squad_prompt_ids
+from compressions.data.prompts import SquadPrompt, SquadPromptConfig
 from compressions.data.squad import SquadExample, load_squad
 from compressions.experiments.run_folder import RunFolder, is_main_process
 from compressions.models import load_model
@@ -27,10 +27,10 @@ IGNORE = -100  # label value the loss skips
 def reader_example(
     tokenizer: PreTrainedTokenizerBase, example: SquadExample, prompt: SquadPromptConfig
 ) -> dict[str, list[int]]:
-    parts = squad_prompt(tokenizer, example.question, prompt)
+    layout = SquadPrompt(tokenizer, prompt)
     context = tokenizer(example.context, add_special_tokens=False).input_ids
-    prompt_ids = squad_prompt_ids(tokenizer, parts, context)
-    answer = answer_ids(tokenizer, parts, example.answers[0])
+    prompt_ids = layout.with_context(example.question, context)
+    answer = layout.answer_ids(example.answers[0])
     return {"input_ids": prompt_ids + answer, "labels": [IGNORE] * len(prompt_ids) + answer}
 
 
