@@ -82,37 +82,38 @@ def run_eval_squad(args: argparse.Namespace) -> None:
 
 
 def run_baselines_squad(args: argparse.Namespace) -> None:
-    import dataclasses
+    """A grid of squad cells (methods x budgets, a group per method with its options), run and reported
+    by the same code as `compressions grid`: finished cells of an earlier run are skipped."""
     from pathlib import Path
 
+    import yaml
+
     from compressions.baselines import UNBUDGETED, check_method
-    from compressions.data.squad import load_squad
-    from compressions.experiments.squad_run import evaluate_squad
-    from compressions.experiments.report import write_results
-    from compressions.models import load_model
-    from compressions.reader.adapter import load_reader
+    from compressions.errors import CompressionsError
+    from compressions.experiments.grid import CellGroup, GridConfig, run_grid
+    from compressions.experiments.grid_report import write_report
 
     options = _method_options(args.method_option, args.methods)
-    base = _load_eval_config(args)
-    cells = [(m, None) for m in args.methods if m in UNBUDGETED]
-    cells += [(m, b) for m in args.methods if m not in UNBUDGETED for b in args.budgets]
-    for method, budget in cells:  # fail now, not hours into the grid
-        check_method(method, budget)
+    _load_eval_config(args)  # fail on a bad flag or value now, not in every cell
+    base = {}
+    for word in _overrides(args):
+        key, _, value = word.partition("=")
+        base[key] = yaml.safe_load(value) if value else ""  # typed as a YAML value, as load_config reads it
+    groups = []
+    for method in args.methods:
+        budgets = [None] if method in UNBUDGETED else args.budgets
+        for budget in budgets:  # fail now, not hours into the grid
+            check_method(method, budget)
+        method_options = {k: yaml.safe_load(v) for k, _, v in (o.partition("=") for o in options[method])}
+        axes = {} if method in UNBUDGETED else {"budget": budgets}
+        groups.append(CellGroup(kind="squad", config=args.config, base={**base, "method": method, "method_options": method_options}, axes=axes))
     out = Path(args.out)
-    examples = load_squad(base.data, base.split, base.data_dir, base.on_error, base.train_articles)
-    train = load_squad(base.data, "train", base.data_dir, base.on_error, base.train_articles)
-    model, tokenizer = load_model(base.model, base.dtype, base.device)
-    if base.reader:
-        model = load_reader(model, base.reader)  # once for the whole grid
-    rows = []
-    for i, (method, budget) in enumerate(cells, 1):
-        config = _load_eval_config(args, options=options[method])
-        config = dataclasses.replace(config, method=method, budget=budget)
-        config.out = str(out / config.run_name)
-        print(f"[{i}/{len(cells)}] {config.run_name}", file=sys.stderr)
-        rows.append(evaluate_squad(config, examples, train, model, tokenizer))
-    print(write_results(out, rows))
-    print(f"results: {out / 'results.md'}")
+    summary = run_grid(GridConfig(groups=groups, out=str(out)), out)
+    if summary["finished"] or summary["skipped"]:
+        print(write_report(out))
+        print(f"results: {out / 'results.md'}")
+    if summary["failed"]:
+        raise CompressionsError(f"cells failed: {', '.join(summary['failed'])} (see their error.json)")
 
 
 def register(groups: dict) -> None:

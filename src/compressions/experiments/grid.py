@@ -45,7 +45,7 @@ from tqdm.auto import tqdm
 from compressions.config import load_config
 from compressions.errors import ConfigError
 from compressions.experiments.folder_lock import FolderBusyError, folder_lock, lock_holder
-from compressions.experiments.run_folder import atomic_write_json, run_state
+from compressions.experiments.run_folder import atomic_write_json, run_state, write_metrics
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +139,7 @@ def _run_compressor(config, progress: bool) -> dict:
         "train_seconds": summary["train_seconds"],
         "final_loss": summary["last_steps_mean"]["loss"],
     }
-    atomic_write_json(Path(config.out) / "metrics.json", metrics)
+    write_metrics(config.out, metrics)
     return metrics
 
 

@@ -130,6 +130,18 @@ def is_main_process() -> bool:
     return os.environ.get("RANK", "0") == "0"
 
 
+def write_metrics(folder: str | Path, metrics: dict) -> Path:
+    """The one way every run (evaluation, training, grid cell) writes its results: metrics.json, written
+    atomically by the main process, its numbers also as TensorBoard scalars (step 0) in tensorboard/eval."""
+    path = Path(folder) / "metrics.json"
+    if is_main_process():
+        with SummaryWriter(Path(folder) / TENSORBOARD / "eval") as writer:
+            for tag, value in numeric_leaves(metrics).items():
+                writer.add_scalar(tag, value, 0)
+        atomic_write_json(path, metrics)
+    return path
+
+
 class RunFolder:
     """Owns one run's directory, its lock and its log handler. Under several processes only rank 0 locks
     and writes files; the others log to `run.rank<k>.log`."""
@@ -161,13 +173,7 @@ class RunFolder:
         return self.path / TENSORBOARD
 
     def write_metrics(self, metrics: dict) -> Path:
-        """metrics.json, its numbers also as TensorBoard scalars (step 0) in tensorboard/eval."""
-        if not is_main_process():
-            return self.path / "metrics.json"
-        with SummaryWriter(self.tensorboard_dir / "eval") as writer:
-            for tag, value in numeric_leaves(metrics).items():
-                writer.add_scalar(tag, value, 0)
-        return self.write_json("metrics.json", metrics)
+        return write_metrics(self.path, metrics)
 
     def save_config(self, config) -> None:
         """Begin the run: config.json, environment.json and status `running`, once the folder's earlier

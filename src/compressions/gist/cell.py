@@ -63,7 +63,7 @@ def run_gist_cell(config: GistRunConfig, progress: bool = True) -> dict:
             "final_loss": trained["final_loss"],
             "scores": scores[name],
         }
-        run.write_json("metrics.json", row)
+        run.write_metrics(row)
     return row
 
 

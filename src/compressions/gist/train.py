@@ -138,6 +138,6 @@ def train_gist(
             "final_loss": sum(h["loss"] for h in history[-10:]) / len(history[-10:]),
             "model_dir": str(out / "model"),
         }
-        run.write_json("metrics.json", summary)
+        run.write_metrics(summary)
         log.info("%s: trained in %.0f s, final loss %.3f", config.run_name, seconds, summary["final_loss"])
     return summary

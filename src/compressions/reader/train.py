@@ -94,9 +94,6 @@ def train_reader(
         seconds = time.perf_counter() - start
         if is_main_process():
             reader.save_pretrained(run.path)
-        run.write_json(
-            "metrics.json",
-            {"steps": len(history), "first_loss": history[0]["loss"], "last_loss": history[-1]["loss"], "seconds": seconds},
-        )
+        run.write_metrics({"steps": len(history), "first_loss": history[0]["loss"], "last_loss": history[-1]["loss"], "seconds": seconds})
     reader.eval()
     return history
