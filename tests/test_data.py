@@ -113,3 +113,11 @@ def test_hub_alpaca_and_offline_error(monkeypatch):
     monkeypatch.setattr(datasets, "load_dataset", offline)
     with pytest.raises(DataError, match="could not load hub dataset 'yahma/alpaca-cleaned' split 'train': no network$"):
         load_alpaca("yahma/alpaca-cleaned")
+
+
+def test_hub_fallback_without_datasets_names_the_extra(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "datasets", None)  # as if the `hub` extra were not installed
+    with pytest.raises(DataError, match=r"pip install 'compressions\[hub\]'"):
+        load_squad("rajpurkar/squad", split="validation")

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from compressions.data import paths
-from compressions.data.records import RecordIssues, read_json
+from compressions.data.records import RecordIssues, load_hub_rows, read_json
 from compressions.errors import DataError
 
 FIELDS = ("instruction", "input", "output")
@@ -46,10 +46,4 @@ def load_alpaca(
         if not isinstance(rows, list):
             raise DataError(f"{where}: expected a JSON list of records")
         return parse_alpaca(rows, str(where), on_error)
-    import datasets
-
-    try:
-        rows = datasets.load_dataset(where, split=split)
-    except Exception as err:
-        raise DataError(f"could not load hub dataset {where!r} split {split!r}: {str(err).splitlines()[0]}") from None
-    return parse_alpaca(rows, where, on_error)
+    return parse_alpaca(load_hub_rows(where, split), where, on_error)

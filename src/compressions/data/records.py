@@ -56,3 +56,16 @@ class RecordIssues:
         for problem in self.problems:
             log.warning("skipped malformed record: %s %s", self.source, problem)
         return examples
+
+
+def load_hub_rows(name: str, split: str):
+    """A Hugging Face hub dataset split (the fallback when no local file has the name), through the
+    optional `datasets` package; every failure (missing package, offline, unknown id or split) is one line."""
+    try:
+        import datasets
+    except ImportError:
+        raise DataError(f"{name!r} is no local file; loading it from the Hugging Face hub needs 'datasets': pip install 'compressions[hub]'") from None
+    try:
+        return datasets.load_dataset(name, split=split)
+    except Exception as err:  # offline, unknown id, unknown split
+        raise DataError(f"could not load hub dataset {name!r} split {split!r}: {str(err).splitlines()[0]}") from None

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from compressions.data import paths
-from compressions.data.records import RecordIssues, read_json
+from compressions.data.records import RecordIssues, load_hub_rows, read_json
 from compressions.errors import DataError
 
 SPLITS = ("train", "validation", "all")
@@ -111,12 +111,7 @@ def load_squad(
 
 
 def _load_hub(name: str, split: str, on_error: str) -> list[SquadExample]:
-    import datasets
-
-    try:
-        rows = datasets.load_dataset(name, split=split)
-    except Exception as err:  # offline, unknown id, unknown split: one line for the user
-        raise DataError(f"could not load hub dataset {name!r} split {split!r}: {str(err).splitlines()[0]}") from None
+    rows = load_hub_rows(name, split)
     # one paragraph per row, grouped by title so articles keep their file order for splits
     by_title: dict[str, list] = {}
     for row in rows:
