@@ -44,7 +44,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 REPO = Path(__file__).resolve().parents[1]
 MODELS = {"llama-3.1-8b": REPO / "configs" / "models" / "llama-3.1-8b.json"}
 FSDP_CONFIG = REPO / "configs" / "accelerate" / "fsdp_8b.yaml"
-GIST_EXAMPLES = 51_002  # alpaca_plus/alpaca_plus_train_alpaca.json.gz (../shared/data/README.md): the `full` preset
+GIST_EXAMPLES = 51_002  # the Alpaca part of Alpaca+ train (alpaca_plus_train_alpaca.json.gz): the `full` preset
 GIB = 2**30
 
 

@@ -3,7 +3,7 @@
 
 What the adapter changes around the package's own `compress_prompt`:
 - `iterative_size` defaults to the context's length in the LM's tokens: with the package default
-  (200) only the first 200-token window is compressed and the budget is missed (NOTES.md: target 32,
+  (200) only the first 200-token window is compressed and the budget is missed (measured: target 32,
   kept 118); a window longer than the context makes it keep everything (a negative slice index).
 - the question is passed for LLMLingua's budget arithmetic but not appended to the result
   (`concate_question=False`), so what comes back is context only.

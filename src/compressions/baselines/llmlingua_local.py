@@ -1,6 +1,6 @@
 """LLMLingua's PromptCompressor on a model already in memory, fully offline.
 
-Two things in llmlingua 0.2 get in the way (../shared/NOTES.md): its constructor asks tiktoken for
+Two things in llmlingua 0.2 get in the way (both seen with 0.2.2 and transformers 5): its constructor asks tiktoken for
 the gpt-3.5-turbo encoding (a download) and loads its own copy of the model, and its perplexity
 pass passes and slices the KV cache as per-layer (key, value) pairs, which transformers 5 no
 longer accepts. The subclass below sets the attributes its constructor would set, with the LM's

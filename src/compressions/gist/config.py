@@ -4,7 +4,7 @@ Sizing `validate` (2,000 examples, 1 epoch, batches of 8 = 250 steps), measured 
 machine's 2 cores, SmolLM2-135M fp32, full fine-tune, the first 2,000 Alpaca+ train examples (mean 83
 tokens, p95 186, max_length 256): 84.5 s/step at micro-batch 8 and 165 s/step at 2 x 4, both while
 other jobs held the load average at 5-6 (a third of the CPU for this run). Random batches of 8 pad to
-~1,385 tokens (2.1x the 664 real ones). NOTES.md's uncontended figure (16.6 s for 8 x 256 = 2,048
+~1,385 tokens (2.1x the 664 real ones). The uncontended figure measured on this machine (16.6 s for 8 x 256 = 2,048
 tokens) scales to ~11 s/step here: ~45 min for a validate run on a quiet machine, hours on a loaded one.
 Grouping by length (`group_by_length`, the default) brings a step to ~681 tokens (measured on the same
 2,000 examples with transformers' LengthGroupedSampler), about half of that: ~25 min expected when quiet.

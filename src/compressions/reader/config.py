@@ -16,7 +16,7 @@ from compressions.training.lora import LoraSettings
 def _reader_train() -> TrainConfig:
     # 800 questions, one per forward (no padding on CPU). SmolLM2-135M on this 2-core CPU: 56 s/step
     # measured with 1 thread while other jobs held the cores (load ~6); ~12-18 s/step expected when free
-    # (NOTES.md: LoRA 1.5 s per 256-token example), so 100 steps take about 20-30 minutes.
+    # (a LoRA step measured 1.5 s per 256-token example on an idle machine), so 100 steps take about 20-30 minutes.
     return TrainConfig(learning_rate=2e-4, max_steps=100, batch_size=8, micro_batch_size=1, log_every=10)
 
 
