@@ -8,18 +8,11 @@ from __future__ import annotations
 
 import argparse
 
-TRAIN_FLAGS = {"model": "model", "preset": "preset", "condition": "condition", "mode": "mode", "k": "num_gist",
-               "data": "data", "data_dir": "data_dir", "limit": "limit", "out": "out"}  # fmt: skip
-EVAL_FLAGS = {"gist": "gist", "pos_control": "pos_control", "neg_control": "neg_control", "base": "base",
-              "data_dir": "data_dir", "limit": "limit", "max_new_tokens": "max_new_tokens",
-              "batch_size": "batch_size", "out": "out"}  # fmt: skip
+def _overrides(args: argparse.Namespace) -> list[str]:
+    from compressions.cli.flags import config_overrides
 
-
-def _overrides(args: argparse.Namespace, flags: dict[str, str]) -> list[str]:
-    given = [f"{key}={getattr(args, flag)}" for flag, key in flags.items() if getattr(args, flag, None) is not None]
-    if getattr(args, "splits", None):
-        given.append(f"splits=[{','.join(args.splits)}]")
-    return given + list(args.overrides)
+    splits = [f"splits=[{','.join(args.splits)}]"] if getattr(args, "splits", None) else []
+    return splits + config_overrides(args)
 
 
 def run_gist_train(args: argparse.Namespace) -> None:
@@ -27,7 +20,7 @@ def run_gist_train(args: argparse.Namespace) -> None:
     from compressions.gist.config import GistConfig
     from compressions.gist.train import train_gist
 
-    config = load_config(GistConfig, args.config, _overrides(args, TRAIN_FLAGS))
+    config = load_config(GistConfig, args.config, _overrides(args))
     summary = train_gist(config)
     print(f"{summary['run_name']}: {summary['steps']} steps on {summary['examples']} examples in "
           f"{summary['train_seconds']:.0f} s, final loss {summary['final_loss']:.3f}")  # fmt: skip
@@ -39,7 +32,7 @@ def run_gist_eval(args: argparse.Namespace) -> None:
     from compressions.experiments.report import markdown_table
     from compressions.gist.evaluate import GistEvalConfig, evaluate_gist
 
-    config = load_config(GistEvalConfig, args.config, _overrides(args, EVAL_FLAGS))
+    config = load_config(GistEvalConfig, args.config, _overrides(args))
     metrics = evaluate_gist(config)
     retention = metrics.pop("gist_retention", {})
     intervals = metrics.pop("gist_retention_ci95", {})
@@ -57,31 +50,24 @@ def run_gist_eval(args: argparse.Namespace) -> None:
 
 
 def register(groups: dict) -> None:
+    from compressions.cli.flags import Flag, add_config_flags
+    from compressions.gist.config import MODES, NUM_GIST, PRESETS, GistConfig
+    from compressions.gist.evaluate import GistEvalConfig
+    from compressions.gist.masks import CONDITIONS
+
     train = groups["gist"].add_parser("train", help="train a gist model or a control (Mu et al.)")
     train.add_argument("--config", help="YAML config file (configs/gist/...)")
-    train.add_argument("--preset", choices=["test", "validate", "full"], help="100 / 2,000 / all training examples")
-    train.add_argument("--condition", choices=["gist", "pos_control", "neg_control"])
-    train.add_argument("--mode", choices=["full", "lora", "frozen"], help="what trains (default full)")
-    train.add_argument("--k", type=int, choices=[1, 2, 5, 10], help="number of gist tokens")
-    train.add_argument("--model", help="base model: alias, local dir or hub id")
-    train.add_argument("--data", help="Alpaca-format file or short name (default alpaca_plus_train)")
-    train.add_argument("--data-dir", help="folder of data files (default: $COMPRESSIONS_DATA_DIR)")
-    train.add_argument("--limit", type=int, help="training examples (overrides the preset)")
-    train.add_argument("--out", help="run folder (default runs/gist/<condition>-k<K>-<mode>-<preset>)")
+    add_config_flags(train, GistConfig, [
+        Flag("preset", choices=PRESETS), Flag("condition", choices=CONDITIONS), Flag("mode", choices=MODES),
+        Flag("num_gist", "k", choices=NUM_GIST), "model", "data", "data_dir", "limit", "out",
+    ])  # fmt: skip
     train.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
     train.set_defaults(func=run_gist_train)
 
     evaluate = groups["gist"].add_parser("eval", help="ROUGE of gist models, controls and a base model")
     evaluate.add_argument("--config", help="YAML config file (configs/gist/...)")
-    evaluate.add_argument("--gist", help="gist model (`gist train` run folder or model dir)")
-    evaluate.add_argument("--pos-control", help="pos_control model")
-    evaluate.add_argument("--neg-control", help="neg_control model")
-    evaluate.add_argument("--base", help="untrained model read with the full prompt (e.g. smollm2-135m)")
+    add_config_flags(evaluate, GistEvalConfig, ["gist", "pos_control", "neg_control", "base"])
     evaluate.add_argument("--splits", nargs="+", help="Alpaca-format files or short names (default: unseen, seen)")
-    evaluate.add_argument("--data-dir", help="folder of data files (default: $COMPRESSIONS_DATA_DIR)")
-    evaluate.add_argument("--limit", type=int, help="first N examples of each split")
-    evaluate.add_argument("--max-new-tokens", type=int)
-    evaluate.add_argument("--batch-size", type=int)
-    evaluate.add_argument("--out", help="run folder (default runs/gist/eval)")
+    add_config_flags(evaluate, GistEvalConfig, ["data_dir", "limit", "max_new_tokens", "batch_size", "out"])
     evaluate.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
     evaluate.set_defaults(func=run_gist_eval)

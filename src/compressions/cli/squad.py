@@ -7,53 +7,31 @@ override any field (e.g. `prompt.shots=2`).
 from __future__ import annotations
 
 import argparse
-import sys
-
-COMMON_EVAL_FLAGS = {
-    # flag: config key
-    "model": "model",
-    "dtype": "dtype",
-    "device": "device",
-    "data": "data",
-    "data_dir": "data_dir",
-    "split": "split",
-    "limit": "limit",
-    "batch_size": "batch_size",
-    "max_new_tokens": "max_new_tokens",
-    "prompt_format": "prompt.format",
-    "shots": "prompt.shots",
-    "reader": "reader",
-}
 
 
 def add_eval_options(parser: argparse.ArgumentParser) -> None:
+    """The SquadEvalConfig flags shared by `eval squad` and `baselines squad` (help from the config's fields)."""
+    from compressions.cli.flags import Flag, add_config_flags
+    from compressions.data.prompts import FORMATS
+    from compressions.data.squad import SPLITS
+    from compressions.evaluation.squad_eval import SquadEvalConfig
+    from compressions.models.loading import DTYPES
+
     parser.add_argument("--config", help="YAML config file (configs/eval/...)")
-    parser.add_argument("--model", help="alias (smollm2-135m, tiny-random-llama), local dir or hub id")
-    parser.add_argument("--dtype", choices=["float32", "bfloat16", "float16"])
-    parser.add_argument("--device", help="cpu, cuda, cuda:1 ...")
-    parser.add_argument("--data", help="SQuAD file, short name in the data dir (squad), or hub id")
-    parser.add_argument("--data-dir", help="folder of data files (default: $COMPRESSIONS_DATA_DIR)")
-    parser.add_argument("--split", choices=["train", "validation", "all"])
-    parser.add_argument("--limit", type=int, help="evaluate the first N questions")
-    parser.add_argument("--batch-size", type=int)
-    parser.add_argument("--max-new-tokens", type=int, help="default: answer-length diagnostic (p99)")
-    parser.add_argument("--prompt-format", choices=["chat", "completion"])
-    parser.add_argument("--shots", type=int, help="solved examples shown before the question")
-    parser.add_argument("--reader", help="reader adapter folder from `compressions train reader` (default: base model)")
+    add_config_flags(parser, SquadEvalConfig, [
+        "model", Flag("dtype", choices=DTYPES), "device", "data", "data_dir",
+        Flag("split", choices=SPLITS), "limit", "batch_size", "max_new_tokens",
+        Flag("prompt.format", "prompt-format", choices=FORMATS), Flag("prompt.shots", "shots"), "reader",
+    ])  # fmt: skip
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
 
 
-def _overrides(args: argparse.Namespace, extra: dict[str, str] = {}) -> list[str]:
-    flags = {**COMMON_EVAL_FLAGS, **extra}
-    given = [f"{key}={getattr(args, flag)}" for flag, key in flags.items() if getattr(args, flag, None) is not None]
-    return given + list(args.overrides)
-
-
-def _load_eval_config(args: argparse.Namespace, extra: dict[str, str] = {}, options: list[str] = []):
+def _load_eval_config(args: argparse.Namespace, options: list[str] = ()):
+    from compressions.cli.flags import config_overrides
     from compressions.config import load_config
     from compressions.evaluation.squad_eval import SquadEvalConfig
 
-    return load_config(SquadEvalConfig, args.config, _overrides(args, extra) + [f"method_options.{o}" for o in options])
+    return load_config(SquadEvalConfig, args.config, config_overrides(args) + [f"method_options.{o}" for o in options])
 
 
 def _method_options(words: list[str], methods: list[str]) -> dict[str, list[str]]:
@@ -73,9 +51,7 @@ def run_eval_squad(args: argparse.Namespace) -> None:
     from compressions.experiments.squad_run import evaluate_squad
     from compressions.experiments.report import markdown_table
 
-    config = _load_eval_config(
-        args, {"method": "method", "budget": "budget", "checkpoint": "checkpoint", "out": "out"}, args.method_option
-    )
+    config = _load_eval_config(args, args.method_option)
     metrics = evaluate_squad(config)
     print(markdown_table([metrics]))
     print(f"run folder: {config.out or f'runs/eval/{config.run_name}'}")
@@ -89,6 +65,7 @@ def run_baselines_squad(args: argparse.Namespace) -> None:
     import yaml
 
     from compressions.baselines import UNBUDGETED, check_method
+    from compressions.cli.flags import config_overrides
     from compressions.errors import CompressionsError
     from compressions.experiments.grid import CellGroup, GridConfig, run_grid
     from compressions.experiments.grid_report import write_report
@@ -96,7 +73,7 @@ def run_baselines_squad(args: argparse.Namespace) -> None:
     options = _method_options(args.method_option, args.methods)
     _load_eval_config(args)  # fail on a bad flag or value now, not in every cell
     base = {}
-    for word in _overrides(args):
+    for word in config_overrides(args):
         key, _, value = word.partition("=")
         base[key] = yaml.safe_load(value) if value else ""  # typed as a YAML value, as load_config reads it
     groups = []
@@ -117,12 +94,14 @@ def run_baselines_squad(args: argparse.Namespace) -> None:
 
 
 def register(groups: dict) -> None:
+    from compressions.cli.flags import Flag, add_config_flags
+    from compressions.evaluation.squad_eval import SquadEvalConfig
+
     squad = groups["eval"].add_parser("squad", help="SQuAD EM/F1 of one method at one budget")
     add_eval_options(squad)
-    squad.add_argument("--method", help="full, none, ..., learned (see `compressions baselines squad --help`)")
-    squad.add_argument("--checkpoint", help="method learned: a compressor checkpoint folder")
-    squad.add_argument("--budget", type=int, help="context budget M in target-model tokens")
-    squad.add_argument("--out", help="run folder (default runs/eval/<method>[-M<budget>])")
+    add_config_flags(squad, SquadEvalConfig, [
+        "method", "checkpoint", "budget", Flag("out", help="run folder (default runs/eval/<method>[-M<budget>])"),
+    ])  # fmt: skip
     squad.add_argument(
         "--method-option", action="append", default=[], metavar="KEY=VALUE", help="a method option (repeatable), e.g. ranker=embedding"
     )

@@ -18,7 +18,7 @@ from typing import Protocol
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel
 
-from compressions.baselines import UNBUDGETED, check_method
+from compressions.baselines import METHODS, UNBUDGETED, check_method
 from compressions.baselines.base import ContextCompressor
 from compressions.config import check_choice, check_placement
 from compressions.data.prompts import SquadPrompt, SquadPromptConfig
@@ -57,14 +57,14 @@ class SquadEvalConfig:
     model: str | None = field(
         default=None, metadata={"help": f"alias, local dir or hub id (default {DEFAULT_MODEL}; method learned: the checkpoint's)"}
     )
-    dtype: str = "float32"
-    device: str = "cpu"
+    dtype: str = field(default="float32", metadata={"help": "weights' dtype: float32 | bfloat16 | float16"})
+    device: str = field(default="cpu", metadata={"help": "cpu, cuda, cuda:1 ..."})
     data: str = field(default="squad", metadata={"help": "file, short name in the data dir, or hub id"})
     data_dir: str | None = field(default=None, metadata={"help": "default: $COMPRESSIONS_DATA_DIR"})
     split: str = field(default="validation", metadata={"help": "train | validation | all (local: by article)"})
     train_articles: int = field(default=20, metadata={"help": "local files: first N articles are train"})
     limit: int | None = field(default=None, metadata={"help": "first N questions of the split"})
-    method: str = "full"
+    method: str = field(default="full", metadata={"help": f"a method ({', '.join(METHODS)}) or {LEARNED} (with checkpoint)"})
     budget: int | None = field(default=None, metadata={"help": "context token budget M"})
     method_options: dict = field(default_factory=dict, metadata={"help": "the method's own options (key: value)"})
     checkpoint: str | None = field(default=None, metadata={"help": "method learned: compressor checkpoint folder"})
@@ -74,7 +74,7 @@ class SquadEvalConfig:
     )
     prompt: SquadPromptConfig = field(default_factory=SquadPromptConfig)
     max_new_tokens: int | None = field(default=None, metadata={"help": "default: answer-length diagnostic"})
-    batch_size: int = 8
+    batch_size: int = field(default=8, metadata={"help": "questions answered together"})
     seed: int = 0
     n_samples: int = field(default=20, metadata={"help": "predictions kept in sample_predictions.json"})
     on_error: str = field(default="skip", metadata={"help": "malformed records: skip | raise"})
