@@ -53,10 +53,12 @@ def test_learned_checkpoint_answers_as_the_harness_and_keeps_its_settings(tmp_pa
     answers = [compressor.answer(e.context, e.question, max_new_tokens=4) for e in examples]
     assert answers == _harness_predictions(tmp_path, examples, method="learned", checkpoint=str(tmp_path / "ck"))
     assert compressor.budget == 3 and compressor.prompt == pipeline.config.prompt
-    with pytest.raises(ConfigError, match="budget=3"):
+    with pytest.raises(ConfigError, match="--budget 8 conflicts with checkpoint .*, trained with budget 3"):
         load_compressor(str(tmp_path / "ck"), budget=8)
-    with pytest.raises(ConfigError, match="model="):
+    with pytest.raises(ConfigError, match="trained with model tiny-random-llama"):
         load_compressor(str(tmp_path / "ck"), model="smollm2-135m")
+    with pytest.raises(ConfigError, match="--reader runs/reader conflicts"):  # the harness: the same rule, before loading
+        SquadEvalConfig(method="learned", checkpoint=str(tmp_path / "ck"), reader="runs/reader").validate()
 
 
 def test_gist_model_compresses_instructions_and_the_quickstart_runs(tmp_path, capsys):

@@ -36,6 +36,7 @@ from compressions.data.squad import SquadExample
 from compressions.errors import ConfigError
 from compressions.evaluation.reading import first_line, read_compressed
 from compressions.evaluation.squad_eval import pick_shots
+from compressions.experiments.saved import checked_compressor_settings
 from compressions.gist.cache import GistCache, compress, generate
 from compressions.gist.evaluate import gist_settings, model_dir
 from compressions.models import DEFAULT_MODEL, load_model
@@ -142,11 +143,8 @@ def load_compressor(
 
 def _learned(path: Path, budget: int | None, model: str | None, reader: str | None, device: str) -> Compressor:
     """A checkpoint fixes its LLM (with the reader merged in), M and the prompt it was trained with."""
+    checked_compressor_settings(path, model=model, budget=budget, reader=reader)  # before loading anything
     method = LearnedContext.from_checkpoint(path, device)
     trained = method.pipeline.config
-    given = {"budget": budget, "model": model, "reader": reader}
-    for key, value in given.items():
-        if value is not None and value != getattr(trained, key):
-            raise ConfigError(f"checkpoint {path} was trained with {key}={getattr(trained, key)!r}, not {value!r}")
     pipeline = method.pipeline
     return Compressor(method, pipeline.llm, pipeline.tokenizer, trained.prompt, trained.budget, [], method.name, trained.model, trained.reader)

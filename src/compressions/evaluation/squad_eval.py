@@ -33,7 +33,7 @@ from compressions.evaluation.intervals import bootstrap_ci
 from compressions.evaluation.reading import first_line, read_compressed
 from compressions.evaluation.squad_metrics import aggregate_squad, normalize_answer, squad_scores
 from compressions.experiments.run_folder import RunFolder, git_commit
-from compressions.experiments.saved import compressor_settings
+from compressions.experiments.saved import checked_compressor_settings
 from compressions.models import DEFAULT_MODEL
 
 log = logging.getLogger(__name__)
@@ -106,14 +106,10 @@ class SquadEvalConfig:
             raise ConfigError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
 
     def _check_learned(self) -> None:
-        """The checkpoint fixes the LLM and M: a model or budget that differs would be ignored, so it is refused."""
+        """The checkpoint fixes the LLM, M and the reader: one that differs would be ignored, so it is refused."""
         if not self.checkpoint:
             raise ConfigError("method 'learned' needs a checkpoint: --checkpoint DIR")
-        trained = compressor_settings(self.checkpoint)
-        for key in ("model", "budget"):
-            given = getattr(self, key)
-            if given is not None and given != trained[key]:
-                raise ConfigError(f"--{key} {given} conflicts with checkpoint {self.checkpoint}, trained with {key} {trained[key]}; leave --{key} out")
+        checked_compressor_settings(self.checkpoint, model=self.model, budget=self.budget, reader=self.reader)
 
     @property
     def source(self) -> str:

@@ -45,3 +45,13 @@ def compressor_settings(path: str | Path) -> dict:
     if saved_kind(path) != COMPRESSOR:
         raise ConfigError(f"checkpoint {path} is {describe(path)}; --checkpoint takes a compressor checkpoint (`compressions train compressor`)")
     return json.loads((Path(path) / CONFIG_FILE).read_text(encoding="utf-8"))
+
+
+def checked_compressor_settings(path: str | Path, **given) -> dict:
+    """`compressor_settings`, refusing any given model, budget or reader that differs from the checkpoint's
+    (the checkpoint fixes them: a different one would be silently ignored)."""
+    trained = compressor_settings(path)
+    for key, value in given.items():
+        if value is not None and value != trained[key]:
+            raise ConfigError(f"--{key} {value} conflicts with checkpoint {path}, trained with {key} {trained[key]}; leave --{key} out")
+    return trained
