@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from compressions.data.prompts import SquadPrompt, SquadPromptConfig
 from compressions.evaluation.benchmarks import common_parser, report, squad_validation
-from compressions.evaluation.squad_eval import first_line
+from compressions.evaluation.reading import first_line
 from compressions.evaluation.squad_metrics import aggregate_squad, squad_scores
 from compressions.models import load_model
 from compressions.models.generation import generate_greedy

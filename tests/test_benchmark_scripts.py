@@ -148,3 +148,18 @@ def test_capacity_probe_script(tmp_path, tiny_args):
     assert rows[0]["reconstruction_accuracy"] is None
     saved = json.loads((tmp_path / "c.json").read_text())
     assert saved["rows"] == rows and "synthetic_squad" in saved["facts"]["paragraphs / questions"]
+
+
+def test_answer_position_splits_scores_at_the_first_m_tokens(tiny):
+    script = _script("answer_position")
+    tokenizer = tiny[1]
+    context = "Paris is the capital of France and its largest city."
+    ids = tokenizer(context, add_special_tokens=False, return_offsets_mapping=True)
+    start = context.index("France")
+    token = script.answer_token_start(tokenizer, context, start)
+    assert ids.offset_mapping[token][0] <= start < ids.offset_mapping[token][1]
+    assert script.answer_token_start(tokenizer, context, 0) == 0
+    scores = [{"id": "a", "f1": 1.0}, {"id": "b", "f1": 0.5}, {"id": "c", "f1": 0.0}]
+    split = script.split_scores(scores, {"a": True, "b": True, "c": False})
+    assert (split["f1_within"], split["n_within"], split["f1_after"], split["n_after"]) == (75.0, 2, 0.0, 1)
+    assert split["ci_after"] == [0.0, 0.0]
