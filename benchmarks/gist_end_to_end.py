@@ -91,7 +91,7 @@ def main(args: argparse.Namespace) -> list[dict]:
     rows = table_rows(costs(model, tokenizer, examples, num_gist, args), len(examples), args.batch_size)
     instruction_tokens = instruction_lengths(tokenizer, examples)
     facts = {
-        "model": what, "data": f"{source}, first {len(examples)} examples", "K": num_gist,
+        "model": what, "data": source, "K": num_gist,
         "new tokens per example": args.new_tokens,
         "compression ratio (instruction tokens / K, mean)": round(compression_ratio(instruction_tokens, num_gist), 2),
         "per use": "cache cost / R + generation; ratios to instruction caching at the same R",

@@ -82,7 +82,7 @@ def main(args: argparse.Namespace) -> list[dict]:
     instruction_tokens = instruction_lengths(tokenizer, examples)
     mean_instruction = sum(instruction_tokens) / len(instruction_tokens)
     facts = {
-        "model": what, "data": f"{source}, first {len(examples)} examples", "K": num_gist,
+        "model": what, "data": source, "K": num_gist,
         "mean instruction tokens": round(mean_instruction, 1),
         "compression ratio (instruction tokens / K, mean)": round(compression_ratio(instruction_tokens, num_gist), 2),
         "KV bytes per cached prompt: instruction / K gists": (

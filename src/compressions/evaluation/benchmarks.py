@@ -52,6 +52,7 @@ def add_alpaca_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", default=None, help="default: $COMPRESSIONS_DATA_DIR")
     parser.add_argument("--gist-model", default=None, help="a trained gist model (`gist train` run folder or model dir)")
     parser.add_argument("--num-gist", type=int, default=1, help="K, when no --gist-model is given")
+    parser.add_argument("--longest", action="store_true", help="the N examples with the longest instructions, not the first N")
 
 
 def examples_or_synthetic(load: Callable[[], list], synthetic: Callable[[int], list], n: int, what: str) -> tuple[list, str]:
@@ -63,8 +64,15 @@ def examples_or_synthetic(load: Callable[[], list], synthetic: Callable[[int], l
         return synthetic(n), f"{synthetic.__name__} ({what} not found)"
 
 
-def alpaca_examples(split: str, data_dir: str | None, n: int) -> tuple[list[AlpacaExample], str]:
-    return examples_or_synthetic(lambda: load_alpaca(split, data_dir), synthetic_alpaca, n, split)
+def alpaca_examples(split: str, data_dir: str | None, n: int, longest: bool = False) -> tuple[list[AlpacaExample], str]:
+    """The first n examples of a split, or with `longest` the n with the longest instructions (in characters;
+    the Gist paper measured efficiency on its Human split, whose instructions are longer than Alpaca+'s)."""
+    def load() -> list[AlpacaExample]:
+        examples = load_alpaca(split, data_dir)
+        return sorted(examples, key=lambda e: -len(e.instruction)) if longest else examples
+
+    examples, source = examples_or_synthetic(load, synthetic_alpaca, n, split)
+    return examples, f"{source}, {'the longest instructions' if longest else 'first'} {len(examples)} examples"
 
 
 def squad_validation(data_dir: str | None, n: int) -> tuple[list[SquadExample], str]:
@@ -87,7 +95,7 @@ def gist_setup(args: argparse.Namespace):
         model, tokenizer = load_model(args.model, args.dtype, args.device)
         add_gist_token(model, tokenizer)
         num_gist, what = args.num_gist, f"{args.model} + untrained <GIST> (add_gist_token)"
-    examples, source = alpaca_examples(args.split, args.data_dir, args.n)
+    examples, source = alpaca_examples(args.split, args.data_dir, args.n, getattr(args, "longest", False))
     return model, tokenizer, num_gist, what, examples, source
 
 
