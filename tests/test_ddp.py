@@ -35,6 +35,28 @@ def test_two_processes_match_one_with_accumulation(tmp_path):
     assert one["shuffled"] != one["grouped"]  # the length-grouped order is really another order
 
 
+def test_a_gist_model_trained_on_two_processes_saves_the_weights_of_one(tmp_path):
+    """The gist trainer saves the state dict gathered from every process (the path FSDP needs: there each
+    process holds a shard). Accelerate runs FSDP only on GPUs, so on CPU this checks the gathering and the
+    save on two gloo processes against one process."""
+    from safetensors.torch import load_file
+
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    saved = {}
+    for n in (1, 2):
+        out = tmp_path / f"p{n}"
+        subprocess.run([*torchrun, f"--nproc_per_node={n}", str(REPO / "tests" / "gist_ddp_job.py"), str(out)], env=ENV, check=True, timeout=300)
+        saved[n] = load_file(out / "model" / "model.safetensors")
+    assert saved[1].keys() == saved[2].keys()
+    for name, tensor in saved[1].items():
+        torch.testing.assert_close(saved[2][name], tensor, rtol=1e-4, atol=1e-5)
+    from compressions.models import load_model
+
+    initial = load_model("tiny-random-llama")[0].state_dict()
+    name = "model.layers.0.self_attn.q_proj.weight"
+    assert not torch.allclose(saved[2][name], initial[name])  # what was saved is the trained model
+
+
 @pytest.mark.parametrize("name", ["ddp", "fsdp_8b", "cpu_2proc"])
 def test_accelerate_configs_load(name):
     config = load_config_from_file(str(REPO / "configs" / "accelerate" / f"{name}.yaml"))  # unknown keys raise

@@ -116,15 +116,17 @@ def train_gist(
         start = time.perf_counter()
         params = [p for p in module.parameters() if p.requires_grad]
         lengths = [len(r["input_ids"]) for r in dataset] if config.group_by_length else None
+        gathered: dict = {}  # full fine-tuning: the weights as gathered from every process (whole under FSDP)
         history = train(
             module, [{"params": params}], gist_loss, dataset, collate, config.train, out / "train_log.jsonl", progress, lengths=lengths,
             checkpoint_dir=out / "train_state", tensorboard_dir=run.tensorboard_dir,
+            final_state=gathered.update if config.mode == "full" else None,
         )
         seconds = time.perf_counter() - start
         trained = module.merge_and_unload() if config.mode != "full" else module
         trained.eval()
         if is_main_process():
-            trained.save_pretrained(out / "model")
+            trained.save_pretrained(out / "model", state_dict=gathered or None)
             tokenizer.save_pretrained(out / "model")
         run.write_json(f"model/{CONFIG_FILE}", dataclasses.asdict(config))
         summary = {

@@ -93,6 +93,7 @@ def train(
     lengths: Sequence[int] | None = None,
     checkpoint_dir: str | Path | None = None,
     tensorboard_dir: str | Path | None = None,
+    final_state: Callable[[dict], None] | None = None,
 ) -> list[dict]:
     """Run `config.max_steps` optimizer steps; returns one log row per step.
 
@@ -101,7 +102,10 @@ def train(
     A `loss_fn` with `state_dict`/`load_state_dict` (e.g. its own random generator) is checkpointed too
     (its state: tensors and plain values, read back with `weights_only=True`).
     Each row's values are means over the global batch (all processes); with `tensorboard_dir` they
-    are also TensorBoard scalars in `<tensorboard_dir>/train`.
+    are also TensorBoard scalars in `<tensorboard_dir>/train`. `final_state(state_dict)` is called at the end
+    on the main process with the trained module's full state dict, gathered by every process together
+    (`Accelerator.get_state_dict`: under FSDP each process holds a shard, and the module object the caller
+    passed in no longer has whole weights).
     """
     config.validate()
     set_seed(config.seed)
@@ -201,5 +205,9 @@ def train(
         sink.close()
     for tracker in accelerator.trackers:  # not accelerator.end_training(): it ends the process group the caller may still use
         tracker.finish()
+    if final_state is not None:
+        state = accelerator.get_state_dict(module)  # a collective: every process takes part
+        if accelerator.is_main_process:
+            final_state(state)
     accelerator.wait_for_everyone()
     return history
