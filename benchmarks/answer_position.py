@@ -19,6 +19,7 @@ from compressions.data.squad import load_squad
 from compressions.evaluation.intervals import bootstrap_ci
 from compressions.experiments.report import markdown_table
 from compressions.experiments.run_folder import atomic_write_json
+from compressions.models import DEFAULT_MODEL
 from compressions.models.loading import load_tokenizer
 
 COLUMNS = (
@@ -66,7 +67,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", help="`eval squad` run folders with scores.json, on the same questions")
     parser.add_argument("--budget", type=int, default=32, help="M: the cut, in context tokens")
-    parser.add_argument("--model", default="smollm2-135m", help="the tokenizer that counts tokens")
+    parser.add_argument("--model", default=DEFAULT_MODEL, help="the tokenizer that counts tokens")
     parser.add_argument("--data", default="squad")
     parser.add_argument("--data-dir")
     parser.add_argument("--out", default="runs/benchmarks/answer_position.json")

@@ -133,9 +133,9 @@ def load_compressor(
         if trained is not None and trained != dataclasses.asdict(prompt):
             log.info("reading with the reader's training prompt %s", trained)
             prompt = SquadPromptConfig(**trained)
-    if prompt.shots and len({e.context for e in solved_from}) < prompt.shots:
-        raise ConfigError(f"prompt.shots={prompt.shots}: pass at least as many solved examples (solved_from=, a train split)")
     shots = pick_shots(list(solved_from), prompt.shots) if prompt.shots else []
+    if len(shots) < prompt.shots:
+        raise ConfigError(f"prompt.shots={prompt.shots}: pass at least as many solved examples (solved_from=, a train split)")
     layout = SquadPrompt(tokenizer, prompt, tuple(shots))
     method = build_method(name_or_path, tokenizer, budget, target_model=llm, slot_prompt=layout, **options)
     return Compressor(method, llm, tokenizer, prompt, budget, shots, name_or_path, model, reader)

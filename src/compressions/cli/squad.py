@@ -60,30 +60,24 @@ def run_eval_squad(args: argparse.Namespace) -> None:
 def run_baselines_squad(args: argparse.Namespace) -> None:
     """A grid of squad cells (methods x budgets, a group per method with its options), run and reported
     by the same code as `compressions grid`: finished cells of an earlier run are skipped."""
+    import dataclasses
     from pathlib import Path
 
-    import yaml
-
     from compressions.baselines import UNBUDGETED, check_method
-    from compressions.cli.flags import config_overrides
     from compressions.errors import CompressionsError
     from compressions.experiments.grid import CellGroup, GridConfig, run_grid
     from compressions.experiments.grid_report import write_report
 
     options = _method_options(args.method_option, args.methods)
-    _load_eval_config(args)  # fail on a bad flag or value now, not in every cell
-    base = {}
-    for word in config_overrides(args):
-        key, _, value = word.partition("=")
-        base[key] = yaml.safe_load(value) if value else ""  # typed as a YAML value, as load_config reads it
     groups = []
     for method in args.methods:
         budgets = [None] if method in UNBUDGETED else args.budgets
         for budget in budgets:  # fail now, not hours into the grid
             check_method(method, budget)
-        method_options = {k: yaml.safe_load(v) for k, _, v in (o.partition("=") for o in options[method])}
-        axes = {} if method in UNBUDGETED else {"budget": budgets}
-        groups.append(CellGroup(kind="squad", config=args.config, base={**base, "method": method, "method_options": method_options}, axes=axes))
+        # the flags, the YAML and this method's options, read and checked once; each cell sets its budget
+        config = dataclasses.asdict(_load_eval_config(args, options[method]))
+        base = {k: v for k, v in config.items() if k not in ("budget", "out")} | {"method": method}
+        groups.append(CellGroup(kind="squad", base=base, axes={} if method in UNBUDGETED else {"budget": budgets}))
     out = Path(args.out)
     summary = run_grid(GridConfig(groups=groups, out=str(out)), out)
     if summary["finished"] or summary["skipped"]:

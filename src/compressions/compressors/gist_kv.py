@@ -94,10 +94,13 @@ class GistKVCompressor(EncoderCompressor):
         full_mask = torch.cat([mask.new_ones(b, p), body_mask], dim=1)
         columns = columns + p  # (B, M) where each gist sits in `inputs`
         cache, hidden = reader.encode_cache(inputs, full_mask)
-        pick = columns[:, None, :, None]
+
+        def at_gists(entries: torch.Tensor) -> torch.Tensor:  # (B, n_kv, T, head_dim) -> (B, n_kv, M, head_dim)
+            return entries.gather(2, columns[:, None, :, None].expand(-1, entries.shape[1], -1, entries.shape[3]))
+
         return GistEntries(
-            keys=[layer.keys.gather(2, pick.expand(-1, layer.keys.shape[1], -1, layer.keys.shape[3])) for layer in cache.layers],
-            values=[layer.values.gather(2, pick.expand(-1, layer.values.shape[1], -1, layer.values.shape[3])) for layer in cache.layers],
+            keys=[at_gists(layer.keys) for layer in cache.layers],
+            values=[at_gists(layer.values) for layer in cache.layers],
             positions=position_ids(full_mask).gather(1, columns),
             hidden=hidden.gather(1, columns[..., None].expand(-1, -1, hidden.shape[-1])),
         )

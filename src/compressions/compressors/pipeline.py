@@ -156,8 +156,11 @@ class SoftPromptModel(nn.Module):
     def compressor_ids(self, context: str, question: str) -> list[int]:
         """What the compressor reads: the context, then with `question_aware` the prompt's text after it
         (question and answer anchor), so that what it makes serves that one question."""
-        ids = self.context_ids(context)
-        return ids + self.prompt_ids(question)[1] if self.config.question_aware else ids
+        return self.compressor_input(self.context_ids(context), self.prompt_ids(question)[1])
+
+    def compressor_input(self, context_ids: list[int], after_ids: list[int]) -> list[int]:
+        """`compressor_ids` from ids: the context, then with `question_aware` the ids read after the slot."""
+        return context_ids + after_ids if self.config.question_aware else context_ids
 
     # --- tensors ---
     @property

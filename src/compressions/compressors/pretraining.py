@@ -29,10 +29,9 @@ def pretraining_features(pipeline: SoftPromptModel, texts: list[str], task: str,
         raise ValueError(f"unknown pretraining task {task!r}; choose from {TASKS}")
     tokenizer, prefix = pipeline.tokenizer, pipeline.prefix_ids()
     cue = tokenizer(AUTOENCODE_CUE, add_special_tokens=False).input_ids
-    aware = pipeline.config.question_aware  # reads what follows the slot, as it reads the question
 
     def feature(context: list[int], suffix: list[int], target: list[int], group: int) -> SquadFeature:
-        return SquadFeature(context, context + suffix if aware else context, prefix, suffix, target, group)
+        return SquadFeature(context, pipeline.compressor_input(context, suffix), prefix, suffix, target, group)
 
     features = []
     for group, text in enumerate(texts):
