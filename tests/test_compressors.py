@@ -293,6 +293,20 @@ def test_compressor_overfits_eight_examples_end_to_end(tmp_path):
     assert set(summary["validation_collapse"]) == {"contexts", "cosine_within", "cosine_across", "soft_norm", "embedding_norm"}
 
 
+def test_untrained_run_saves_the_starting_pipeline(tiny, tmp_path):
+    """`untrained=true` gives a step-0 checkpoint: the weights train_compressor starts from, no step taken."""
+    examples = synthetic_squad(4, seed=5)
+    overrides = ["pipeline.model=tiny-random-llama", "pipeline.arch=pooling", "pipeline.budget=4", "untrained=true",
+                 "eval_limit=0", f"out={tmp_path}"]  # fmt: skip
+    config = load_config(CompressorTrainConfig, overrides=overrides)
+    summary = train_compressor(config, examples, examples, *tiny, progress=False)
+    assert summary["steps"] == 0 and summary["last_steps_mean"] == {} and summary["validation_collapse"]
+    torch.manual_seed(config.train.seed)
+    initial = SoftPromptModel.create(config.pipeline, *load_model("tiny-random-llama")).compressor.state_dict()
+    saved = SoftPromptModel.from_pretrained(tmp_path / "checkpoint", *load_model("tiny-random-llama")).compressor.state_dict()
+    assert initial.keys() == saved.keys() and all(torch.equal(initial[k], saved[k]) for k in initial)
+
+
 def test_cli_train_then_eval_learned(tmp_path, capsys):
     data = tmp_path / "squad.json"
     examples = synthetic_squad(12)

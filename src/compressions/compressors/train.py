@@ -68,6 +68,9 @@ class CompressorTrainConfig:
     init_from: str | None = field(
         default=None, metadata={"help": "a checkpoint of the same pipeline to start from (its weights; a new schedule and optimizer)"}
     )
+    untrained: bool = field(
+        default=False, metadata={"help": "save the starting pipeline as the checkpoint, no step taken (a run's step-0 row)"}
+    )
 
     def validate(self) -> None:
         self.pipeline.validate()
@@ -126,7 +129,7 @@ def train_compressor(
         n_params = pipeline.compressor.num_parameters()
         log.info("%s: %d compressor parameters, %d %s training features", config.run_name, n_params, len(features), config.task)
         start = time.perf_counter()
-        history = train(
+        history = [] if config.untrained else train(
             pipeline, groups, objective, features, collate_fn, config.train, run.path / "train_log.jsonl", progress, objective.set_step,
             checkpoint_dir=run.path / "train_state", tensorboard_dir=run.tensorboard_dir,
         )
@@ -142,7 +145,7 @@ def train_compressor(
             "train_questions" if config.task == "squad" else "train_texts": len(features),
             "steps": len(history),
             "train_seconds": train_seconds,
-            "last_steps_mean": {k: statistics.fmean(r[k] for r in last) for k in last[0] if k != "step"},
+            "last_steps_mean": {k: statistics.fmean(r[k] for r in last) for k in last[0] if k != "step"} if last else {},
             "validation_collapse": collapse_diagnostic(pipeline, eval_examples, config.diagnostic_contexts),
             "checkpoint": str(checkpoint),
         }
