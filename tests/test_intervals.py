@@ -67,3 +67,25 @@ def test_retention_interval():
     neg = pos - 0.4
     assert retention_ci((neg + 0.2).tolist(), pos.tolist(), neg.tolist()) == pytest.approx((0.5, 0.5))
     assert retention_ci([0.3] * 5, [0.2] * 5, [0.2] * 5) is None  # controls tied: no ratio
+
+
+def test_table_rows_join_scores_with_the_training_summary(tiny, tmp_path, capsys):
+    from compressions.compressors.train import CompressorTrainConfig, train_compressor
+    from compressions.config import load_config
+    from compressions.experiments.learned_table import table_row
+
+    examples = synthetic_squad(6, seed=3)
+    overrides = ["pipeline.model=tiny-random-llama", "pipeline.arch=pooling", "pipeline.budget=4", "untrained=true",
+                 "eval_limit=6", "max_new_tokens=3", f"out={tmp_path / 'run'}"]  # fmt: skip
+    summary = train_compressor(load_config(CompressorTrainConfig, overrides=overrides), examples, examples, *tiny, progress=False)
+    prefix = SquadEvalConfig(model="tiny-random-llama", method="prefix", budget=4, max_new_tokens=3, out=str(tmp_path / "prefix"))
+    baseline = evaluate_squad(prefix, examples, examples)
+    row = table_row(tmp_path / "run" / "eval", tmp_path / "prefix")
+    assert row["method"] == "learned-pooling" and row["f1"] == pytest.approx(summary["eval"]["f1"])
+    assert row["vs"][0] == pytest.approx(summary["eval"]["f1"] - baseline["f1"])
+    assert row["steps"] == 0 and row["cosine_across"] == pytest.approx(summary["validation_collapse"]["cosine_across"])
+    assert "steps" not in table_row(tmp_path / "prefix")  # a text method has no training run
+    assert main(["eval", "table", str(tmp_path / "run" / "eval"), str(tmp_path / "prefix"), "--against", str(tmp_path / "prefix")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 4 and lines[3].startswith("| prefix | prefix | 4 |") and "+0.0 [+0.0, +0.0]" in lines[3]
+    assert main(["eval", "table", str(tmp_path)]) == 2  # not a finished eval run: one error line

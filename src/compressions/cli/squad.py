@@ -7,6 +7,7 @@ override any field (e.g. `prompt.shots=2`).
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 
 def add_eval_options(parser: argparse.ArgumentParser) -> None:
@@ -106,6 +107,12 @@ def register(groups: dict) -> None:
     compare.add_argument("run_b", help="another, on the same questions")
     compare.set_defaults(func=run_compare)
 
+    table = groups["eval"].add_parser("table", help="F1/EM with intervals of finished runs, with their training summaries")
+    table.add_argument("runs", nargs="+", help="`eval squad` run folders (a learned one also shows its training run)")
+    table.add_argument("--against", help="a run on the same questions: each row's paired F1 difference with it")
+    table.add_argument("--out", help="also write the rows here as JSON")
+    table.set_defaults(func=run_table)
+
     grid = groups["baselines"].add_parser("squad", help="SQuAD table of methods x budgets")
     add_eval_options(grid)
     grid.add_argument("--methods", nargs="+", default=["full", "none"])
@@ -115,6 +122,17 @@ def register(groups: dict) -> None:
         "--method-option", action="append", default=[], metavar="METHOD.KEY=VALUE", help="an option of one method (repeatable), e.g. random.seed=1"
     )
     grid.set_defaults(func=run_baselines_squad)
+
+
+def run_table(args: argparse.Namespace) -> None:
+    from compressions.experiments.learned_table import COLUMNS, learned_table
+    from compressions.experiments.report import markdown_table
+    from compressions.experiments.run_folder import atomic_write_json
+
+    rows = learned_table(args.runs, args.against)
+    print(markdown_table(rows, COLUMNS), end="")
+    if args.out:
+        atomic_write_json(Path(args.out), rows)
 
 
 def run_compare(args: argparse.Namespace) -> None:
