@@ -47,7 +47,7 @@ def _contexts(pipeline, n=3):
     contexts = [e.context for e in synthetic_squad(n, seed=2)]
     ids = [pipeline.context_ids(c) for c in contexts]
     ids[1] = ids[1][:3]  # one context shorter than M
-    return right_pad(ids, pipeline.tokenizer.pad_token_id)
+    return right_pad([pipeline.compressor_input(i, []) for i in ids], pipeline.tokenizer.pad_token_id)
 
 
 @pytest.mark.parametrize("arch", ENCODER_ARCHS)
@@ -69,6 +69,17 @@ def test_shapes_and_padding_invariance(arch):
     assert not torch.allclose(soft[0], soft[2])  # different contexts, different tokens
 
 
+def _step0_logits_equal_the_text_method(pipeline, model, kept_ids, example):
+    """The decoder reading the learned method's M soft tokens gives the logits of the prompt holding `kept_ids`."""
+    embeds = model.get_input_embeddings()
+    text_prompt = torch.tensor([pipeline.squad_prompt().with_context(example.question, kept_ids)])
+    start = len(pipeline.prompt_ids(example.question)[0])
+    soft_embeds = embeds(text_prompt).clone()
+    soft_embeds[0, start : start + len(kept_ids)] = LearnedContext(pipeline).compress(example.context, example.question).embeddings
+    with torch.no_grad():
+        torch.testing.assert_close(model(inputs_embeds=soft_embeds).logits, model(input_ids=text_prompt).logits)
+
+
 def test_selected_residual_starts_as_prefix_truncation(tiny):
     """At step 0 the decoder reads exactly the embeddings of the first M context tokens, so its logits
     are those of the `prefix` text method's prompt."""
@@ -79,16 +90,34 @@ def test_selected_residual_starts_as_prefix_truncation(tiny):
     embeds = tiny[0].get_input_embeddings()
     torch.testing.assert_close(soft[0], embeds(ids[0, :4]), atol=0, rtol=0)
     assert prefix_positions(torch.tensor([3]), 4).tolist() == [[0, 0, 1, 2]]  # a short context repeats tokens
+    assert pipeline.compressor_input([5, 6, 7], [])[:4] == [5, 5, 6, 7]
 
     example = synthetic_squad(1, seed=2)[0]
-    method = LearnedContext(pipeline)
     prefix_ids = tiny[1](example.context, add_special_tokens=False).input_ids[:4]
-    text_prompt = torch.tensor([pipeline.squad_prompt().with_context(example.question, prefix_ids)])
-    start = len(pipeline.prompt_ids(example.question)[0])
-    soft_embeds = embeds(text_prompt).clone()
-    soft_embeds[0, start : start + 4] = method.compress(example.context, example.question).embeddings
-    with torch.no_grad():
-        torch.testing.assert_close(tiny[0](inputs_embeds=soft_embeds).logits, tiny[0](input_ids=text_prompt).logits)
+    _step0_logits_equal_the_text_method(pipeline, tiny[0], prefix_ids, example)
+
+
+def test_selected_residual_can_start_from_a_question_aware_selection(tiny):
+    """selection=extractive: the decoder reads, at step 0, exactly the tokens the extractive method keeps for
+    that question, and the encoder reads the whole context and the question."""
+    pytest.importorskip("sklearn")
+    from compressions.baselines import build_method
+
+    pipeline = _pipeline("selected_residual", budget=6, llm=tiny, selection="extractive", question_aware=True)
+    example = synthetic_squad(1, seed=2)[0]
+    kept = build_method("extractive", tiny[1], 6).compress(example.context, example.question, 6).token_ids
+    assert len(kept) == 6 and kept != pipeline.context_ids(example.context)[:6]  # not the prefix
+    read = pipeline.compressor_ids(example.context, example.question)
+    assert read == kept + pipeline.context_ids(example.context) + pipeline.prompt_ids(example.question)[1]
+    _step0_logits_equal_the_text_method(pipeline, tiny[0], kept, example)
+    with pytest.raises(ConfigError, match="reads the question: set pipeline.question_aware=true"):
+        _pipeline("selected_residual", llm=tiny, selection="extractive")
+    with pytest.raises(ConfigError, match="starts from no selection"):
+        _pipeline("memory", llm=tiny, selection="extractive")
+    with pytest.raises(ConfigError, match="selection must be a budgeted text method"):
+        _pipeline("selected_residual", llm=tiny, selection="full")
+    with pytest.raises(ConfigError, match="selection must be a budgeted text method"):
+        _pipeline("selected_residual", llm=tiny, selection="snapkv", question_aware=True)  # keeps KV entries, no tokens
 
 
 def test_pooled_encoder_starts_as_window_means_of_hidden_states(tiny):

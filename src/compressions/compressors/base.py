@@ -51,6 +51,7 @@ class SoftCompressor(nn.Module):
     config_class = SoftCompressorConfig
     reads_llm = False  # reads features [B, N, d], not the LLM
     makes_cache = False
+    reads_selection = False  # its input ids start with the M ids a text selection keeps (encoder.py)
 
     def __init__(self, config: SoftCompressorConfig):
         super().__init__()

@@ -9,9 +9,10 @@ mask)` runs the encoder and gives its last (normed) hidden states. Each maps rig
   states are the soft tokens, pasted in as the decoder's input embeddings without projection.
 - `pooled_encoder` (inspired by Feldman & Artzi): the encoder's hidden states mean-pooled over M windows of
   the context, then a d x d projection that starts as the identity (step 0 = contextual average pooling).
-- `selected_residual` (inspired by KV-Distill): the embeddings of the first M context tokens (what prefix
-  truncation keeps) plus a zero-initialised correction read from the encoder, which sees the whole
-  context; at step 0 the decoder reads exactly the prefix, and training only has to improve on it.
+- `selected_residual` (inspired by KV-Distill): the embeddings of the M context tokens a text method keeps
+  (the pipeline's `selection`: prefix truncation by default, or a question-aware one such as extractive)
+  plus a zero-initialised correction read from the encoder, which sees the whole context; at step 0 the
+  decoder reads exactly that method's tokens, and training only has to improve on it.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ class EncoderCompressor(nn.Module):
     config_class = CompressorConfig
     reads_llm = True
     makes_cache = False  # True: the output is per-layer K/V entries (gist_kv.py), not input embeddings
+    reads_selection = False  # True: its input ids start with the M ids a selection keeps (the pipeline's `selection`)
 
     def __init__(self, config: CompressorConfig):
         super().__init__()
@@ -111,14 +113,18 @@ def prefix_positions(lengths: torch.Tensor, m: int) -> torch.Tensor:
 
 
 class SelectedResidualCompressor(EncoderCompressor):
+    reads_selection = True
+
     def __init__(self, config: CompressorConfig):
         super().__init__(config)
         self.correction = nn.Linear(config.input_size, config.input_size, bias=False)
         nn.init.zeros_(self.correction.weight)
 
     def encode(self, reader: ContextReader, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        embeds = reader.embed(ids)  # (B, N, d)
-        picked = prefix_positions(mask.sum(dim=1), self.config.num_tokens)  # (B, M)
-        selected = embeds.gather(1, picked[..., None].expand(-1, -1, embeds.shape[-1]))  # (B, M, d)
+        m = self.config.num_tokens
+        if ids.shape[1] <= m or not mask[:, m:].any(dim=1).all():
+            raise ValueError(f"expected the {m} selected ids, then the context (see SoftPromptModel.compressor_input)")
+        embeds = reader.embed(ids)  # (B, M + N, d)
+        selected = embeds[:, :m]
         # copies of the selected tokens after the context: their hidden states have read all of it
-        return selected + self.correction(read_after_context(reader, embeds, mask, selected))
+        return selected + self.correction(read_after_context(reader, embeds[:, m:], mask[:, m:], selected))

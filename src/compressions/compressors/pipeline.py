@@ -33,7 +33,9 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 
+from compressions.baselines import METHODS, UNBUDGETED, build_method
 from compressions.compressors import SoftCompressor, build_compressor, compressor_class
+from compressions.compressors.encoder import prefix_positions
 from compressions.compressors.gist_kv import GistEntries
 from compressions.config import load_config
 from compressions.data.prompts import SquadPrompt, SquadPromptConfig
@@ -46,6 +48,8 @@ from compressions.reader.adapter import reader_prompt, with_reader
 from compressions.training.lora import LoraSettings, add_adapter, load_adapter
 
 CONFIG_FILE, COMPRESSOR_FILE = "pipeline_config.json", "compressor_config.json"
+# what selected_residual can start from: the text methods that keep at most M of the context's tokens
+SELECTIONS = sorted(n for n, m in METHODS.items() if n not in UNBUDGETED and getattr(getattr(m, "func", m), "output") == "text")
 WEIGHTS_FILE, ADAPTER_DIR = "compressor.safetensors", "adapter"
 
 
@@ -63,6 +67,10 @@ class PipelineConfig:
     reader: str | None = field(default=None, metadata={"help": "SQuAD reader adapter folder: the frozen decoder"})
     question_aware: bool = field(
         default=False, metadata={"help": "the compressor also reads the prompt's text after the context (the question)"}
+    )
+    selection: str = field(
+        default="prefix",
+        metadata={"help": "selected_residual's start: the M tokens this text method keeps (prefix, extractive, ...)"},
     )
     lora: LoraSettings = field(default_factory=lambda: LoraSettings(target_modules=["q_proj", "k_proj", "v_proj", "o_proj"]))
     # Zero-shot, as the SQuAD reader: training teaches the answer format, and solved examples would
@@ -82,6 +90,10 @@ class PipelineConfig:
             raise ConfigError(f"arch {self.arch!r} hands the decoder a cache: the slot has no separator (got {self.separator!r})")
         if self.encoder_lora and not compressor_class(self.arch).reads_llm:
             raise ConfigError(f"encoder_lora: arch {self.arch!r} does not run the LLM as its encoder")
+        if self.selection != "prefix" and not compressor_class(self.arch).reads_selection:
+            raise ConfigError(f"selection {self.selection!r}: arch {self.arch!r} starts from no selection")
+        if self.selection not in SELECTIONS:
+            raise ConfigError(f"selection must be a budgeted text method ({', '.join(SELECTIONS)}), got {self.selection!r}")
         self.lora.validate()
 
 
@@ -99,6 +111,11 @@ class SoftPromptModel(nn.Module):
             raise ConfigError(f"compressor makes {compressor.config.num_tokens} tokens, budget is {config.budget}")
         self.config, self.tokenizer, self.llm, self.compressor = config, tokenizer, llm, compressor
         self._prefix_cache: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+        self.selector = None
+        if compressor.reads_selection and config.selection != "prefix":
+            self.selector = build_method(config.selection, tokenizer, config.budget)
+            if self.selector.question_aware and not config.question_aware:
+                raise ConfigError(f"selection {config.selection!r} reads the question: set pipeline.question_aware=true")
 
     @classmethod
     def create(cls, config: PipelineConfig, llm: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> SoftPromptModel:
@@ -156,11 +173,22 @@ class SoftPromptModel(nn.Module):
     def compressor_ids(self, context: str, question: str) -> list[int]:
         """What the compressor reads: the context, then with `question_aware` the prompt's text after it
         (question and answer anchor), so that what it makes serves that one question."""
-        return self.compressor_input(self.context_ids(context), self.prompt_ids(question)[1])
+        selected = self.selector.compress(context, question, self.config.budget).token_ids if self.selector else None
+        return self.compressor_input(self.context_ids(context), self.prompt_ids(question)[1], selected)
 
-    def compressor_input(self, context_ids: list[int], after_ids: list[int]) -> list[int]:
-        """`compressor_ids` from ids: the context, then with `question_aware` the ids read after the slot."""
-        return context_ids + after_ids if self.config.question_aware else context_ids
+    def compressor_input(self, context_ids: list[int], after_ids: list[int], selected: list[int] | None = None) -> list[int]:
+        """`compressor_ids` from ids: the context, then with `question_aware` the ids read after the slot.
+        A compressor that starts from a selection reads its M selected ids first (`selected`, by default the
+        first M context ids, what `prefix` keeps; fewer are stretched to M by repeating, evenly spread)."""
+        read = context_ids + after_ids if self.config.question_aware else context_ids
+        if not self.compressor.reads_selection:
+            return read
+        if selected is None:
+            if self.selector is not None:
+                raise ConfigError(f"selection {self.config.selection!r} needs the context's text and question")
+            selected = context_ids[: self.config.budget]
+        picked = prefix_positions(torch.tensor([len(selected)]), self.config.budget)[0].tolist()
+        return [selected[i] for i in picked] + read
 
     # --- tensors ---
     @property
