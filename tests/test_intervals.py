@@ -81,7 +81,7 @@ def test_table_rows_join_scores_with_the_training_summary(tiny, tmp_path, capsys
     prefix = SquadEvalConfig(model="tiny-random-llama", method="prefix", budget=4, max_new_tokens=3, out=str(tmp_path / "prefix"))
     baseline = evaluate_squad(prefix, examples, examples)
     row = table_row(tmp_path / "run" / "eval", tmp_path / "prefix")
-    assert row["method"] == "learned-pooling" and row["f1"] == pytest.approx(summary["eval"]["f1"])
+    assert row["run"] == "run" and row["method"] == "learned-pooling" and row["f1"] == pytest.approx(summary["eval"]["f1"])
     assert row["vs"][0] == pytest.approx(summary["eval"]["f1"] - baseline["f1"])
     assert row["steps"] == 0 and row["cosine_across"] == pytest.approx(summary["validation_collapse"]["cosine_across"])
     assert "steps" not in table_row(tmp_path / "prefix")  # a text method has no training run

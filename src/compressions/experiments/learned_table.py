@@ -47,7 +47,8 @@ def table_row(run: str | Path, against: str | Path | None = None) -> dict:
     metrics = finished_metrics(run)
     if metrics is None:
         raise ConfigError(f"{run} is not a finished `eval squad` run (no metrics.json)")
-    row = {"run": run.name, **{k: metrics.get(k) for k in ("method", "budget", "question_aware", "f1", "f1_ci95", "exact_match")}}
+    label = run.parent.name if run.name == "eval" else run.name  # a trainer's own evaluation: name it by its run
+    row = {"run": label, **{k: metrics.get(k) for k in ("method", "budget", "question_aware", "f1", "f1_ci95", "exact_match")}}
     if against is not None and (run / "scores.json").is_file():  # runs from before per-question scores: no pairing
         d = compare_runs(run, against)["f1"]
         row["vs"] = [d["mean"], d["low"], d["high"]]
