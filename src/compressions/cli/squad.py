@@ -62,7 +62,6 @@ def run_baselines_squad(args: argparse.Namespace) -> None:
     """A grid of squad cells (methods x budgets, a group per method with its options), run and reported
     by the same code as `compressions grid`: finished cells of an earlier run are skipped."""
     import dataclasses
-    from pathlib import Path
 
     from compressions.baselines import UNBUDGETED, check_method
     from compressions.errors import CompressionsError
