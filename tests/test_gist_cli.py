@@ -7,7 +7,7 @@ import pytest
 
 from compressions.cli.main import main
 from compressions.data.synthetic import synthetic_alpaca
-from compressions.gist.evaluate import GistEvalConfig, first_tokens, gist_retention, gist_settings, model_dir, predict
+from compressions.gist.evaluate import GistEvalConfig, first_tokens, gist_settings, model_dir, predict, retentions
 from compressions.models import load_model
 
 
@@ -30,7 +30,8 @@ def test_train_three_conditions_then_evaluate_them(tmp_path, capsys):
     assert main(argv) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics) == {
-        "gist-2", "gist-2-wrong_instruction", "gist-2-int8", "instruction-first-2", "pos_control", "neg_control", "base", "gist_retention", "gist_retention_ci95"
+        "gist-2", "gist-2-wrong_instruction", "gist-2-int8", "instruction-first-2", "pos_control", "neg_control", "base",
+        "gist_retention", "gist_retention_ci95", "loss_retention", "loss_retention_ci95",
     }  # fmt: skip
     assert set(metrics["gist-2-wrong_instruction"][split]) == {"rougeL", "rougeL_ci95", "rouge1", "rouge2", "n", "seconds_per_example"}
     assert set(metrics["gist-2"][split]) == {"rougeL", "rougeL_ci95", "rouge1", "rouge2", "n", "seconds_per_example", "loss", "loss_gists_hidden"}
@@ -38,10 +39,20 @@ def test_train_three_conditions_then_evaluate_them(tmp_path, capsys):
     low, high = metrics["gist-2"][split]["rougeL_ci95"]
     assert low <= metrics["gist-2"][split]["rougeL"] <= high
     assert metrics["base"][split]["n"] == 3
-    assert metrics["gist_retention"] == pytest.approx(gist_retention({k: v for k, v in metrics.items() if not k.startswith("gist_retention")}))
+    rouge, loss = ({m: metrics[m][split][key] for m in ("gist-2", "pos_control", "neg_control")} for key in ("rougeL", "loss"))
+    if rouge["pos_control"] != rouge["neg_control"]:
+        expected = (rouge["gist-2"] - rouge["neg_control"]) / (rouge["pos_control"] - rouge["neg_control"])
+        assert metrics["gist_retention"][split] == pytest.approx(expected)
+    expected = (loss["neg_control"] - loss["gist-2"]) / (loss["neg_control"] - loss["pos_control"])
+    assert metrics["loss_retention"][split] == pytest.approx(expected)
+    scores = json.loads((out / "scores.json").read_text())  # each example's scores, for pairing runs scored apart
+    assert set(scores["gist-2"][split]) == {"nll", "tokens", "rougeL"} and len(scores["gist-2"][split]["nll"]) == 3
+    assert set(scores["instruction-first-2"][split]) == {"rougeL"}
+    assert 100 * sum(scores["neg_control"][split]["rougeL"]) / 3 == pytest.approx(rouge["neg_control"])
     samples = json.loads((out / "sample_predictions.json").read_text())
     assert len(samples) == 8 and {s["model"] for s in samples} == {"gist-2", "pos_control", "neg_control", "base"}
-    assert "gist retention on" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "gist retention on" in printed and "loss retention on" in printed
 
     # the wrong-instruction control reads each input after the next distinct instruction's gists
     model, tokenizer = load_model(model_dir(str(tmp_path / "gist")))
@@ -57,13 +68,27 @@ def test_train_three_conditions_then_evaluate_them(tmp_path, capsys):
     assert main([*argv, "rouge=false", "--out", str(tmp_path / "losses")]) == 0
     losses = json.loads((tmp_path / "losses" / "metrics.json").read_text())
     assert "gist_retention" not in losses and set(losses["gist-2"][split]) == {"n", "loss", "loss_gists_hidden"}
+    assert losses["loss_retention"] == metrics["loss_retention"]
     assert losses["gist-2"][split]["loss"] == metrics["gist-2"][split]["loss"]
 
 
-def test_retention_formula():
-    scores = lambda r: {"s": {"rougeL": r}}  # noqa: E731
-    assert gist_retention({"gist-1": scores(40.0), "pos_control": scores(50.0), "neg_control": scores(30.0)}) == {"s": 0.5}
-    assert gist_retention({"gist-1": scores(40.0), "pos_control": scores(50.0)}) == {}
+def test_retentions_from_each_examples_scores():
+    """ROUGE-L: (gist - neg) / (pos - neg); loss: (neg - gist) / (neg - pos), with paired intervals; the gist
+    model halfway between its controls on every example retains 0.5 in every resample."""
+    pos, neg = [0.6, 0.2, 0.4], [0.2, 0.0, 0.2]
+    half = [(p + n) / 2 for p, n in zip(pos, neg)]
+    scores = {
+        "gist-1": {"s": {"rougeL": half, "nll": [3.0, 2.0, 1.0]}},
+        "gist-1-wrong_instruction": {"s": {"rougeL": neg}},
+        "pos_control": {"s": {"rougeL": pos, "nll": [2.0, 2.0, 0.5]}},
+        "neg_control": {"s": {"rougeL": neg, "nll": [5.0, 3.0, 1.5]}},
+    }
+    out = retentions(scores)
+    assert out["gist_retention"]["s"] == pytest.approx(0.5) and out["gist_retention_ci95"]["s"] == pytest.approx((0.5, 0.5))
+    assert out["loss_retention"]["s"] == pytest.approx((9.5 - 6.0) / (9.5 - 4.5))
+    low, high = out["loss_retention_ci95"]["s"]
+    assert low <= out["loss_retention"]["s"] <= high
+    assert retentions({k: v for k, v in scores.items() if k != "neg_control"}) == {}
 
 
 @pytest.mark.parametrize(
@@ -91,23 +116,26 @@ def test_gist_subcommands_have_help(capsys):
 
 
 @pytest.mark.parametrize("condition", ["gist", "neg_control"])
-def test_completion_loss_is_the_training_loss(condition):
-    """Token-weighted mean over a padded batch of examples of different lengths = the training loss of
-    all of them in one batch (transformers' mean over label tokens), under the same mask."""
+def test_completion_nll_sums_to_the_training_loss(condition):
+    """Summed NLL over summed tokens, from padded batches of examples of different lengths, = the training loss
+    of all of them in one batch (transformers' mean over label tokens), under the same mask; and each
+    example's sum = its own training loss x its reference tokens."""
     import torch
 
     from compressions.gist.data import GistCollator, training_example
-    from compressions.gist.evaluate import GistEvalConfig, completion_loss
+    from compressions.gist.evaluate import completion_nll
     from compressions.gist.tokens import add_gist_token
     from compressions.gist.train import gist_loss
-    from compressions.models import load_model
 
     model, tokenizer = load_model("tiny-random-llama")
     gist_id = add_gist_token(model, tokenizer)
     examples = synthetic_alpaca(5, seed=3)
     settings = {"num_gist": 2, "prompt_format": "plain", "condition": "gist"}
-    loss = completion_loss(model, tokenizer, examples, settings, condition, GistEvalConfig(base="x", batch_size=2))
+    nll, tokens = completion_nll(model, tokenizer, examples, settings, condition, GistEvalConfig(base="x", batch_size=2))
     rows = [training_example(tokenizer, e, 2, gist_id, "plain", 10**6) for e in examples]
+    collate = GistCollator(tokenizer.pad_token_id, gist_id, condition)
     with torch.no_grad():
-        expected, _ = gist_loss(model, GistCollator(tokenizer.pad_token_id, gist_id, condition)(rows))
-    assert loss == pytest.approx(expected.item(), rel=1e-5)
+        expected, _ = gist_loss(model, collate(rows))
+        alone, logs = gist_loss(model, collate(rows[3:4]))
+    assert sum(nll) / sum(tokens) == pytest.approx(expected.item(), rel=1e-5)
+    assert tokens[3] == logs["completion_tokens"] and nll[3] == pytest.approx(alone.item() * tokens[3], rel=1e-5)

@@ -1,6 +1,7 @@
 """Grid runner and grid report on the tiny model with synthetic SQuAD data."""
 
 import json
+from pathlib import Path
 
 import pytest
 import yaml
@@ -155,3 +156,52 @@ def test_gist_cell_trains_then_scores_and_the_report_draws_controls_as_lines(tmp
     control = json.loads((tmp_path / "g" / "pos_control-k1-full-test" / "metrics.json").read_text())
     assert control["method"] == "pos_control" and control["compression_ratio"] is None
     assert "| gist-k1-full-test | gist-1 | 1 |" in (tmp_path / "g" / "results.md").read_text()
+
+
+def test_gist_dose_pairs_the_cells_of_each_size_and_draws_retention(tmp_path, capsys):
+    """A dose-response grid (condition x training examples): `gist dose` pairs the three conditions of each
+    size example by example; its retention is the one `gist eval` gives the same three models scored together."""
+    from compressions.data.synthetic import synthetic_alpaca
+    from compressions.gist.evaluate import retentions
+
+    def write(name, examples):
+        (tmp_path / name).write_text(json.dumps([{"instruction": e.instruction, "input": e.input, "output": e.output} for e in examples]))
+        return str(tmp_path / name)
+
+    train, split = write("train.json", synthetic_alpaca(8, seed=1)), write("unseen.json", synthetic_alpaca(4, seed=2))
+    base = {
+        "train": {"model": "tiny-random-llama", "data": train, "train": {"batch_size": 4, "micro_batch_size": 4, "learning_rate": 1e-2}},
+        "eval": {"splits": [split], "max_new_tokens": 2},
+    }
+    axes = {"train.condition": ["gist", "pos_control", "neg_control"], "train.limit": [4, 8]}
+    grid = {"out": str(tmp_path / "g"), "groups": [{"kind": "gist", "name": "{condition}-n{limit}", "base": base, "axes": axes}]}
+    (tmp_path / "g.yaml").write_text(yaml.safe_dump(grid))
+    assert main(["grid", str(tmp_path / "g.yaml")]) == 0
+    assert main(["gist", "dose", str(tmp_path / "g")]) == 0
+    assert "| 8 | 1 |" in capsys.readouterr().out
+
+    rows = json.loads((tmp_path / "g" / "dose" / "dose.json").read_text())
+    assert [(r["examples"], r["k"], r["split"]) for r in rows] == [(4, 1, split), (8, 1, split)]
+    assert (tmp_path / "g" / "dose" / "dose.png").stat().st_size > 0
+    for row in rows:
+        cells = {c: tmp_path / "g" / f"{c}-n{row['examples']}" / "eval" for c in ("gist", "pos_control", "neg_control")}
+        scores = {name: by_split for c in cells.values() for name, by_split in json.loads((c / "scores.json").read_text()).items()}
+        together = retentions(scores)
+        assert row["loss_retention"] == together["loss_retention"][split]
+        losses = {c: json.loads((cells[c] / "metrics.json").read_text()) for c in cells}
+        gist, pos, neg = (losses[c][name][split]["loss"] for c, name in (("gist", "gist-1"), ("pos_control", "pos_control"), ("neg_control", "neg_control")))
+        assert row["loss_retention"] == pytest.approx((neg - gist) / (neg - pos))
+        rouge = {c: json.loads((tmp_path / "g" / f"{c}-n{row['examples']}" / "metrics.json").read_text())["rougeL"] for c in cells}
+        assert (row["gist"], row["pos_control"], row["neg_control"]) == pytest.approx((rouge["gist"], rouge["pos_control"], rouge["neg_control"]))
+        assert row["vs_wrong_instruction"].startswith(("+", "-")) and row["vs_truncation"].count("[") == 1
+
+
+ROOT = Path(__file__).parents[1]
+
+
+@pytest.mark.parametrize("path", sorted(p.name for p in (ROOT / "configs" / "grids").glob("*.yaml")))
+def test_every_shipped_grid_expands_to_distinct_valid_cells(path, monkeypatch):
+    monkeypatch.chdir(ROOT)  # grids name their config files from the repository root, where they are run
+    grid, out = load_grid(f"configs/grids/{path}")
+    cells = expand(grid, out)
+    assert cells and len({c.name for c in cells}) == len(cells)

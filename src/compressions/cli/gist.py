@@ -1,4 +1,4 @@
-"""`compressions gist train` and `compressions gist eval`.
+"""`compressions gist train`, `gist eval` and `gist dose`.
 
 Flags map onto GistConfig / GistEvalConfig fields; `--config FILE` loads YAML first (configs/gist/),
 and trailing `key=value` words override any field (e.g. `train.learning_rate=1e-4`).
@@ -7,6 +7,8 @@ and trailing `key=value` words override any field (e.g. `train.learning_rate=1e-
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
 
 def _overrides(args: argparse.Namespace) -> list[str]:
     from compressions.cli.flags import config_overrides
@@ -34,19 +36,27 @@ def run_gist_eval(args: argparse.Namespace) -> None:
 
     config = load_config(GistEvalConfig, args.config, _overrides(args))
     metrics = evaluate_gist(config)
-    retention = metrics.pop("gist_retention", {})
-    intervals = metrics.pop("gist_retention_ci95", {})
+    retention = {name: (metrics.pop(name, {}), metrics.pop(f"{name}_ci95", {})) for name in ("gist_retention", "loss_retention")}
     rows = [{"model": name, "split": split, **scores} for name, by_split in metrics.items() for split, scores in by_split.items()]
     columns = [("model", "model", "{}"), ("split", "split", "{}"), ("rougeL", "ROUGE-L", "{:.1f}"), ("rougeL_ci95", "95% CI", "{0[0]:.1f}-{0[1]:.1f}"),
                ("rouge1", "ROUGE-1", "{:.1f}"), ("rouge2", "ROUGE-2", "{:.1f}"), ("loss", "loss", "{:.3f}"),
                ("loss_gists_hidden", "loss, gists hidden", "{:.3f}"), ("n", "n", "{}"),
                ("seconds_per_example", "s/example", "{:.2f}")]  # fmt: skip
     print(markdown_table(rows, columns))
-    for split, value in retention.items():
-        ci = intervals.get(split)
-        interval = f" (95% CI {ci[0]:.2f} to {ci[1]:.2f})" if ci else ""
-        print(f"gist retention on {split}: {'-' if value is None else f'{value:.2f}'}{interval}")
+    for name, (values, intervals) in retention.items():
+        for split, value in values.items():
+            ci = intervals.get(split)
+            interval = f" (95% CI {ci[0]:.2f} to {ci[1]:.2f})" if ci else ""
+            print(f"{name.replace('_', ' ')} on {split}: {'-' if value is None else f'{value:.2f}'}{interval}")
     print(f"run folder: {config.out}")
+
+
+def run_gist_dose(args: argparse.Namespace) -> None:
+    from compressions.gist.dose import write_dose
+
+    out = args.out or str(Path(args.cells[0]) / "dose")
+    print(write_dose(args.cells, out), end="")
+    print(f"dose.json, dose.md, dose.png in {out}")
 
 
 def register(groups: dict) -> None:
@@ -71,3 +81,8 @@ def register(groups: dict) -> None:
     add_config_flags(evaluate, GistEvalConfig, ["data_dir", "limit", "max_new_tokens", "batch_size", "out"])
     evaluate.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
     evaluate.set_defaults(func=run_gist_eval)
+
+    dose = groups["gist"].add_parser("dose", help="retention against training examples and K, from gist grid cells")
+    dose.add_argument("cells", nargs="+", help="gist grid folders or cell folders (each cell: train one condition, then score it)")
+    dose.add_argument("--out", help="folder for dose.json, dose.md and dose.png (default: <first folder>/dose)")
+    dose.set_defaults(func=run_gist_dose)

@@ -59,6 +59,7 @@ def run_gist_cell(config: GistRunConfig, progress: bool = True) -> dict:
             "split": evaluation.splits[0],
             "n": first["n"],
             "seconds_per_example": first["seconds_per_example"],
+            "train_examples": trained["examples"],
             "train_seconds": trained["train_seconds"],
             "final_loss": trained["final_loss"],
             "scores": scores[name],

@@ -8,9 +8,12 @@ How each model reads a prompt:
 - `pos_control` models: the full prompt, gists included (plain causal, as trained).
 - a base model (no `gist_config.json`): the full prompt without a gist line.
 metrics.json: `{model: {split: {rougeL, rouge1, rouge2, n, seconds_per_example, loss}}}` plus, when the
-controls are given, `gist_retention: {split: (gist - neg) / (pos - neg)}` on ROUGE-L. `loss` is the
-teacher-forced NLL per reference token (output + EOS) read the way the model reads; gist models also get
-`loss_gists_hidden`, the same model under the neg_control mask: the gap is what the gists carry.
+controls are given, `gist_retention: {split: (gist - neg) / (pos - neg)}` on ROUGE-L and `loss_retention:
+{split: (neg - gist) / (neg - pos)}` on the loss, each with its paired bootstrap interval (`..._ci95`).
+`loss` is the teacher-forced NLL per reference token (output + EOS) read the way the model reads; gist
+models also get `loss_gists_hidden`, the same model under the neg_control mask: the gap is what the gists
+carry. scores.json keeps each example's ROUGE-L and summed NLL per model and split, so that runs scored
+apart (a grid's cells) can be paired later (gist.dose).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from compressions.config import check_placement
@@ -33,10 +37,10 @@ from compressions.evaluation.rouge import aggregate_rouge, rouge_scores
 from compressions.experiments.run_folder import RunFolder
 from compressions.experiments.saved import describe, saved_kind
 from compressions.gist.cache import compress, generate
-from compressions.gist.data import FORMATS, GistCollator, prompt_ids, training_example
+from compressions.gist.data import FORMATS, IGNORE, GistCollator, prompt_ids, training_example
 from compressions.gist.masks import float_mask_dtype
 from compressions.gist.tokens import gist_token_id
-from compressions.gist.train import CONFIG_FILE, gist_loss
+from compressions.gist.train import CONFIG_FILE
 from compressions.models import load_model
 from compressions.models.generation import generate_greedy, length_batches
 
@@ -134,27 +138,30 @@ def predict(
 
 
 @torch.no_grad()
-def completion_loss(
+def completion_nll(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
     examples: list[AlpacaExample],
     settings: dict | None,
     condition: str,
     config: GistEvalConfig,
-) -> float:
-    """Mean NLL per reference token, teacher-forced under `condition`'s mask (the training-time reading; the
-    gist mask gives the logits gist caching gives, as the tests check)."""
+) -> tuple[list[float], list[int]]:
+    """Each example's summed NLL over its reference tokens, and their number, teacher-forced under
+    `condition`'s mask (the training-time reading; the gist mask gives the logits gist caching gives, as the
+    tests check). Sum over sum is the training loss of all the examples in one batch."""
     k, fmt = (settings["num_gist"], settings["prompt_format"]) if settings else (0, config.base_prompt_format)
     gist_id = gist_token_id(tokenizer) if k else -1  # -1: no gist tokens, so every mask is plain causal
     rows = [training_example(tokenizer, e, k, gist_id, fmt, max_length=10**6) for e in examples]
     collate = GistCollator(tokenizer.pad_token_id, gist_id, condition, float_mask_dtype(model))
-    total, tokens = 0.0, 0.0
+    nll, tokens = [0.0] * len(rows), [0] * len(rows)
     for batch in length_batches([len(r["input_ids"]) for r in rows], config.batch_size):
         inputs = {key: value.to(model.device) for key, value in collate([rows[i] for i in batch]).items()}
-        loss, logs = gist_loss(model, inputs)  # the training loss: a mean over this batch's reference tokens
-        total += loss.item() * logs["completion_tokens"]
-        tokens += logs["completion_tokens"]
-    return total / tokens
+        labels = inputs.pop("labels")[:, 1:]  # position t predicts token t + 1
+        logits = model(**inputs).logits[:, :-1].float()
+        per_token = F.cross_entropy(logits.transpose(1, 2), labels, ignore_index=IGNORE, reduction="none")
+        for row, i in enumerate(batch):
+            nll[i], tokens[i] = per_token[row].sum().item(), int((labels[row] != IGNORE).sum())
+    return nll, tokens
 
 
 def model_name(role: str, settings: dict | None) -> str:
@@ -167,7 +174,7 @@ def evaluate_gist(config: GistEvalConfig, progress: bool = True) -> dict:
     splits = {name: load_alpaca(name, config.data_dir)[: config.limit] for name in config.splits}
     metrics: dict = {}
     samples: list[dict] = []
-    per_example: dict[tuple[str, str], list[float]] = {}  # (model, split) -> ROUGE-L of each example, for intervals
+    per_example: dict[str, dict[str, dict[str, list]]] = {}  # model -> split -> each example's scores (scores.json)
     with RunFolder(config.out) as run:
         run.save_config(config)
         for role, path in config.models.items():
@@ -178,12 +185,15 @@ def evaluate_gist(config: GistEvalConfig, progress: bool = True) -> dict:
             for split, examples in splits.items():
                 condition = settings["condition"] if settings else "pos_control"
                 row = metrics[name][split] = {"n": len(examples)}
-                row["loss"] = completion_loss(model, tokenizer, examples, settings, condition, config)
+                nll, tokens = completion_nll(model, tokenizer, examples, settings, condition, config)
+                row["loss"] = sum(nll) / sum(tokens)
+                per_example.setdefault(name, {})[split] = {"nll": nll, "tokens": tokens}
                 if condition == "gist":
-                    row["loss_gists_hidden"] = completion_loss(model, tokenizer, examples, settings, "neg_control", config)
+                    hidden, _ = completion_nll(model, tokenizer, examples, settings, "neg_control", config)
+                    row["loss_gists_hidden"] = sum(hidden) / sum(tokens)
                 if config.rouge:
                     scores, predictions = _rouge(row, model, tokenizer, examples, settings, config, progress)
-                    per_example[(name, split)] = scores
+                    per_example[name][split]["rougeL"] = scores
                     samples += [
                         {"model": name, "split": split, "instruction": e.instruction, "input": e.input,
                          "reference": e.output, "prediction": p, "rougeL": 100 * s}
@@ -193,23 +203,20 @@ def evaluate_gist(config: GistEvalConfig, progress: bool = True) -> dict:
                         k = settings["num_gist"]
                         cut = [replace(e, instruction=first_tokens(tokenizer, e.instruction, k)) for e in examples]
                         truncated = metrics.setdefault(f"instruction-first-{k}", {})[split] = {"n": len(examples)}
-                        _rouge(truncated, model, tokenizer, cut, settings, config, progress)
+                        scores, _ = _rouge(truncated, model, tokenizer, cut, settings, config, progress)
+                        per_example.setdefault(f"instruction-first-{k}", {})[split] = {"rougeL": scores}
                     variants = {
                         "wrong_instruction": config.wrong_instruction and len({e.instruction for e in examples}) > 1,
                         "int8": config.int8_cache,
                     }
                     for variant in [v for v, on in variants.items() if on and condition == "gist"]:
                         extra = metrics.setdefault(f"{name}-{variant}", {})[split] = {"n": len(examples)}
-                        _rouge(extra, model, tokenizer, examples, settings, config, progress, **{variant: True})
+                        scores, _ = _rouge(extra, model, tokenizer, examples, settings, config, progress, **{variant: True})
+                        per_example.setdefault(f"{name}-{variant}", {})[split] = {"rougeL": scores}
                 log.info("%s on %s: %s (n=%d)", name, split, {k: round(v, 3) for k, v in row.items() if isinstance(v, float)}, len(examples))
             del model
-        retention = gist_retention(metrics) if config.rouge else {}
-        if retention:
-            metrics["gist_retention"] = retention
-            gist = gist_row(metrics)
-            metrics["gist_retention_ci95"] = {
-                split: retention_ci(*(per_example[(m, split)] for m in (gist, "pos_control", "neg_control"))) for split in retention
-            }
+        metrics.update(retentions(per_example))
+        run.write_json("scores.json", per_example)
         run.write_json("sample_predictions.json", samples)
         run.write_metrics(metrics)
     return metrics
@@ -238,13 +245,21 @@ def gist_row(metrics: dict) -> str | None:
     return next((name for name in metrics if re.fullmatch(r"gist-\d+", name)), None)
 
 
-def gist_retention(metrics: dict) -> dict[str, float | None]:
-    """(gist - neg) / (pos - neg) on ROUGE-L per split, when a gist model and both controls were scored."""
-    gist = gist_row(metrics)
-    if gist is None or "pos_control" not in metrics or "neg_control" not in metrics:
+def retentions(scores: dict[str, dict[str, dict[str, list]]]) -> dict:
+    """Gist retention on ROUGE-L, (gist - neg) / (pos - neg), and on the loss, (neg - gist) / (neg - pos), per
+    split, with paired bootstrap intervals, from each example's scores of the gist model and both controls
+    (scores.json's layout); {} when one of the three is missing. Reference tokens are the same for the three
+    models, so the ratio of mean summed NLLs is the ratio of per-token losses."""
+    gist = gist_row(scores)
+    if gist is None or "pos_control" not in scores or "neg_control" not in scores:
         return {}
-    out = {}
-    for split, scores in metrics[gist].items():
-        pos, neg = metrics["pos_control"][split]["rougeL"], metrics["neg_control"][split]["rougeL"]
-        out[split] = (scores["rougeL"] - neg) / (pos - neg) if pos != neg else None
+    out: dict = {}
+    for split in scores[gist]:
+        rows = [scores[m].get(split, {}) for m in (gist, "pos_control", "neg_control")]
+        for key, name in (("rougeL", "gist_retention"), ("nll", "loss_retention")):
+            if all(key in r for r in rows):
+                g, p, n = (r[key] for r in rows)
+                gap = sum(p) - sum(n)
+                out.setdefault(name, {})[split] = (sum(g) - sum(n)) / gap if gap else None
+                out.setdefault(f"{name}_ci95", {})[split] = retention_ci(g, p, n)
     return out
