@@ -106,6 +106,12 @@ def test_bad_input_is_one_error_line(argv, message, capsys, tmp_path):
     assert err.startswith("error: ") and message in err and len(err.splitlines()) == 1
 
 
+def test_dose_of_a_missing_folder_is_one_error_line(capsys):
+    assert main(["gist", "dose", "no-such-grid"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "error: no-such-grid is not a folder (give gist grid folders or their cell folders)"
+
+
 def test_gist_subcommands_have_help(capsys):
     for argv in (["gist", "train", "--help"], ["gist", "eval", "--help"]):
         with pytest.raises(SystemExit) as code:

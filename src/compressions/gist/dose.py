@@ -45,6 +45,8 @@ def gist_cells(paths: list[str | Path]) -> list[tuple[dict, dict]]:
     """(metrics.json row, eval/scores.json) of each finished gist cell among `paths` (cells or grid folders)."""
     folders: list[Path] = []
     for path in map(Path, paths):
+        if not path.is_dir():
+            raise CompressionsError(f"{path} is not a folder (give gist grid folders or their cell folders)")
         folders += [path] if (path / "eval").is_dir() else sorted(p for p in path.iterdir() if (p / "eval").is_dir())
     cells = []
     for folder in folders:
