@@ -7,11 +7,16 @@ import pytest
 import yaml
 
 from compressions.cli.main import main
-from compressions.data.synthetic import synthetic_squad
+from compressions.data.synthetic import synthetic_alpaca, synthetic_squad
 from compressions.errors import ConfigError
 from compressions.experiments.grid import expand, load_grid, run_grid
 from compressions.experiments.grid_report import GRID_COLUMNS, pareto_plot
 from compressions.experiments.report import markdown_table
+
+
+def _alpaca_file(path, examples):
+    path.write_text(json.dumps([{"instruction": e.instruction, "input": e.input, "output": e.output} for e in examples]))
+    return str(path)
 
 
 def _squad_file(path):
@@ -132,13 +137,7 @@ def test_device_queue_runs_each_cell_in_a_child_that_sees_one_device(tmp_path, c
 
 
 def test_gist_cell_trains_then_scores_and_the_report_draws_controls_as_lines(tmp_path):
-    from compressions.data.synthetic import synthetic_alpaca
-
-    def write(name, examples):
-        (tmp_path / name).write_text(json.dumps([{"instruction": e.instruction, "input": e.input, "output": e.output} for e in examples]))
-        return str(tmp_path / name)
-
-    train, split = write("train.json", synthetic_alpaca(8, seed=1)), write("unseen.json", synthetic_alpaca(3, seed=2))
+    train, split = _alpaca_file(tmp_path / "train.json", synthetic_alpaca(8, seed=1)), _alpaca_file(tmp_path / "unseen.json", synthetic_alpaca(3, seed=2))
     base = {
         "train": {"model": "tiny-random-llama", "data": train, "limit": 8, "train": {"batch_size": 4, "micro_batch_size": 4}},
         "eval": {"splits": [split], "limit": 3, "max_new_tokens": 2},
@@ -161,14 +160,9 @@ def test_gist_cell_trains_then_scores_and_the_report_draws_controls_as_lines(tmp
 def test_gist_dose_pairs_the_cells_of_each_size_and_draws_retention(tmp_path, capsys):
     """A dose-response grid (condition x training examples): `gist dose` pairs the three conditions of each
     size example by example; its retention is the one `gist eval` gives the same three models scored together."""
-    from compressions.data.synthetic import synthetic_alpaca
     from compressions.gist.evaluate import retentions
 
-    def write(name, examples):
-        (tmp_path / name).write_text(json.dumps([{"instruction": e.instruction, "input": e.input, "output": e.output} for e in examples]))
-        return str(tmp_path / name)
-
-    train, split = write("train.json", synthetic_alpaca(8, seed=1)), write("unseen.json", synthetic_alpaca(4, seed=2))
+    train, split = _alpaca_file(tmp_path / "train.json", synthetic_alpaca(8, seed=1)), _alpaca_file(tmp_path / "unseen.json", synthetic_alpaca(4, seed=2))
     base = {
         "train": {"model": "tiny-random-llama", "data": train, "train": {"batch_size": 4, "micro_batch_size": 4, "learning_rate": 1e-2}},
         "eval": {"splits": [split], "max_new_tokens": 2},
