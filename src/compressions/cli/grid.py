@@ -12,8 +12,8 @@ def run_grid_command(args: argparse.Namespace) -> None:
     from compressions.experiments.grid_report import write_report
 
     grid, out = load_grid(args.grid, args.overrides)
-    if args.only:  # one cell of a queue (or a cell run by hand): no grid summary or report
-        run_grid(grid, out, progress=False, only=args.only)
+    if args.only:  # one cell of a queue (or cells run by hand): no grid summary or report; bars go to its worker.log
+        run_grid(grid, out, only=args.only)
         return
     devices = visible_devices() if args.devices == ["auto"] else args.devices
     if args.launcher == "submitit":
