@@ -12,7 +12,7 @@ def run_grid_command(args: argparse.Namespace) -> None:
     from compressions.experiments.grid_report import write_report
 
     grid, out = load_grid(args.grid, args.overrides)
-    if args.only:  # one cell of a queue (or cells run by hand): no grid summary or report; bars go to its worker.log
+    if args.only:  # one cell of a queue (its bars go to its worker.log) or cells run by hand: no grid summary or report
         run_grid(grid, out, only=args.only)
         return
     devices = visible_devices() if args.devices == ["auto"] else args.devices
