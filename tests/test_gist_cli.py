@@ -33,9 +33,9 @@ def test_train_three_conditions_then_evaluate_them(tmp_path, capsys):
         "gist-2", "gist-2-wrong_instruction", "gist-2-int8", "instruction-first-2", "pos_control", "neg_control", "base",
         "gist_retention", "gist_retention_ci95", "loss_retention", "loss_retention_ci95",
     }  # fmt: skip
-    assert set(metrics["gist-2-wrong_instruction"][split]) == {"rougeL", "rougeL_ci95", "rouge1", "rouge2", "n", "seconds_per_example"}
-    assert set(metrics["gist-2"][split]) == {"rougeL", "rougeL_ci95", "rouge1", "rouge2", "n", "seconds_per_example", "loss", "loss_gists_hidden"}
-    assert set(metrics["neg_control"][split]) == {"rougeL", "rougeL_ci95", "rouge1", "rouge2", "n", "seconds_per_example", "loss"}
+    assert set(metrics["gist-2-wrong_instruction"][split]) == {"rougeL", "rougeL_ci95", "rouge1", "rouge2", "n", "rouge_n", "seconds_per_example"}
+    assert set(metrics["gist-2"][split]) == {"rougeL", "rougeL_ci95", "rouge1", "rouge2", "n", "rouge_n", "seconds_per_example", "loss", "loss_gists_hidden"}
+    assert set(metrics["neg_control"][split]) == {"rougeL", "rougeL_ci95", "rouge1", "rouge2", "n", "rouge_n", "seconds_per_example", "loss"}
     low, high = metrics["gist-2"][split]["rougeL_ci95"]
     assert low <= metrics["gist-2"][split]["rougeL"] <= high
     assert metrics["base"][split]["n"] == 3
@@ -71,6 +71,16 @@ def test_train_three_conditions_then_evaluate_them(tmp_path, capsys):
     assert losses["loss_retention"] == metrics["loss_retention"]
     assert losses["gist-2"][split]["loss"] == metrics["gist-2"][split]["loss"]
 
+    # rouge_limit: generation on the first 2 examples, the loss still on all 3
+    assert main([*argv, "rouge_limit=2", "--out", str(tmp_path / "first2")]) == 0
+    first2 = json.loads((tmp_path / "first2" / "metrics.json").read_text())
+    cut = json.loads((tmp_path / "first2" / "scores.json").read_text())
+    assert (first2["gist-2"][split]["n"], first2["gist-2"][split]["rouge_n"]) == (3, 2)
+    assert first2["gist-2"][split]["loss"] == metrics["gist-2"][split]["loss"] and len(cut["gist-2"][split]["nll"]) == 3
+    for name in ("gist-2", "gist-2-wrong_instruction", "instruction-first-2", "pos_control", "neg_control"):
+        assert cut[name][split]["rougeL"] == scores[name][split]["rougeL"][:2]  # greedy: the same first two
+    assert first2["loss_retention"] == metrics["loss_retention"]
+
 
 def test_retentions_from_each_examples_scores():
     """ROUGE-L: (gist - neg) / (pos - neg); loss: (neg - gist) / (neg - pos), with paired intervals; the gist
@@ -89,6 +99,10 @@ def test_retentions_from_each_examples_scores():
     low, high = out["loss_retention_ci95"]["s"]
     assert low <= out["loss_retention"]["s"] <= high
     assert retentions({k: v for k, v in scores.items() if k != "neg_control"}) == {}
+
+    # a control generated for more examples pairs with the gist model on the examples both scored
+    longer = {**scores, "pos_control": {"s": {"rougeL": [*pos, 0.9], "nll": [2.0, 2.0, 0.5, 7.0]}}}
+    assert retentions(longer) == out
 
 
 @pytest.mark.parametrize(

@@ -190,6 +190,18 @@ def test_gist_dose_pairs_the_cells_of_each_size_and_draws_retention(tmp_path, ca
         assert row["vs_wrong_instruction"].startswith(("+", "-")) and row["vs_truncation"].count("[") == 1
 
 
+def test_gist_dose_pairs_cells_generated_for_different_numbers_of_examples():
+    """A cell scored with rouge_limit pairs with the others on the first examples all of them generated for."""
+    from compressions.gist.dose import dose_rows
+
+    rouge = {"gist-1": [0.5, 0.5, 0.9], "pos_control": [1.0, 0.6], "neg_control": [0.0, 0.4, 0.1, 0.2]}
+    cells = [({"train_examples": 500, "budget": 1}, {name: {"s": {"rougeL": v}}}) for name, v in rouge.items()]
+    (row,) = dose_rows(cells)
+    assert row["rouge_n"] == 2
+    assert (row["gist"], row["pos_control"], row["neg_control"]) == pytest.approx((50.0, 80.0, 20.0))
+    assert row["gist_retention"] == pytest.approx((1.0 - 0.4) / (1.6 - 0.4))
+
+
 ROOT = Path(__file__).parents[1]
 
 

@@ -58,6 +58,7 @@ def run_gist_cell(config: GistRunConfig, progress: bool = True) -> dict:
             "rougeL": first["rougeL"],
             "split": evaluation.splits[0],
             "n": first["n"],
+            "rouge_n": first.get("rouge_n"),
             "seconds_per_example": first["seconds_per_example"],
             "train_examples": trained["examples"],
             "train_seconds": trained["train_seconds"],

@@ -4,7 +4,8 @@ Each cell (gist.cell) trains one condition and scores it alone, keeping every ex
 `eval/scores.json`. Cells trained on the same number of examples with the same K pair up here, example by
 example: retention on ROUGE-L and on the loss with paired bootstrap intervals, and the two controls a gist
 model must beat, each as a paired difference: the gists of another instruction (`wrong_instruction`) and
-the instruction cut to its first K tokens read by pos_control (`instruction-first-K`).
+the instruction cut to its first K tokens read by pos_control (`instruction-first-K`). Cells that generated
+for different numbers of examples (`rouge_limit`) pair on the first ones they all scored ("ROUGE on").
 Writes dose.json, dose.md and dose.png.
 """
 
@@ -23,12 +24,13 @@ from compressions.evaluation.intervals import paired_difference  # noqa: E402
 from compressions.experiments.grid import finished_metrics  # noqa: E402
 from compressions.experiments.report import markdown_table  # noqa: E402
 from compressions.experiments.run_folder import atomic_write_json, atomic_write_text  # noqa: E402
-from compressions.gist.evaluate import retentions  # noqa: E402
+from compressions.gist.evaluate import common_examples, retentions  # noqa: E402
 
 DOSE_COLUMNS = (
     ("examples", "train examples", "{:,}"),
     ("k", "K", "{}"),
     ("split", "split", "{}"),
+    ("rouge_n", "ROUGE on", "{:,}"),
     ("gist", "gist-K", "{:.1f}"),
     ("pos_control", "pos_control", "{:.1f}"),
     ("neg_control", "neg_control", "{:.1f}"),
@@ -63,7 +65,8 @@ def _difference(scores: dict, a: str, b: str, split: str) -> str | None:
     """ROUGE-L of model a minus model b on the same examples, as 'mean [low, high]' (x100)."""
     if split not in scores.get(a, {}) or split not in scores.get(b, {}):
         return None
-    d = paired_difference([100 * x for x in scores[a][split]["rougeL"]], [100 * x for x in scores[b][split]["rougeL"]])
+    first, second = common_examples([[100 * x for x in scores[m][split]["rougeL"]] for m in (a, b)])
+    d = paired_difference(first, second)
     return f"{d['mean']:+.1f} [{d['low']:+.1f}, {d['high']:+.1f}]"
 
 
@@ -78,9 +81,11 @@ def dose_rows(cells: list[tuple[dict, dict]]) -> list[dict]:
         gist = f"gist-{k}"
         retained = retentions(scores)
         for split in sorted({s for by_split in scores.values() for s in by_split}):
-            mean = {m: 100 * sum(v) / len(v) for m, by_split in scores.items() if (v := by_split.get(split, {}).get("rougeL"))}
+            rouge = {m: v for m, by_split in scores.items() if (v := by_split.get(split, {}).get("rougeL"))}
+            n = min(map(len, rouge.values()), default=0)  # the examples every model generated for
+            mean = {m: 100 * sum(v[:n]) / n for m, v in rouge.items()}
             rows.append({
-                "examples": examples, "k": k, "split": split,
+                "examples": examples, "k": k, "split": split, "rouge_n": n,
                 "gist": mean.get(gist), "pos_control": mean.get("pos_control"), "neg_control": mean.get("neg_control"),
                 **{name: values.get(split) for name, values in retained.items()},
                 "vs_wrong_instruction": _difference(scores, gist, f"{gist}-wrong_instruction", split),

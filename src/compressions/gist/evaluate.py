@@ -58,6 +58,10 @@ class GistEvalConfig:
     splits: list[str] = field(default_factory=lambda: list(SPLITS), metadata={"help": "Alpaca-format files or short names"})
     data_dir: str | None = field(default=None, metadata={"help": "default: $COMPRESSIONS_DATA_DIR"})
     limit: int | None = field(default=None, metadata={"help": "first N examples of each split"})
+    rouge_limit: int | None = field(
+        default=None,
+        metadata={"help": "generate (ROUGE) on the first N of those only; the loss still reads them all (CPU budgets)"},
+    )
     max_new_tokens: int = field(default=128, metadata={"help": "generation stops at EOS or after this many tokens"})
     batch_size: int = 8
     dtype: str = "float32"
@@ -78,8 +82,9 @@ class GistEvalConfig:
             raise ConfigError("nothing to evaluate: give at least one of gist, pos_control, neg_control, base")
         if self.base_prompt_format not in FORMATS:
             raise ConfigError(f"base_prompt_format must be one of {FORMATS}, got {self.base_prompt_format!r}")
-        if self.limit is not None and self.limit < 1:
-            raise ConfigError(f"limit must be >= 1, got {self.limit}")
+        for name in ("limit", "rouge_limit"):
+            if (value := getattr(self, name)) is not None and value < 1:
+                raise ConfigError(f"{name} must be >= 1, got {value}")
         if self.max_new_tokens < 1 or self.batch_size < 1:
             raise ConfigError("max_new_tokens and batch_size must be >= 1")
         check_placement(self.dtype, self.device)
@@ -192,26 +197,27 @@ def evaluate_gist(config: GistEvalConfig, progress: bool = True) -> dict:
                     hidden, _ = completion_nll(model, tokenizer, examples, settings, "neg_control", config)
                     row["loss_gists_hidden"] = sum(hidden) / sum(tokens)
                 if config.rouge:
-                    scores, predictions = _rouge(row, model, tokenizer, examples, settings, config, progress)
+                    scored = examples[: config.rouge_limit]  # generation is the cost; the loss above read them all
+                    scores, predictions = _rouge(row, model, tokenizer, scored, settings, config, progress)
                     per_example[name][split]["rougeL"] = scores
                     samples += [
                         {"model": name, "split": split, "instruction": e.instruction, "input": e.input,
                          "reference": e.output, "prediction": p, "rougeL": 100 * s}
-                        for e, p, s in list(zip(examples, predictions, scores))[: config.n_samples]
+                        for e, p, s in list(zip(scored, predictions, scores))[: config.n_samples]
                     ]  # fmt: skip
                     if role == "pos_control" and settings and config.truncation:
                         k = settings["num_gist"]
-                        cut = [replace(e, instruction=first_tokens(tokenizer, e.instruction, k)) for e in examples]
-                        truncated = metrics.setdefault(f"instruction-first-{k}", {})[split] = {"n": len(examples)}
+                        cut = [replace(e, instruction=first_tokens(tokenizer, e.instruction, k)) for e in scored]
+                        truncated = metrics.setdefault(f"instruction-first-{k}", {})[split] = {"n": len(scored)}
                         scores, _ = _rouge(truncated, model, tokenizer, cut, settings, config, progress)
                         per_example.setdefault(f"instruction-first-{k}", {})[split] = {"rougeL": scores}
                     variants = {
-                        "wrong_instruction": config.wrong_instruction and len({e.instruction for e in examples}) > 1,
+                        "wrong_instruction": config.wrong_instruction and len({e.instruction for e in scored}) > 1,
                         "int8": config.int8_cache,
                     }
                     for variant in [v for v, on in variants.items() if on and condition == "gist"]:
-                        extra = metrics.setdefault(f"{name}-{variant}", {})[split] = {"n": len(examples)}
-                        scores, _ = _rouge(extra, model, tokenizer, examples, settings, config, progress, **{variant: True})
+                        extra = metrics.setdefault(f"{name}-{variant}", {})[split] = {"n": len(scored)}
+                        scores, _ = _rouge(extra, model, tokenizer, scored, settings, config, progress, **{variant: True})
                         per_example.setdefault(f"{name}-{variant}", {})[split] = {"rougeL": scores}
                 log.info("%s on %s: %s (n=%d)", name, split, {k: round(v, 3) for k, v in row.items() if isinstance(v, float)}, len(examples))
             del model
@@ -228,6 +234,7 @@ def _rouge(row: dict, model, tokenizer, examples, settings, config, progress, **
     start = time.perf_counter()
     generated = predict(model, tokenizer, examples, settings, config, progress, **variant)
     row["seconds_per_example"] = (time.perf_counter() - start) / len(examples)
+    row["rouge_n"] = len(examples)
     predictions = [tokenizer.decode(g, skip_special_tokens=True).strip() for g in generated]
     scores = [rouge_scores(p, e.output) for p, e in zip(predictions, examples)]
     row.update(aggregate_rouge(scores))
@@ -245,10 +252,17 @@ def gist_row(metrics: dict) -> str | None:
     return next((name for name in metrics if re.fullmatch(r"gist-\d+", name)), None)
 
 
+def common_examples(scores: list[list[float]]) -> list[list[float]]:
+    """Per-example score lists of one split cut to the examples they all scored. Every run scores the first N
+    examples of the split in its order (`limit`, `rouge_limit`), so the first min(N) pair up one to one."""
+    n = min(map(len, scores))
+    return [s[:n] for s in scores]
+
+
 def retentions(scores: dict[str, dict[str, dict[str, list]]]) -> dict:
     """Gist retention on ROUGE-L, (gist - neg) / (pos - neg), and on the loss, (neg - gist) / (neg - pos), per
     split, with paired bootstrap intervals, from each example's scores of the gist model and both controls
-    (scores.json's layout); {} when one of the three is missing. Reference tokens are the same for the three
+    (scores.json's layout), on the examples all three scored; {} when one of the three is missing. Reference tokens are the same for the three
     models, so the ratio of mean summed NLLs is the ratio of per-token losses."""
     gist = gist_row(scores)
     if gist is None or "pos_control" not in scores or "neg_control" not in scores:
@@ -258,7 +272,7 @@ def retentions(scores: dict[str, dict[str, dict[str, list]]]) -> dict:
         rows = [scores[m].get(split, {}) for m in (gist, "pos_control", "neg_control")]
         for key, name in (("rougeL", "gist_retention"), ("nll", "loss_retention")):
             if all(key in r for r in rows):
-                g, p, n = (r[key] for r in rows)
+                g, p, n = common_examples([r[key] for r in rows])
                 gap = sum(p) - sum(n)
                 out.setdefault(name, {})[split] = (sum(g) - sum(n)) / gap if gap else None
                 out.setdefault(f"{name}_ci95", {})[split] = retention_ci(g, p, n)
