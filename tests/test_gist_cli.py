@@ -52,7 +52,7 @@ def test_train_three_conditions_then_evaluate_them(tmp_path, capsys):
     samples = json.loads((out / "sample_predictions.json").read_text())
     assert len(samples) == 8 and {s["model"] for s in samples} == {"gist-2", "pos_control", "neg_control", "base"}
     printed = capsys.readouterr().out
-    assert "gist retention on" in printed and "loss retention on" in printed
+    assert "gist retention on" in printed and "loss retention on" in printed and "| n | ROUGE on |" in printed
 
     # the wrong-instruction control reads each input after the next distinct instruction's gists
     model, tokenizer = load_model(model_dir(str(tmp_path / "gist")))

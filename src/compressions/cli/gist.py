@@ -40,7 +40,7 @@ def run_gist_eval(args: argparse.Namespace) -> None:
     rows = [{"model": name, "split": split, **scores} for name, by_split in metrics.items() for split, scores in by_split.items()]
     columns = [("model", "model", "{}"), ("split", "split", "{}"), ("rougeL", "ROUGE-L", "{:.1f}"), ("rougeL_ci95", "95% CI", "{0[0]:.1f}-{0[1]:.1f}"),
                ("rouge1", "ROUGE-1", "{:.1f}"), ("rouge2", "ROUGE-2", "{:.1f}"), ("loss", "loss", "{:.3f}"),
-               ("loss_gists_hidden", "loss, gists hidden", "{:.3f}"), ("n", "n", "{}"),
+               ("loss_gists_hidden", "loss, gists hidden", "{:.3f}"), ("n", "n", "{}"), ("rouge_n", "ROUGE on", "{}"),
                ("seconds_per_example", "s/example", "{:.2f}")]  # fmt: skip
     print(markdown_table(rows, columns))
     for name, (values, intervals) in retention.items():
