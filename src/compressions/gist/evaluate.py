@@ -7,9 +7,10 @@ How each model reads a prompt:
   exactly what their training mask let them see (`compress(..., keep="none")`).
 - `pos_control` models: the full prompt, gists included (plain causal, as trained).
 - a base model (no `gist_config.json`): the full prompt without a gist line.
-metrics.json: `{model: {split: {rougeL, rouge1, rouge2, n, seconds_per_example, loss}}}` plus, when the
-controls are given, `gist_retention: {split: (gist - neg) / (pos - neg)}` on ROUGE-L and `loss_retention:
-{split: (neg - gist) / (neg - pos)}` on the loss, each with its paired bootstrap interval (`..._ci95`).
+metrics.json: `{model: {split: {rougeL, rouge1, rouge2, n, rouge_n, seconds_per_example, loss}}}` (ROUGE on the
+first `rouge_n` of the n examples) plus, when the controls are given, `gist_retention: {split: (gist - neg) /
+(pos - neg)}` on ROUGE-L and `loss_retention: {split: (neg - gist) / (neg - pos)}` on the loss, each with its
+paired bootstrap interval (`..._ci95`).
 `loss` is the teacher-forced NLL per reference token (output + EOS) read the way the model reads; gist
 models also get `loss_gists_hidden`, the same model under the neg_control mask: the gap is what the gists
 carry. scores.json keeps each example's ROUGE-L and summed NLL per model and split, so that runs scored
@@ -262,8 +263,8 @@ def common_examples(scores: list[list[float]]) -> list[list[float]]:
 def retentions(scores: dict[str, dict[str, dict[str, list]]]) -> dict:
     """Gist retention on ROUGE-L, (gist - neg) / (pos - neg), and on the loss, (neg - gist) / (neg - pos), per
     split, with paired bootstrap intervals, from each example's scores of the gist model and both controls
-    (scores.json's layout), on the examples all three scored; {} when one of the three is missing. Reference tokens are the same for the three
-    models, so the ratio of mean summed NLLs is the ratio of per-token losses."""
+    (scores.json's layout), on the examples all three scored; {} when one of the three is missing. Reference
+    tokens are the same for the three models, so the ratio of mean summed NLLs is the ratio of per-token losses."""
     gist = gist_row(scores)
     if gist is None or "pos_control" not in scores or "neg_control" not in scores:
         return {}
