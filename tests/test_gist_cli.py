@@ -77,8 +77,10 @@ def test_train_three_conditions_then_evaluate_them(tmp_path, capsys):
     cut = json.loads((tmp_path / "first2" / "scores.json").read_text())
     assert (first2["gist-2"][split]["n"], first2["gist-2"][split]["rouge_n"]) == (3, 2)
     assert first2["gist-2"][split]["loss"] == metrics["gist-2"][split]["loss"] and len(cut["gist-2"][split]["nll"]) == 3
-    for name in ("gist-2", "gist-2-wrong_instruction", "instruction-first-2", "pos_control", "neg_control"):
+    for name in ("gist-2", "instruction-first-2", "pos_control", "neg_control"):
         assert cut[name][split]["rougeL"] == scores[name][split]["rougeL"][:2]  # greedy: the same first two
+    # the wrong instruction cycles over the instructions generated for, so it is not a prefix of the full run's
+    assert len(cut["gist-2-wrong_instruction"][split]["rougeL"]) == 2
     assert first2["loss_retention"] == metrics["loss_retention"]
 
 

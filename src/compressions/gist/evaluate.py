@@ -123,7 +123,8 @@ def predict(
 ) -> list[list[int]]:
     """Generated ids per example, the way `settings` (a gist_config.json, or None) says the model reads.
     `wrong_instruction` (a gist model): each input is read after the gists of the next distinct instruction
-    of the split (a cyclic shift, so never its own): if the gists carry the instruction, this must be worse.
+    among `examples` (a cyclic shift, so never its own; with `rouge_limit`, among the first N): if the gists
+    carry the instruction, this must be worse.
     `int8`: the gist cache as it reads back from int8 storage."""
     if settings is None or settings["condition"] == "pos_control":  # the full prompt
         k, fmt = (settings["num_gist"], settings["prompt_format"]) if settings else (0, config.base_prompt_format)
