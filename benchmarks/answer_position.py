@@ -72,6 +72,9 @@ if __name__ == "__main__":
     parser.add_argument("--data-dir")
     parser.add_argument("--out", default="runs/benchmarks/answer_position.json")
     args = parser.parse_args()
+    unfinished = [run for run in args.runs if not (Path(run) / "scores.json").is_file()]
+    if unfinished:  # before the data and tokenizer load
+        parser.error(f"not a finished `eval squad` run (no scores.json): {', '.join(unfinished)}")
     rows = main(args)
     print(markdown_table(rows, COLUMNS))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

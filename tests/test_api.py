@@ -17,6 +17,7 @@ from compressions.data.prompts import SquadPromptConfig
 from compressions.data.synthetic import synthetic_alpaca, synthetic_squad
 from compressions.errors import ConfigError
 from compressions.evaluation.squad_eval import SquadEvalConfig
+from compressions.experiments.learned_table import table_row
 from compressions.experiments.squad_run import evaluate_squad
 from compressions.gist.cache import generate
 from compressions.models import load_model
@@ -59,6 +60,36 @@ def test_learned_checkpoint_answers_as_the_harness_and_keeps_its_settings(tmp_pa
         load_compressor(str(tmp_path / "ck"), model="smollm2-135m")
     with pytest.raises(ConfigError, match="--reader runs/reader conflicts"):  # the harness: the same rule, before loading
         SquadEvalConfig(method="learned", checkpoint=str(tmp_path / "ck"), reader="runs/reader").validate()
+
+
+def test_text_methods_read_by_a_learned_checkpoints_decoder(tmp_path):
+    """`decoder=`: a text method read by the decoder a checkpoint trained with its own adapter, as the harness
+    reads it (`eval squad decoder=`): its answers differ from the plain model's, which a frozen-decoder
+    checkpoint is refused for."""
+    llm, tokenizer = load_model(TINY)
+    config = PipelineConfig(model=TINY, arch="gist_kv", budget=3, use_lora=True, encoder_lora=True)
+    pipeline = SoftPromptModel.create(config, llm, tokenizer)
+    with torch.no_grad():
+        for name, p in pipeline.llm.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.5, generator=torch.Generator().manual_seed(2))
+    pipeline.save_pretrained(tmp_path / "ck")
+    examples = synthetic_squad(3, seed=7)
+    read = load_compressor("prefix", budget=6, decoder=str(tmp_path / "ck"))
+    assert read.decoder == str(tmp_path / "ck") and read.model_name == TINY
+    prompt = torch.tensor([[5, 6, 7, 8]])
+    with torch.no_grad():
+        torch.testing.assert_close(read.model(input_ids=prompt).logits, pipeline.llm(input_ids=prompt).logits)
+        assert not torch.allclose(read.model(input_ids=prompt).logits, load_model(TINY)[0](input_ids=prompt).logits, atol=1e-3)
+    answers = [read.answer(e.context, e.question, max_new_tokens=4) for e in examples]
+    assert answers == _harness_predictions(tmp_path, examples, method="prefix", budget=6, decoder=str(tmp_path / "ck"))
+    assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["decoder"] == str(tmp_path / "ck")
+    assert table_row(tmp_path / "eval")["read_by"] == "decoder of ck"
+    SoftPromptModel.create(PipelineConfig(model=TINY, arch="gist_kv", budget=3), *load_model(TINY)).save_pretrained(tmp_path / "frozen")
+    with pytest.raises(ConfigError, match="trained for a frozen decoder"):
+        load_compressor("prefix", budget=6, decoder=str(tmp_path / "frozen"))
+    with pytest.raises(ConfigError, match="reads with its own decoder"):
+        SquadEvalConfig(method="learned", checkpoint=str(tmp_path / "ck"), decoder=str(tmp_path / "ck")).validate()
 
 
 def test_gist_model_compresses_instructions_and_the_quickstart_runs(tmp_path, capsys):

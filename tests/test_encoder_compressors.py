@@ -163,8 +163,6 @@ def test_encoder_adapter_is_off_in_the_decoder_and_the_teacher(tiny):
 def test_encoder_lora_needs_an_encoder_arch():
     with pytest.raises(ConfigError, match="does not run the LLM"):
         PipelineConfig(arch="conv", encoder_lora=True).validate()
-    with pytest.raises(ConfigError, match="one LoRA adapter"):
-        PipelineConfig(arch="memory", encoder_lora=True, use_lora=True).validate()
 
 
 @pytest.mark.parametrize("arch", ENCODER_ARCHS)

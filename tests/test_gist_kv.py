@@ -2,6 +2,7 @@
 with the gist mask computes, in training and in the harness's generation; padding changes nothing; and
 8 synthetic examples overfit to exact answers through the cache alone."""
 
+import contextlib
 import dataclasses
 
 import pytest
@@ -77,6 +78,27 @@ def test_training_logits_equal_the_gist_masked_full_forward(tiny, question_aware
     features[1] = dataclasses.replace(features[1], context_ids=short, compressor_ids=short + features[1].compressor_ids[len(features[1].context_ids) :])
     assert (features[0].compressor_ids == features[0].context_ids + features[0].suffix_ids) == question_aware
     _assert_training_logits_are_masked_forward(pipeline, features)
+
+
+def test_one_adapter_for_encoder_and_decoder_is_the_adapted_models_masked_forward():
+    """With `use_lora` and `encoder_lora` the one adapter encodes and decodes, as the Gist paper's one model:
+    the training logits are the adapted LLM's gist-masked full forward, also after the adapter changes (the
+    decoder's prompt-prefix cache is not kept from before), and the harness reads with the adapter on."""
+    lora = LoraSettings(r=2, target_modules=["q_proj", "v_proj"])
+    pipeline = _pipeline(use_lora=True, encoder_lora=True, lora=lora, compressor={"layout": "spread"})
+    features = squad_features(pipeline, synthetic_squad(2, seed=4), progress=False)
+    _assert_training_logits_are_masked_forward(pipeline, features)  # LoRA B is zero: the plain model
+    g = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for name, p in pipeline.llm.named_parameters():
+            if "lora_B" in name:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.05)
+        reference = _gist_masked_logits(pipeline, features[0].prefix_ids, features[0].compressor_ids, features[0].suffix_ids)
+        with pipeline.llm.disable_adapter():
+            plain = _gist_masked_logits(pipeline, features[0].prefix_ids, features[0].compressor_ids, features[0].suffix_ids)
+    assert not torch.allclose(reference, plain, atol=1e-3)  # the adapter does change the forward
+    _assert_training_logits_are_masked_forward(pipeline, features)
+    assert isinstance(LearnedContext(pipeline).reading(), contextlib.nullcontext)
 
 
 @pytest.mark.parametrize("task", ["autoencode", "continue"])

@@ -211,3 +211,14 @@ def test_every_shipped_grid_expands_to_distinct_valid_cells(path, monkeypatch):
     grid, out = load_grid(f"configs/grids/{path}")
     cells = expand(grid, out)
     assert cells and len({c.name for c in cells}) == len(cells)
+
+
+def test_an_override_reaches_into_one_group_of_a_shipped_grid(monkeypatch):
+    """`groups.0.base.eval.rouge_limit=100` (a list index in the key path) changes that group's cells only;
+    a name where an index goes is one error line."""
+    monkeypatch.chdir(ROOT)
+    cells = expand(*load_grid("configs/grids/gist-dose.yaml", ["groups.0.base.eval.rouge_limit=100"]))
+    limits = {c.name: c.config.eval.rouge_limit for c in cells}
+    assert limits["gist-n500"] == limits["neg_control-n2000"] == 100 and limits["gist-n4000"] is None
+    with pytest.raises(ConfigError, match="not an int"):
+        load_grid("configs/grids/gist-dose.yaml", ["groups.first.base.eval.rouge_limit=100"])

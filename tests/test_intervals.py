@@ -85,6 +85,7 @@ def test_table_rows_join_scores_with_the_training_summary(tiny, tmp_path, capsys
     assert row["vs"][0] == pytest.approx(summary["eval"]["f1"] - baseline["f1"])
     assert row["steps"] == 0 and row["cosine_across"] == pytest.approx(summary["validation_collapse"]["cosine_across"])
     assert "steps" not in table_row(tmp_path / "prefix")  # a text method has no training run
+    assert row["read_by"] == table_row(tmp_path / "prefix")["read_by"] == "the LLM"
     (tmp_path / "run" / "eval" / "scores.json").unlink()
     assert "vs" not in table_row(tmp_path / "run" / "eval", tmp_path / "prefix")  # nothing to pair: no difference shown
     assert main(["eval", "table", str(tmp_path / "run" / "eval"), str(tmp_path / "prefix"), "--against", str(tmp_path / "prefix")]) == 0

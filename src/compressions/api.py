@@ -31,6 +31,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from compressions.baselines import UNBUDGETED, build_method, check_method
 from compressions.baselines.base import CompressedContext, ContextCompressor
 from compressions.compressors.method import LearnedContext
+from compressions.compressors.pipeline import SoftPromptModel
 from compressions.data.prompts import SquadPrompt, SquadPromptConfig
 from compressions.data.squad import SquadExample
 from compressions.errors import ConfigError
@@ -58,6 +59,7 @@ class Compressor:
     name: str = ""  # the method's name in results: its registry name, or learned-<arch> for a checkpoint
     model_name: str = DEFAULT_MODEL  # what the model was loaded from
     reader: str | None = None  # the reader adapter the model reads with
+    decoder: str | None = None  # the learned checkpoint whose decoder (reader merged, its adapter on) reads
 
     @property
     def layout(self) -> SquadPrompt:
@@ -102,13 +104,16 @@ def load_compressor(
     llm: PreTrainedModel | None = None,
     tokenizer: PreTrainedTokenizerBase | None = None,
     solved_from: Sequence[SquadExample] = (),
+    decoder: str | None = None,
     **options,
 ) -> Compressor | GistCompressor:
     """Any method by name or saved folder; `options` are the method's own (e.g. `ranker="embedding"`).
 
     For text and KV methods: `llm`/`tokenizer` reuse a loaded model (one already wearing the reader's
-    adapter keeps it), and a prompt with solved examples takes them from `solved_from` (a train split).
-    A learned checkpoint or a gist model loads its own model."""
+    adapter keeps it), a prompt with solved examples takes them from `solved_from` (a train split), and
+    `decoder` (a learned checkpoint trained with a decoder adapter) makes that checkpoint's decoder the
+    reader, so that text rows are read as the learned row beside them. A learned checkpoint or a gist
+    model loads its own model."""
     path = Path(name_or_path)
     if (path / "compressor_config.json").is_file():
         return _learned(path, budget, model, reader, device)
@@ -123,6 +128,8 @@ def load_compressor(
     check_method(name_or_path, budget)
     if name_or_path in UNBUDGETED and budget is not None:
         raise ConfigError(f"method {name_or_path!r} keeps everything or nothing: it takes no budget")
+    if decoder:
+        llm, tokenizer, model, reader, prompt = _learned_decoder(decoder, model, reader, device)
     model = model or DEFAULT_MODEL
     if llm is None or tokenizer is None:
         llm, tokenizer = load_model(model, dtype, device)
@@ -138,7 +145,18 @@ def load_compressor(
         raise ConfigError(f"prompt.shots={prompt.shots}: pass at least as many solved examples (solved_from=, a train split)")
     layout = SquadPrompt(tokenizer, prompt, tuple(shots))
     method = build_method(name_or_path, tokenizer, budget, target_model=llm, slot_prompt=layout, **options)
-    return Compressor(method, llm, tokenizer, prompt, budget, shots, name_or_path, model, reader)
+    return Compressor(method, llm, tokenizer, prompt, budget, shots, name_or_path, model, reader, decoder)
+
+
+def _learned_decoder(path: str, model: str | None, reader: str | None, device: str):
+    """(llm, tokenizer, model name, reader, prompt) of a checkpoint's decoder: its LLM with the reader merged
+    and its own decoder adapter on, and the prompt it was trained with."""
+    checked_compressor_settings(path, model=model, reader=reader)
+    pipeline = SoftPromptModel.from_pretrained(path, device=device)
+    trained = pipeline.config
+    if not trained.use_lora:
+        raise ConfigError(f"{path} was trained for a frozen decoder: read text with its reader ({trained.reader}), not decoder=")
+    return pipeline.llm, pipeline.tokenizer, trained.model, trained.reader, trained.prompt
 
 
 def _learned(path: Path, budget: int | None, model: str | None, reader: str | None, device: str) -> Compressor:

@@ -23,16 +23,26 @@ def load_config(schema: type[T], path: str | Path | None = None, overrides: list
         merged = OmegaConf.structured(schema)
         if path is not None:
             merged = OmegaConf.merge(merged, _read_file(path))
-        if overrides:
-            merged = OmegaConf.merge(merged, OmegaConf.from_dotlist(list(overrides)))
+        for word in overrides or ():
+            _apply(merged, word)
         config = OmegaConf.to_object(merged)
-    except OmegaConfBaseException as err:
+    except (OmegaConfBaseException, TypeError) as err:  # TypeError: a list indexed by a name
         key = f" key {err.full_key!r}" if getattr(err, "full_key", None) else ""
         raise ConfigError(f"bad config{f' in {path}' if path else ''}{key}: {str(err).splitlines()[0]}") from None
     validate = getattr(config, "validate", None)
     if validate is not None:
         validate()
     return config
+
+
+def _apply(config: DictConfig, word: str) -> None:
+    """One `key=value` override, its value parsed as in YAML. The key's path may index a list
+    (`groups.0.base.eval.rouge_limit=100`), which a merged dotlist cannot do."""
+    key, equals, _ = word.partition("=")
+    if not equals or not key:
+        raise ConfigError(f"override {word!r} is not key=value")
+    value = OmegaConf.from_dotlist([f"value={word[len(key) + 1 :]}"])["value"]
+    OmegaConf.update(config, key, value, merge=True)
 
 
 def _read_file(path: str | Path) -> DictConfig:

@@ -23,6 +23,7 @@ def add_eval_options(parser: argparse.ArgumentParser) -> None:
         "model", Flag("dtype", choices=DTYPES), "device", "data", "data_dir",
         Flag("split", choices=SPLITS), "limit", "batch_size", "max_new_tokens",
         Flag("prompt.format", "prompt-format", choices=FORMATS), Flag("prompt.shots", "shots"), "reader",
+        "decoder",
     ])  # fmt: skip
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
 

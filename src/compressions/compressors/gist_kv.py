@@ -7,7 +7,9 @@ the question and answer after them. That is the gist mask of the Gist paper (wha
 only the prompt prefix and the gists, never the context) computed as a cache, so the compressed form is
 the cache itself: M entries per layer and KV head, the memory of M tokens. Every entry keeps the rotary
 position it was computed at; the question continues at the position after the gists, as in a full
-forward. Without the encoder adapter the decoder reads exactly what the masked full forward gives.
+forward. Without the encoder adapter the decoder reads exactly what the masked full forward gives; with
+`pipeline.use_lora` too, the decoder reads with the encoder's adapter, and the whole is the adapted LLM's masked
+full forward (the Gist paper trains one model for both).
 
 Two layouts (`compressor.layout`):
 - `after`: all M gists after the context. Their inputs are the embeddings of the first M context tokens

@@ -2,9 +2,10 @@
 
 The decoder is the LLM itself, or the SQuAD reader (`reader`: its LoRA adapter merged into the weights,
 so learned methods are read by the same decoder as the text rows beside them). One LoRA adapter can be
-added: the decoder's (`use_lora`: the LLM reads soft tokens with it) or the encoder's (`encoder_lora`:
-on only while a `reads_llm` compressor runs the LLM over the context). The teacher is always the
-decoder without that adapter, reading the full text.
+added: the decoder's (`use_lora`: the LLM reads soft tokens with it), the encoder's (`encoder_lora`:
+on only while a `reads_llm` compressor runs the LLM over the context), or both at once: one adapter that
+encodes and decodes, as the Gist paper trains one model for both. The teacher is always the decoder
+without that adapter, reading the full text.
 
 The LLM sees exactly the SQuAD harness's prompt (data/prompts.py) with the context slot holding
 `M soft tokens [+ separator]` instead of the context's tokens:
@@ -63,7 +64,9 @@ class PipelineConfig:
     max_context_tokens: int = field(default=512, metadata={"help": "contexts are cut to this many tokens"})
     separator: str = field(default="", metadata={"help": "after the soft tokens, in the slot: '' | 'bos' | any text"})
     use_lora: bool = field(default=False, metadata={"help": "the decoder reads soft tokens with the LoRA adapter `lora`"})
-    encoder_lora: bool = field(default=False, metadata={"help": "the LLM encodes contexts with the LoRA adapter `lora`"})
+    encoder_lora: bool = field(
+        default=False, metadata={"help": "the LLM encodes contexts with the LoRA adapter `lora` (with use_lora: the same one)"}
+    )
     reader: str | None = field(default=None, metadata={"help": "SQuAD reader adapter folder: the frozen decoder"})
     question_aware: bool = field(
         default=False, metadata={"help": "the compressor also reads the prompt's text after the context (the question)"}
@@ -84,8 +87,6 @@ class PipelineConfig:
             raise ConfigError(f"budget must be >= 1, got {self.budget}")
         if self.input_layer < 0 or self.max_context_tokens < 1:
             raise ConfigError("input_layer must be >= 0, max_context_tokens >= 1")
-        if self.use_lora and self.encoder_lora:
-            raise ConfigError("use_lora and encoder_lora: one LoRA adapter per pipeline, the decoder's or the encoder's")
         if compressor_class(self.arch).makes_cache and self.separator:
             raise ConfigError(f"arch {self.arch!r} hands the decoder a cache: the slot has no separator (got {self.separator!r})")
         if self.encoder_lora and not compressor_class(self.arch).reads_llm:
@@ -200,8 +201,9 @@ class SoftPromptModel(nn.Module):
         return self.llm.disable_adapter() if self.config.use_lora or self.config.encoder_lora else contextlib.nullcontext()
 
     def decoding(self):
-        """Context of the decoder's forwards: the adapter is off when it is the encoder's."""
-        return self.llm.disable_adapter() if self.config.encoder_lora else contextlib.nullcontext()
+        """Context of the decoder's forwards: the adapter is off when it is the encoder's alone."""
+        encoder_only = self.config.encoder_lora and not self.config.use_lora
+        return self.llm.disable_adapter() if encoder_only else contextlib.nullcontext()
 
     def embed(self, ids: torch.Tensor) -> torch.Tensor:
         return self.llm.get_input_embeddings()(ids)
@@ -222,7 +224,11 @@ class SoftPromptModel(nn.Module):
             return decoder(inputs_embeds=embeds, attention_mask=mask.long(), position_ids=position_ids(mask), use_cache=use_cache)
 
     def decoder_prefix(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """The decoder's own (frozen) cache of the prompt prefix, per layer [1, n_kv, P, head_dim], made once."""
+        """The decoder's own cache of the prompt prefix, per layer [1, n_kv, P, head_dim]. Made once when the
+        decoder is frozen; with a decoder adapter made at every call, as the adapter changes while it trains
+        (and its gradient flows through the prefix's entries)."""
+        if self.config.use_lora:
+            return prefill(self.llm, self.prefix_ids())
         if self._prefix_cache is None:
             with self.decoding():
                 self._prefix_cache = prefill(self.llm, self.prefix_ids())

@@ -69,6 +69,10 @@ class SquadEvalConfig:
     method_options: dict = field(default_factory=dict, metadata={"help": "the method's own options (key: value)"})
     checkpoint: str | None = field(default=None, metadata={"help": "method learned: compressor checkpoint folder"})
     reader: str | None = field(default=None, metadata={"help": "reader adapter folder (compressions train reader)"})
+    decoder: str | None = field(
+        default=None,
+        metadata={"help": "a text or KV method read by this learned checkpoint's decoder (one trained with pipeline.use_lora)"},
+    )
     compressed_cache: str | None = field(
         default=None, metadata={"help": "folder keeping text methods' compressed contexts, reused by runs that differ only in reader"}
     )
@@ -98,6 +102,10 @@ class SquadEvalConfig:
             self._check_learned()
         else:
             check_method(self.method, self.budget)
+        if self.decoder:
+            if self.method == LEARNED:
+                raise ConfigError("decoder: a learned checkpoint reads with its own decoder; give it to text or KV methods")
+            checked_compressor_settings(self.decoder, model=self.model, reader=self.reader)
         if self.limit is not None and self.limit < 1:
             raise ConfigError(f"limit must be >= 1, got {self.limit}")
         if self.batch_size < 1:
@@ -121,7 +129,7 @@ class SquadEvalConfig:
         if self.method == LEARNED:
             return f"{LEARNED}-{Path(self.checkpoint).name}"
         name = self.method if self.method in UNBUDGETED else f"{self.method}-M{self.budget}"
-        return f"{name}-reader" if self.reader else name
+        return f"{name}-decoder" if self.decoder else f"{name}-reader" if self.reader else name
 
 
 def pick_shots(train: list[SquadExample], k: int) -> list[SquadExample]:
@@ -235,6 +243,7 @@ def _metrics(config, examples, predictions, scores, kept, context_lengths, promp
         "method": config.method,
         "budget": config.budget,
         "reader": config.reader,
+        "decoder": config.decoder,
         "n": n,
         **aggregate_squad(scores),
         # 95% bootstrap intervals over the questions (x100)

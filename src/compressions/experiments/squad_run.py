@@ -40,10 +40,14 @@ def evaluate_squad(
     with RunFolder(config.out or f"runs/eval/{config.run_name}") as run:
         compressor = load_compressor(
             config.source, config.budget, config.model, config.reader, config.prompt, config.device,
-            dtype=config.dtype, llm=model, tokenizer=tokenizer, solved_from=train_examples or (), **config.method_options,
+            dtype=config.dtype, llm=model, tokenizer=tokenizer, solved_from=train_examples or (), decoder=config.decoder,
+            **config.method_options,
         )  # fmt: skip
         # as read: a checkpoint fixes its model, M, prompt and reader, a reader its prompt
-        resolved = {"model": compressor.model_name, "budget": compressor.budget, "prompt": compressor.prompt, "reader": compressor.reader}
+        resolved = {
+            "model": compressor.model_name, "budget": compressor.budget, "prompt": compressor.prompt,
+            "reader": compressor.reader, "decoder": compressor.decoder,
+        }  # fmt: skip
         config = dataclasses.replace(config, **resolved)
         run.save_config(config)
         return evaluate_compressor(run, config, compressor, examples, train_examples, progress)
