@@ -19,6 +19,21 @@ def test_tiny_model_is_seeded_and_shares_its_tokenizer(tiny):
     assert len(ids) < len("Kalomir was a baker.") / 2  # real merges, not bytes
 
 
+def test_saved_model_loads_as_the_reference_forward_without_hub_kernels(tiny, tmp_path):
+    """transformers 5.25 kernelizes every from_pretrained model when `kernels` is installed (its dependency): on
+    CUDA that fetches Hub code at model.train() and fails offline. load_model turns it off."""
+    model, tokenizer = tiny
+    model.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    loaded, _ = load_model(str(tmp_path))
+    assert not loaded.use_kernels
+    loaded.train()
+    assert not loaded.use_kernels and loaded.kernels_mode is None
+    ids = torch.tensor([tokenizer("Kalomir was a baker.").input_ids])
+    with torch.no_grad():
+        assert torch.equal(loaded.eval()(ids).logits, model(ids).logits)
+
+
 def test_missing_model_is_one_line_naming_what_was_tried(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ModelNotFoundError) as err:

@@ -47,7 +47,7 @@ def compressor_model(
 def _load(name: str, dtype: str, device: str) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Loaded once per process: a grid builds each method again for every budget."""
     if _is_encoder_decoder(name):
-        model = AutoModelForSeq2SeqLM.from_pretrained(name, dtype=dtype).to(device).eval()
+        model = AutoModelForSeq2SeqLM.from_pretrained(name, dtype=dtype, use_kernels=False).to(device).eval()  # as load_model
         return model, AutoTokenizer.from_pretrained(name)
     return load_model(name, dtype, device)
 

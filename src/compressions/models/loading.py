@@ -54,8 +54,10 @@ def load_model(
     source = _source(name_or_path, cache_dir)
     try:
         tokenizer = _tokenizer(source)
+        # use_kernels=False: with the `kernels` package installed, transformers (5.25) otherwise swaps layers
+        # for Hub kernels on CUDA, downloaded remote code that breaks offline and is not the reference forward.
         model = AutoModelForCausalLM.from_pretrained(
-            source, dtype=DTYPES[dtype], device_map=device_map, attn_implementation=attn_implementation
+            source, dtype=DTYPES[dtype], device_map=device_map, attn_implementation=attn_implementation, use_kernels=False
         )
     except OSError as err:
         raise ModelNotFoundError(_not_found_message(name_or_path, err)) from None
