@@ -1,5 +1,6 @@
 """Grid runner and grid report on the tiny model with synthetic SQuAD data."""
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -222,3 +223,18 @@ def test_an_override_reaches_into_one_group_of_a_shipped_grid(monkeypatch):
     assert limits["gist-n500"] == limits["neg_control-n2000"] == 100 and limits["gist-n4000"] is None
     with pytest.raises(ConfigError, match="not an int"):
         load_grid("configs/grids/gist-dose.yaml", ["groups.first.base.eval.rouge_limit=100"])
+
+
+def test_a_star_override_reaches_every_group(monkeypatch):
+    """`groups.*.base.eval.batch_size=64` sets it in all three groups of the dose grid (the GPU command), and
+    nothing else moves; a star over nothing is one error line."""
+    monkeypatch.chdir(ROOT)
+    plain = expand(*load_grid("configs/grids/gist-dose.yaml"))
+    starred = expand(*load_grid("configs/grids/gist-dose.yaml", ["groups.*.base.eval.batch_size=64"]))
+    assert len(plain) == len(starred) == 15
+    assert {c.config.eval.batch_size for c in plain} == {8} and {c.config.eval.batch_size for c in starred} == {64}
+    for before, after in zip(plain, starred):
+        assert dataclasses.replace(after.config.eval, batch_size=8) == before.config.eval
+        assert after.config.train == before.config.train
+    with pytest.raises(ConfigError, match="nothing at groups.0.base.nothing for"):
+        load_grid("configs/grids/gist-dose.yaml", ["groups.*.base.nothing.*.device=cuda"])

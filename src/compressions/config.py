@@ -37,12 +37,26 @@ def load_config(schema: type[T], path: str | Path | None = None, overrides: list
 
 def _apply(config: DictConfig, word: str) -> None:
     """One `key=value` override, its value parsed as in YAML. The key's path may index a list
-    (`groups.0.base.eval.rouge_limit=100`), which a merged dotlist cannot do."""
+    (`groups.0.base.eval.rouge_limit=100`), which a merged dotlist cannot do, and `*` stands for every
+    index or key at its place (`groups.*.base.train.device=cuda`: each group of a grid)."""
     key, equals, _ = word.partition("=")
     if not equals or not key:
         raise ConfigError(f"override {word!r} is not key=value")
     value = OmegaConf.from_dotlist([f"value={word[len(key) + 1 :]}"])["value"]
-    OmegaConf.update(config, key, value, merge=True)
+    for each in _expand_stars(config, key):
+        OmegaConf.update(config, each, value, merge=True)
+
+
+def _expand_stars(config: DictConfig, key: str) -> list[str]:
+    """`key` with each `*` replaced by every index or key of the node above it."""
+    head, star, tail = key.partition("*")
+    if not star:
+        return [key]
+    node = OmegaConf.select(config, head.rstrip(".")) if head.rstrip(".") else config
+    if node is None or not OmegaConf.is_config(node) or not len(node):
+        raise ConfigError(f"override key {key!r}: nothing at {head.rstrip('.') or 'the top'} for * to stand for")
+    names = range(len(node)) if OmegaConf.is_list(node) else list(node.keys())
+    return [each for name in names for each in _expand_stars(config, f"{head}{name}{tail}")]
 
 
 def _read_file(path: str | Path) -> DictConfig:
