@@ -191,6 +191,36 @@ def test_gist_dose_pairs_the_cells_of_each_size_and_draws_retention(tmp_path, ca
         assert row["vs_wrong_instruction"].startswith(("+", "-")) and row["vs_truncation"].count("[") == 1
 
 
+def test_a_loss_only_gist_cell_finishes_and_pairs_with_controls_that_generated(tmp_path):
+    """eval.rouge=false scores the held-out loss only (no generation); the cell still finishes, and `gist dose`
+    pairs it with controls that did generate: loss retention as for three loss cells, no ROUGE retention."""
+    from compressions.gist.dose import dose_rows, gist_cells
+
+    train, split = _alpaca_file(tmp_path / "train.json", synthetic_alpaca(8, seed=1)), _alpaca_file(tmp_path / "unseen.json", synthetic_alpaca(4, seed=2))
+    base = {
+        "train": {"model": "tiny-random-llama", "data": train, "limit": 8, "train": {"batch_size": 4, "micro_batch_size": 4}},
+        "eval": {"splits": [split], "max_new_tokens": 2},
+    }
+    grid = {
+        "out": str(tmp_path / "g"),
+        "groups": [
+            {"kind": "gist", "name": "{condition}", "base": {**base, "eval": {**base["eval"], "rouge": False}}, "axes": {"train.condition": ["gist"]}},
+            {"kind": "gist", "name": "{condition}", "base": base, "axes": {"train.condition": ["pos_control", "neg_control"]}},
+        ],
+    }
+    (tmp_path / "g.yaml").write_text(yaml.safe_dump(grid))
+    assert main(["grid", str(tmp_path / "g.yaml")]) == 0
+
+    row = json.loads((tmp_path / "g" / "gist" / "metrics.json").read_text())
+    assert row["rougeL"] is None and row["scores"][split]["loss"] > 0 and row["scores"][split]["n"] == 4
+    (dose,) = dose_rows(gist_cells([tmp_path / "g"]))
+    losses = {c: json.loads((tmp_path / "g" / c / "metrics.json").read_text())["scores"][split]["loss"] for c in ("gist", "pos_control", "neg_control")}
+    assert dose["loss_retention"] == pytest.approx((losses["neg_control"] - losses["gist"]) / (losses["neg_control"] - losses["pos_control"]))
+    assert dose["gist"] is None and dose["pos_control"] is not None and "gist_retention" not in dose
+    assert dose["vs_wrong_instruction"] is None and dose["vs_truncation"] is None
+    assert main(["gist", "dose", str(tmp_path / "g")]) == 0  # its table and plot take the empty ROUGE cells
+
+
 def test_gist_dose_pairs_cells_generated_for_different_numbers_of_examples():
     """A cell scored with rouge_limit pairs with the others on the first examples all of them generated for."""
     from compressions.gist.dose import dose_rows

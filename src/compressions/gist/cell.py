@@ -55,11 +55,11 @@ def run_gist_cell(config: GistRunConfig, progress: bool = True) -> dict:
             "method": name,
             "budget": train.num_gist,
             "compression_ratio": _compression_ratio(train, evaluation) if train.condition == "gist" else None,
-            "rougeL": first["rougeL"],
+            "rougeL": first.get("rougeL"),  # absent when the cell scores the loss only (eval.rouge=false)
             "split": evaluation.splits[0],
             "n": first["n"],
             "rouge_n": first.get("rouge_n"),
-            "seconds_per_example": first["seconds_per_example"],
+            "seconds_per_example": first.get("seconds_per_example"),
             "train_examples": trained["examples"],
             "train_seconds": trained["train_seconds"],
             "final_loss": trained["final_loss"],

@@ -63,8 +63,8 @@ def gist_cells(paths: list[str | Path]) -> list[tuple[dict, dict]]:
 
 def _difference(scores: dict, a: str, b: str, split: str) -> str | None:
     """ROUGE-L of model a minus model b on the same examples, as 'mean [low, high]' (x100)."""
-    if split not in scores.get(a, {}) or split not in scores.get(b, {}):
-        return None
+    if any("rougeL" not in scores.get(m, {}).get(split, {}) for m in (a, b)):
+        return None  # one of them did not generate (missing, or a loss-only cell)
     first, second = common_examples([[100 * x for x in scores[m][split]["rougeL"]] for m in (a, b)])
     d = paired_difference(first, second)
     return f"{d['mean']:+.1f} [{d['low']:+.1f}, {d['high']:+.1f}]"
