@@ -161,12 +161,13 @@ def test_gist_kv_overfits_eight_examples_through_the_cache(tmp_path):
     """The decoder is frozen and its prompt is the same for the 8 questions but for the question, so exact
     answers that change when the caches are swapped mean the answers travelled through the gists' K/V."""
     examples = synthetic_job_questions()  # one question: only the context, through the gists, tells the answers apart
+    # 500 steps: 300 ended at answer CE 0.63 with one answer wrong on some CPUs' float kernels (500: 0.44)
     config = load_config(
         CompressorTrainConfig,
         overrides=[
             "pipeline.model=tiny-random-llama", "pipeline.arch=gist_kv", "pipeline.budget=4", "pipeline.encoder_lora=true",
             "pipeline.lora.r=16", "pipeline.lora.target_modules=[q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj]",
-            "train.max_steps=300", "train.batch_size=8", "train.micro_batch_size=8", "train.learning_rate=3e-3",
+            "train.max_steps=500", "train.batch_size=8", "train.micro_batch_size=8", "train.learning_rate=3e-3",
             "lora_learning_rate=3e-3", "loss.distillation=0", "loss.scheduled_sampling=0", "loss.contrastive=0",
             "loss.anti_collapse=0", "eval_limit=0", f"out={tmp_path / 'run'}",
         ],

@@ -8,6 +8,7 @@ import sys
 
 import cloudpickle
 import pytest
+import torch
 import yaml
 
 from compressions.cli.main import main
@@ -26,6 +27,10 @@ def _untimed(metrics: dict) -> dict:
 @pytest.fixture(autouse=True)
 def _one_thread(monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # every job process is a new Python; keep each to one core
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # and the in-process run too: sums split over 2 threads differ in the last bits on some CPUs
+    yield
+    torch.set_num_threads(threads)
 
 
 def _compressor_group(data: str, steps: int = 2) -> dict:
