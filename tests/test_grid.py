@@ -137,6 +137,21 @@ def test_device_queue_runs_each_cell_in_a_child_that_sees_one_device(tmp_path, c
     assert "0 run, 2 skipped, 1 failed" in capsys.readouterr().out
 
 
+def test_device_queue_with_only_runs_just_those_cells(tmp_path, capsys):
+    data = yaml.safe_load(_grid_file(tmp_path).read_text())
+    data["groups"] = data["groups"][1:]
+    queued_grid = tmp_path / "q.yaml"
+    queued_grid.write_text(yaml.safe_dump(data))
+    assert main(["grid", str(queued_grid), "--devices", "0", "0", "--only", "prefix-M8", "suffix-M4"]) == 0
+    assert "1 run, 0 skipped, 1 failed: suffix-M4" in capsys.readouterr().out
+    out = tmp_path / "runs" / "g"
+    assert (out / "prefix-M8" / "worker.log").is_file() and (out / "prefix-M8" / "metrics.json").is_file()
+    assert not (out / "prefix-M4").exists()
+    assert not (out / "grid_summary.json").exists()  # a part of the grid does not stand for the whole
+    assert main(["grid", str(queued_grid), "--devices", "0", "--only", "prefix-M9"]) == 2
+    assert "no cell named prefix-M9" in capsys.readouterr().err
+
+
 def test_gist_cell_trains_then_scores_and_the_report_draws_controls_as_lines(tmp_path):
     train, split = _alpaca_file(tmp_path / "train.json", synthetic_alpaca(8, seed=1)), _alpaca_file(tmp_path / "unseen.json", synthetic_alpaca(3, seed=2))
     base = {

@@ -12,10 +12,10 @@ def run_grid_command(args: argparse.Namespace) -> None:
     from compressions.experiments.grid_report import write_report
 
     grid, out = load_grid(args.grid, args.overrides)
-    if args.only:  # one cell of a queue (its bars go to its worker.log) or cells run by hand: no grid summary or report
+    devices = visible_devices() if args.devices == ["auto"] else args.devices
+    if args.only and not devices:  # one cell of a queue (its bars go to its worker.log) or cells run by hand: no grid summary or report
         run_grid(grid, out, only=args.only)
         return
-    devices = visible_devices() if args.devices == ["auto"] else args.devices
     if args.launcher == "submitit":
         if args.devices:
             raise ConfigError("--devices is the local queue's; with --launcher submitit each cell asks for its resources.gpus")
@@ -27,7 +27,7 @@ def run_grid_command(args: argparse.Namespace) -> None:
                   f"rerun the same command to wait for them, or `compressions report {out}` for the cells done")  # fmt: skip
             return
     else:
-        summary = run_queue(args.grid, args.overrides, devices) if devices else run_grid(grid, out)
+        summary = run_queue(args.grid, args.overrides, devices, only=args.only) if devices else run_grid(grid, out)
     if summary["finished"] or summary["skipped"]:
         print(write_report(out))
     print(f"{len(summary['finished'])} run, {len(summary['skipped'])} skipped, {len(summary['failed'])} failed" + (
@@ -63,7 +63,7 @@ def register_command(commands) -> None:
         "slurm, local, or debug (in this process, for debugging)",
     )  # fmt: skip
     grid.add_argument("--no-wait", action="store_true", help="submitit: submit and return; the report reads the cells later")
-    grid.add_argument("--only", nargs="+", metavar="CELL", help="run only these cells (what each queue worker runs)")
+    grid.add_argument("--only", nargs="+", metavar="CELL", help="run only these cells (what each queue worker runs); with --devices, a queue of just these")
     grid.set_defaults(func=run_grid_command)
     report = commands.add_parser("report", help="results.md, results_summary.json and pareto.png of a grid folder")
     report.add_argument("folder", help="grid folder, e.g. runs/smoke")

@@ -271,11 +271,13 @@ def run_queue(
     devices: list[str],
     progress: bool = True,
     echo: Callable[[str], None] = tqdm.write,
+    only: list[str] | None = None,
 ) -> dict:
-    """Run the unfinished cells in child processes, one per device at a time (`compressions grid FILE
-    --only CELL` with `CUDA_VISIBLE_DEVICES=<device>`); returns grid_summary.json's content."""
+    """Run the unfinished cells (those named in `only`, if given) in child processes, one per device at a time
+    (`compressions grid FILE --only CELL` with `CUDA_VISIBLE_DEVICES=<device>`); returns the summary, which is
+    grid_summary.json's content when the whole grid was asked for."""
     grid, out = load_grid(grid_file, overrides)
-    cells = expand(grid, out)
+    cells = _selected(expand(grid, out), only)
     summary: dict[str, list[str]] = {"finished": [], "skipped": [], "failed": []}
     todo: queue.SimpleQueue[Cell] = queue.SimpleQueue()
     for cell in cells:
@@ -323,7 +325,8 @@ def run_queue(
     bar.close()
     order = {cell.name: i for i, cell in enumerate(cells)}
     summary = {key: sorted(names, key=order.__getitem__) for key, names in summary.items()}
-    atomic_write_json(out / "grid_summary.json", summary)
+    if only is None:
+        atomic_write_json(out / "grid_summary.json", summary)
     return summary
 
 
