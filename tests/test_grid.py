@@ -248,6 +248,29 @@ def test_gist_dose_pairs_cells_generated_for_different_numbers_of_examples():
     assert row["gist_retention"] == pytest.approx((1.0 - 0.4) / (1.6 - 0.4))
 
 
+def test_dose_plot_keeps_k_series_apart_and_a_runaway_interval_off_the_panel(tmp_path, monkeypatch):
+    """At one size, K = 1 and K = 10 sit side by side (nudged right by K's rank); a ROUGE retention whose
+    interval spans -10 to 12 (controls nearly tied) leaves the panel at [-1, 2] instead of flattening the rest."""
+    import matplotlib.pyplot as plt
+
+    from compressions.gist.dose import dose_plot
+
+    saved = []
+    monkeypatch.setattr(plt.Figure, "savefig", lambda fig, path: saved.append(fig))
+    row = {"split": "s", "gist_retention": 0.4, "gist_retention_ci95": (0.1, 0.7), "loss_retention": 0.5, "loss_retention_ci95": (0.45, 0.55)}
+    rows = [
+        {**row, "examples": 2000, "k": 1},
+        {**row, "examples": 4000, "k": 1},
+        {**row, "examples": 4000, "k": 10, "gist_retention": 1.5, "gist_retention_ci95": (-10.3, 11.7)},
+    ]
+    dose_plot(rows, tmp_path / "dose.png")
+    rouge, loss = saved[0].axes
+    assert rouge.get_ylim() == (-1.0, 2.0)
+    assert -1.0 < loss.get_ylim()[0] < 0.0 and 1.0 < loss.get_ylim()[1] < 2.0  # both controls' lines in view
+    k1, k10 = (line.get_xdata() for line in rouge.lines if line.get_marker() == "o")
+    assert list(k1) == [2000, 4000] and list(k10) == pytest.approx([4000 * 1.04])
+
+
 ROOT = Path(__file__).parents[1]
 
 
