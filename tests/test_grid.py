@@ -248,6 +248,20 @@ def test_gist_dose_pairs_cells_generated_for_different_numbers_of_examples():
     assert row["gist_retention"] == pytest.approx((1.0 - 0.4) / (1.6 - 0.4))
 
 
+def test_gist_dose_compares_more_gists_with_gist_1_on_the_same_examples():
+    """K = 5 is paired with the gist-1 cell of the same size (on the examples both generated for); K = 1 rows
+    and sizes without a gist-1 cell leave it empty."""
+    from compressions.gist.dose import dose_rows
+
+    def cell(examples, k, name, rouge):
+        return {"train_examples": examples, "budget": k}, {name: {"s": {"rougeL": rouge}}}
+
+    cells = [cell(4000, 1, "gist-1", [0.5, 0.2, 0.4]), cell(4000, 5, "gist-5", [0.6, 0.2]), cell(500, 5, "gist-5", [0.1])]
+    rows = {(r["examples"], r["k"]): r for r in dose_rows(cells)}
+    assert rows[(4000, 5)]["vs_gist_1"].startswith("+5.0 [")  # (60 + 20) / 2 - (50 + 20) / 2
+    assert rows[(4000, 1)]["vs_gist_1"] is None and rows[(500, 5)]["vs_gist_1"] is None
+
+
 def test_dose_plot_keeps_k_series_apart_and_a_runaway_interval_off_the_panel(tmp_path, monkeypatch):
     """At one size, K = 1 and K = 10 sit side by side (nudged right by K's rank); a ROUGE retention whose
     interval spans -10 to 12 (controls nearly tied) leaves the panel at [-1, 2] instead of flattening the rest."""

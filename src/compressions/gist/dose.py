@@ -40,6 +40,7 @@ DOSE_COLUMNS = (
     ("loss_retention_ci95", "95% CI", "{0[0]:.2f} to {0[1]:.2f}"),
     ("vs_wrong_instruction", "gist - wrong instruction [95% CI]", "{}"),
     ("vs_truncation", "gist - first-K truncation [95% CI]", "{}"),
+    ("vs_gist_1", "gist-K - gist-1 [95% CI]", "{}"),
 )
 
 
@@ -72,7 +73,8 @@ def _difference(scores: dict, a: str, b: str, split: str) -> str | None:
 
 def dose_rows(cells: list[tuple[dict, dict]]) -> list[dict]:
     """One row per (training examples, K, split): each condition's ROUGE-L, both retentions with intervals,
-    and the gist model against its two controls. Conditions missing from a group leave dashes."""
+    and the gist model against its two controls and, for K > 1, against gist-1 trained on as many examples.
+    Conditions missing from a group leave dashes."""
     groups: dict[tuple[int, int], dict] = {}
     for row, scores in cells:
         groups.setdefault((row["train_examples"], row["budget"]), {}).update(scores)
@@ -90,8 +92,15 @@ def dose_rows(cells: list[tuple[dict, dict]]) -> list[dict]:
                 **{name: values.get(split) for name, values in retained.items()},
                 "vs_wrong_instruction": _difference(scores, gist, f"{gist}-wrong_instruction", split),
                 "vs_truncation": _difference(scores, gist, f"instruction-first-{k}", split),
+                "vs_gist_1": _difference({**scores, **one}, gist, "gist-1", split) if k != 1 and (one := _gist_1(groups, examples)) else None,
             })  # fmt: skip
     return rows
+
+
+def _gist_1(groups: dict[tuple[int, int], dict], examples: int) -> dict:
+    """The gist-1 scores of the cells trained on `examples`, as {"gist-1": ...}, or {} when there are none."""
+    scores = groups.get((examples, 1), {})
+    return {"gist-1": scores["gist-1"]} if "gist-1" in scores else {}
 
 
 def dose_plot(rows: list[dict], path: Path) -> Path:
