@@ -81,6 +81,7 @@ def dose_rows(cells: list[tuple[dict, dict]]) -> list[dict]:
     rows = []
     for (examples, k), scores in sorted(groups.items()):
         gist = f"gist-{k}"
+        gist_1 = _gist_1(groups, examples) if k != 1 else {}
         retained = retentions(scores)
         for split in sorted({s for by_split in scores.values() for s in by_split}):
             rouge = {m: v for m, by_split in scores.items() if (v := by_split.get(split, {}).get("rougeL"))}
@@ -92,7 +93,7 @@ def dose_rows(cells: list[tuple[dict, dict]]) -> list[dict]:
                 **{name: values.get(split) for name, values in retained.items()},
                 "vs_wrong_instruction": _difference(scores, gist, f"{gist}-wrong_instruction", split),
                 "vs_truncation": _difference(scores, gist, f"instruction-first-{k}", split),
-                "vs_gist_1": _difference({**scores, **one}, gist, "gist-1", split) if k != 1 and (one := _gist_1(groups, examples)) else None,
+                "vs_gist_1": _difference({**scores, **gist_1}, gist, "gist-1", split) if gist_1 else None,
             })  # fmt: skip
     return rows
 
