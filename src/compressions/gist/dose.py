@@ -81,7 +81,7 @@ def dose_rows(cells: list[tuple[dict, dict]]) -> list[dict]:
     rows = []
     for (examples, k), scores in sorted(groups.items()):
         gist = f"gist-{k}"
-        gist_1 = _gist_1(groups, examples) if k != 1 else {}
+        gist_1 = groups.get((examples, 1), {}).get("gist-1") if k != 1 else None  # gist-1 of the same size
         retained = retentions(scores)
         for split in sorted({s for by_split in scores.values() for s in by_split}):
             rouge = {m: v for m, by_split in scores.items() if (v := by_split.get(split, {}).get("rougeL"))}
@@ -93,15 +93,9 @@ def dose_rows(cells: list[tuple[dict, dict]]) -> list[dict]:
                 **{name: values.get(split) for name, values in retained.items()},
                 "vs_wrong_instruction": _difference(scores, gist, f"{gist}-wrong_instruction", split),
                 "vs_truncation": _difference(scores, gist, f"instruction-first-{k}", split),
-                "vs_gist_1": _difference({**scores, **gist_1}, gist, "gist-1", split) if gist_1 else None,
+                "vs_gist_1": _difference({gist: scores.get(gist, {}), "gist-1": gist_1}, gist, "gist-1", split) if gist_1 else None,
             })  # fmt: skip
     return rows
-
-
-def _gist_1(groups: dict[tuple[int, int], dict], examples: int) -> dict:
-    """The gist-1 scores of the cells trained on `examples`, as {"gist-1": ...}, or {} when there are none."""
-    scores = groups.get((examples, 1), {})
-    return {"gist-1": scores["gist-1"]} if "gist-1" in scores else {}
 
 
 def dose_plot(rows: list[dict], path: Path) -> Path:
