@@ -17,7 +17,7 @@ from compressions.data.prompts import SquadPrompt, SquadPromptConfig
 from compressions.data.squad import load_squad
 from compressions.data.synthetic import synthetic_squad
 from compressions.evaluation.benchmarks import common_parser, examples_or_synthetic, report, squad_validation
-from compressions.evaluation.squad_eval import pick_shots
+from compressions.data.prompts import pick_shots
 from compressions.models import load_model
 from compressions.models.generation import common_prefix_length, generate_greedy
 

@@ -1,5 +1,6 @@
 """Compress one context with a text method, a KV-cache method, and (if given) a learned compressor
-checkpoint and a gist model, then answer a question from each and print the answers and kept sizes.
+checkpoint and a gist model, then answer a question from each and print the answers and kept sizes; the
+KV-cache method's compressed context is also read by `model.generate` with settings of our own.
 
     python examples/quickstart.py
     python examples/quickstart.py --checkpoint runs/compressors/gist_kv-M32/checkpoint --gist runs/gist/gist
@@ -26,10 +27,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--gist", help="a gist model folder (compressions gist train)")
     args = parser.parse_args(argv)
 
+    model = args.model
     for name in ("extractive", "snapkv"):
-        compressor = load_compressor(name, budget=args.budget, model=args.model)
-        kept = compressor.compress(CONTEXT, QUESTION)
-        print(f"{name:>12}: kept {kept.n_tokens} of the context's tokens -> {compressor.answer(CONTEXT, QUESTION)!r}")
+        compressor = load_compressor(name, budget=args.budget, model=model)
+        model = compressor.model  # loaded once, reused by the next method
+        kept = compressor.compress(CONTEXT, QUESTION)  # compressed once, then read
+        print(f"{name:>12}: kept {kept.n_tokens} of the context's tokens -> {compressor.answer(kept, QUESTION)!r}")
+    # model.generate with your own settings: generate_inputs gives its arguments (for snapkv, a transformers
+    # DynamicCache of the kept entries and the positions the question continues at)
+    inputs = compressor.generate_inputs(kept, QUESTION)
+    out = compressor.model.generate(**inputs, max_new_tokens=6, do_sample=False, pad_token_id=compressor.tokenizer.pad_token_id)
+    print(f"{'generate':>12}: {compressor.tokenizer.decode(out[0, inputs['input_ids'].shape[1] :])!r}")
     if args.checkpoint:
         compressor = load_compressor(args.checkpoint)
         kept = compressor.compress(CONTEXT, QUESTION)

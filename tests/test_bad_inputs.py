@@ -147,16 +147,16 @@ CASES = {
     "a gist model as --pos-control": (gist_eval("--pos-control", "{gist}"), "--pos-control {gist} is a gist model; it takes a pos_control model"),
     "a gist model as --base": (gist_eval("--base", "{gist}"), "--base {gist} is a gist model; it takes a base model"),
     "a base model as --neg-control": (gist_eval("--neg-control", "tiny-random-llama"), "--neg-control tiny-random-llama is not a folder here; it takes a neg_control model"),
-    "a gist model as --checkpoint": (squad("--method", "learned", "--checkpoint", "{gist}"), "checkpoint {gist} is a gist model; --checkpoint takes a compressor checkpoint"),
+    "a gist model as --checkpoint": (squad("--method", "learned", "--checkpoint", "{gist}"), "--checkpoint: {gist} is a gist model"),
     "a reader made for another model": (squad("--reader", "{reader}"), "reader {reader} was trained for model 'tiny-32' and does not fit this one (model.layers.0.self_attn.q_proj has 64 inputs, the adapter 32)"),
     # 6. a budget where none applies, or against the checkpoint's
-    "--method full --budget 5": (squad("--method", "full", "--budget", "5"), "method 'full' takes no budget; leave out --budget (got 5)"),
-    "--method none --budget 5": (squad("--method", "none", "--budget", "5"), "method 'none' takes no budget"),
+    "--method full --budget 5": (squad("--method", "full", "--budget", "5"), "--budget: method 'full' keeps everything or nothing and takes no budget (got 5)"),
+    "--method none --budget 5": (squad("--method", "none", "--budget", "5"), "--budget: method 'none' keeps everything or nothing and takes no budget"),
     "learned with another --model": (
         squad("--method", "learned", "--checkpoint", "{ck}", "--model", "smollm2-135m"),
-        "--model smollm2-135m conflicts with checkpoint {ck}, trained with model tiny-random-llama",
+        "--model: smollm2-135m conflicts with checkpoint {ck}, trained with model tiny-random-llama",
     ),
-    "learned with another --budget": (squad("--method", "learned", "--checkpoint", "{ck}", "--budget", "8"), "--budget 8 conflicts with checkpoint {ck}, trained with budget 4"),
+    "learned with another --budget": (squad("--method", "learned", "--checkpoint", "{ck}", "--budget", "8"), "--budget: 8 conflicts with checkpoint {ck}, trained with budget 4"),
     # 7. a context longer than the model's window, refused by config
     "a long context, long_context=refuse": (squad("--data", "{long.json}", "long_context=refuse"), "its context has"),
 }

@@ -240,7 +240,7 @@ def test_llmlingua_compresses_to_about_the_budget_without_the_question(tiny):
 @pytest.mark.parametrize(
     "call, message",
     [
-        (lambda t: build_method("prefix", t, 0), "budget must be an integer >= 1"),
+        (lambda t: build_method("prefix", t, 0), "budget: must be an integer >= 1"),
         (lambda t: build_method("prefix", t, None), "needs a token budget"),
         (lambda t: build_method("prefix", t, 4).compress(" \n", "q", 4), "empty context"),
         (lambda t: build_method("magic", t, 4), "unknown method 'magic'"),

@@ -332,7 +332,7 @@ def test_cli_train_then_eval_learned(tmp_path, capsys):
     saved = json.loads((out / "config.json").read_text())
     assert saved["model"] == "tiny-random-llama" and saved["prompt"] == summary_prompt(run)
     assert main(["eval", "squad", "--method", "learned", *common]) == 2
-    assert "needs a checkpoint" in capsys.readouterr().err
+    assert "error: --checkpoint: method 'learned' needs a compressor checkpoint folder" in capsys.readouterr().err
 
 
 def summary_prompt(run):

@@ -4,7 +4,8 @@ import pytest
 
 from compressions.cli.main import main
 from compressions.data.synthetic import synthetic_squad
-from compressions.evaluation.squad_eval import SquadEvalConfig, pick_shots
+from compressions.data.prompts import pick_shots
+from compressions.evaluation.squad_eval import SquadEvalConfig
 from compressions.experiments.squad_run import evaluate_squad
 
 RUN_FILES = {"config.json", "metrics.json", "sample_predictions.json", "scores.json", "environment.json", "status.json", ".lock", "run.log", "tensorboard"}

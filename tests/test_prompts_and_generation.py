@@ -5,6 +5,7 @@ from compressions.compressors.pipeline import PipelineConfig, SoftPromptModel
 from compressions.data.prompts import SquadPromptConfig, squad_prompt
 from compressions.data.synthetic import synthetic_squad
 from compressions.models import load_model
+from compressions.evaluation.reading import first_line
 from compressions.models.generation import cached_head_inputs, common_prefix_length, copy_cache, generate_greedy, left_pad, prefill
 from compressions.reader.train import reader_example
 
@@ -113,3 +114,29 @@ def test_reader_and_compressors_train_the_same_answer_tokens(tiny, anchor, fmt):
     answer = pipeline.answer_ids(example.answers[0])
     assert row["input_ids"][-len(answer) :] == answer and row["labels"][-len(answer) - 1] == -100
     assert tokenizer.decode(answer, skip_special_tokens=True).strip() == example.answers[0]
+
+
+@pytest.mark.parametrize(
+    "reply, kept",
+    [
+        ("\n\nParis\nLondon", "\n\nParis\n"),  # a leading blank line does not end the answer
+        (" \nParis is big\nLondon", " \nParis is big\n"),
+        ("Paris\n\nLondon", "Paris\n"),
+        ("Paris", "Paris"),  # no newline within max_new_tokens
+    ],
+)
+def test_generation_stops_at_the_end_of_the_first_non_blank_line(reply, kept):
+    """The model is made to say `reply` token by token (a hook on its head); generation stops after the
+    first line that holds text, so an answer that opens with a newline is not cut to nothing."""
+    model, tokenizer = load_model("tiny-random-llama")
+    script = tokenizer(reply, add_special_tokens=False).input_ids
+    step = iter(range(100))
+
+    def say(module, inputs, logits):
+        forced = torch.full_like(logits[:, -1], -1e4)
+        forced[:, script[min(next(step), len(script) - 1)]] = 1e4
+        return torch.cat([logits[:, :-1], forced[:, None]], dim=1)
+
+    model.lm_head.register_forward_hook(say)
+    new = generate_greedy(model, tokenizer, [[5, 6, 7]], max_new_tokens=len(script), progress=False)[0]
+    assert tokenizer.decode(new) == kept and first_line(kept) == kept.strip()

@@ -5,45 +5,53 @@ and answers the same way for every family.
 
     compressor = load_compressor("extractive", budget=32)      # a text method; "snapkv": a KV-cache method
     compressed = compressor.compress(context, question)        # what the model will read (CompressedContext)
-    print(compressor.answer(context, question))                # the model reading it, greedy
+    print(compressor.answer(compressed, question))             # the model reading it, greedy
 
 `load_compressor` takes a method name (`compressions.baselines.METHODS`: text and KV-cache methods), a
 learned compressor checkpoint folder (`compressions train compressor`: soft tokens or gist K/V), or a gist
 model folder (`compressions gist train`), and returns a `Compressor`. `compress` gives a `CompressedContext`
-(kept token ids, or soft-token `embeddings`, or a kept KV cache `kv`); `answer` reads it through
-`evaluation.reading`, the SQuAD harness's own path. For a gist model the context is an instruction and the
-question its input (Alpaca layout), and `compress` gives a `gist.cache.GistCache`.
+(kept token ids, or soft-token `embeddings`, or a kept KV cache `kv`); `answer` reads it (or compresses a
+context first) through `evaluation.reading`, the SQuAD harness's own path; both take lists too.
+`generate_inputs` gives what `model.generate` takes to read a compressed context with the user's own
+generation settings. For a gist model the context is an instruction and the question its input (Alpaca
+layout), and `compress` gives a `gist.cache.GistCache`.
 
-Text and KV methods read the harness's zero-shot SQuAD prompt (`prompt=` takes another `SquadPromptConfig`);
-a learned checkpoint, a reader adapter and a gist model fix their own prompt.
+Text and KV methods read the harness's SQuAD prompt (two solved examples, shipped in the package; `prompt=`
+takes another `SquadPromptConfig`, `solved_from=` a train split to pick its examples from); a learned
+checkpoint, a reader adapter and a gist model fix their own prompt.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
+import torch
 from peft import PeftModel
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 
 from compressions.baselines import UNBUDGETED, build_method, check_method
 from compressions.baselines.base import CompressedContext, ContextCompressor
 from compressions.compressors.method import LearnedContext
 from compressions.compressors.pipeline import SoftPromptModel
-from compressions.data.prompts import SquadPrompt, SquadPromptConfig
+from compressions.data.prompts import SquadPrompt, SquadPromptConfig, solved_examples
 from compressions.data.squad import SquadExample
-from compressions.errors import ConfigError
+from compressions.errors import ArgumentError, ConfigError, ModelNotFoundError
 from compressions.evaluation.reading import first_line, read_compressed
-from compressions.evaluation.squad_eval import pick_shots
 from compressions.experiments.saved import checked_compressor_settings
 from compressions.gist.cache import GistCache, compress, generate
 from compressions.gist.evaluate import gist_settings, model_dir
 from compressions.models import DEFAULT_MODEL, load_model
+from compressions.models.generation import kept_cache_inputs
+from compressions.models.loading import check_placement, load_tokenizer
+from compressions.models.soft_prompts import embed_with_slots, slot_mask
 from compressions.reader.adapter import load_reader, reader_prompt
 
 log = logging.getLogger(__name__)
+Contexts = str | CompressedContext | Sequence[str | CompressedContext]
 
 
 @dataclasses.dataclass
@@ -60,20 +68,81 @@ class Compressor:
     model_name: str = DEFAULT_MODEL  # what the model was loaded from
     reader: str | None = None  # the reader adapter the model reads with
     decoder: str | None = None  # the learned checkpoint whose decoder (reader merged, its adapter on) reads
+    ratio: float | None = None  # instead of a budget: context tokens per kept token, M = round(tokens / ratio)
 
     @property
     def layout(self) -> SquadPrompt:
         """The prompt around the context slot, as the model reads it."""
         return SquadPrompt(self.tokenizer, self.prompt, tuple(self.shots))
 
-    def compress(self, context: str, question: str = "") -> CompressedContext:
-        """What the model reads for this context (the question matters to question-aware methods only)."""
-        return self.method.compress_many([context], [question], self.budget)[0]
+    def compress(self, context: str | Sequence[str], question: str | Sequence[str] = "") -> CompressedContext | list[CompressedContext]:
+        """What the model reads for each context (the question matters to question-aware methods only); a
+        list of contexts (with one question, or a list of as many) gives a list, compressed together."""
+        contexts, questions, one = _pairs(context, question, compressed=False)
+        compressed = self._compress_many(contexts, questions)
+        return compressed[0] if one else compressed
 
-    def answer(self, context: str, question: str, max_new_tokens: int = 32) -> str:
-        compressed = self.compress(context, question)
-        _, generated = read_compressed(self.model, self.method, [compressed], [question], self.layout, max_new_tokens)
-        return first_line(self.tokenizer.decode(generated[0], skip_special_tokens=True))
+    def answer(self, context: Contexts, question: str | Sequence[str], max_new_tokens: int = 32, batch_size: int = 8) -> str | list[str]:
+        """The model's greedy answer, its first line, as the harness scores it. A context may already be
+        compressed (what `compress` returned: it is read as it is, not compressed again); lists answer together."""
+        contexts, questions, one = _pairs(context, question, compressed=True)
+        todo = [i for i, c in enumerate(contexts) if not isinstance(c, CompressedContext)]
+        for i, made in zip(todo, self._compress_many([contexts[i] for i in todo], [questions[i] for i in todo])):
+            contexts[i] = made
+        _, generated = read_compressed(self.model, self.method, contexts, questions, self.layout, max_new_tokens, batch_size)
+        answers = [first_line(self.tokenizer.decode(g, skip_special_tokens=True)) for g in generated]
+        return answers[0] if one else answers
+
+    def generate_inputs(self, compressed: CompressedContext, question: str) -> dict[str, torch.Tensor | DynamicCache]:
+        """The keyword arguments of `self.model.generate` that read `compressed` in the prompt for `question`:
+        `input_ids` and `attention_mask`; for a kept KV cache also `cache` (a transformers `DynamicCache`
+        holding the prompt up to the end of the context) and `position_ids` (the question continues at the
+        position it has after the whole context); for soft tokens `inputs_embeds` instead of `input_ids`.
+        Generate inside `compressor.method.reading()` (a learned decoder's adapters), one call per result."""
+        if not isinstance(compressed, CompressedContext):
+            raise ArgumentError("compressed", f"takes what compress() returned, got {type(compressed).__name__}")
+        _pairs(compressed, question, compressed=True)
+        prefix, suffix = self.layout.ids(question)
+        prompt = prefix + compressed.token_ids + suffix
+        if compressed.kv is not None:
+            return kept_cache_inputs(self.model, [compressed.kv], [prompt], self.tokenizer.pad_token_id)
+        ids = torch.tensor([prompt], device=self.model.device)
+        mask = torch.ones_like(ids)
+        if compressed.embeddings is None:
+            return {"input_ids": ids, "attention_mask": mask}
+        in_slot = slot_mask([len(prompt)], [(len(prefix), len(compressed.embeddings))], len(prompt))
+        return {"inputs_embeds": embed_with_slots(self.model, ids, in_slot, compressed.embeddings), "attention_mask": mask}
+
+    def _compress_many(self, contexts: list[str], questions: list[str]) -> list[CompressedContext]:
+        """One `compress_many` per budget: with `ratio`, each context's budget follows its length."""
+        if self.ratio is None:
+            return self.method.compress_many(contexts, questions, self.budget) if contexts else []
+        budgets = [max(1, round(len(self.tokenizer(c, add_special_tokens=False).input_ids) / self.ratio)) for c in contexts]
+        out: list[CompressedContext | None] = [None] * len(contexts)
+        for budget in sorted(set(budgets)):
+            rows = [i for i, b in enumerate(budgets) if b == budget]
+            for i, made in zip(rows, self.method.compress_many([contexts[i] for i in rows], [questions[i] for i in rows], budget)):
+                out[i] = made
+        return out
+
+
+def _pairs(context, question, compressed: bool) -> tuple[list, list[str], bool]:
+    """(contexts, questions, whether one was given): a single context, or a list with one question for
+    all or a list of as many; each checked, so a wrong type is one clear error, not one from deep inside."""
+    one = isinstance(context, (str, CompressedContext))
+    contexts = [context] if one else list(context) if isinstance(context, Sequence) else None
+    kinds = (str, CompressedContext) if compressed else (str,)
+    if contexts is None or not all(isinstance(c, kinds) for c in contexts):
+        allowed = "a string or what compress() returned" if compressed else "a string"
+        raise ArgumentError("context", f"takes {allowed}, or a list of them; got {type(context).__name__}")
+    if any(isinstance(c, str) and not c.strip() for c in contexts):
+        raise ArgumentError("context", "is empty: nothing to compress")
+    questions = [question] * len(contexts) if isinstance(question, str) else list(question) if isinstance(question, Sequence) else None
+    if questions is None or not all(isinstance(q, str) for q in questions):
+        raise ArgumentError("question", f"takes a string, or a list of them; got {type(question).__name__}")
+    if len(questions) != len(contexts):
+        raise ArgumentError("question", f"{len(questions)} questions for {len(contexts)} contexts: give one, or one per context")
+    return contexts, questions, one
 
 
 @dataclasses.dataclass
@@ -87,19 +156,21 @@ class GistCompressor:
     def compress(self, context: str, question: str = "") -> GistCache:
         return compress(self.model, self.tokenizer, [context], self.settings["num_gist"], self.settings["prompt_format"])
 
-    def answer(self, context: str, question: str, max_new_tokens: int = 128) -> str:
-        generated = generate(self.model, self.tokenizer, self.compress(context), [question], max_new_tokens)
+    def answer(self, context: str | GistCache, question: str, max_new_tokens: int = 128) -> str:
+        cache = context if isinstance(context, GistCache) else self.compress(context)
+        generated = generate(self.model, self.tokenizer, cache, [question], max_new_tokens)
         return self.tokenizer.decode(generated[0], skip_special_tokens=True).strip()
 
 
 def load_compressor(
     name_or_path: str,
     budget: int | None = None,
-    model: str | None = None,
+    model: str | PreTrainedModel | None = None,
     reader: str | None = None,
     prompt: SquadPromptConfig | None = None,
     device: str = "cpu",
     *,
+    ratio: float | None = None,
     dtype: str = "float32",
     llm: PreTrainedModel | None = None,
     tokenizer: PreTrainedTokenizerBase | None = None,
@@ -109,13 +180,23 @@ def load_compressor(
 ) -> Compressor | GistCompressor:
     """Any method by name or saved folder; `options` are the method's own (e.g. `ranker="embedding"`).
 
-    For text and KV methods: `llm`/`tokenizer` reuse a loaded model (one already wearing the reader's
-    adapter keeps it), a prompt with solved examples takes them from `solved_from` (a train split), and
-    `decoder` (a learned checkpoint trained with a decoder adapter) makes that checkpoint's decoder the
-    reader, so that text rows are read as the learned row beside them. A learned checkpoint or a gist
-    model loads its own model."""
+    `budget` keeps M tokens (or KV entries per layer and head) of every context; `ratio` instead keeps one
+    per `ratio` context tokens (ratio=4: a quarter; kvpress's compression_ratio=0.75 is ratio=4). `model` is
+    a name (alias, local dir, Hub id) or a loaded model (its tokenizer is loaded from where it came from
+    unless `tokenizer=` is given; `llm=` is the same). For text and KV methods: a model already wearing a
+    reader's adapter keeps it, `solved_from` (a train split) picks the prompt's solved examples instead of
+    the shipped ones, and `decoder` (a learned checkpoint trained with a decoder adapter) makes that
+    checkpoint's decoder the reader, so that text rows are read as the learned row beside them. A learned
+    checkpoint or a gist model loads its own model."""
+    check_placement(dtype, device)
+    if isinstance(model, (PreTrainedModel, PeftModel)):
+        llm, model = model, None
+    if llm is not None and tokenizer is None:
+        tokenizer = _own_tokenizer(llm)
     path = Path(name_or_path)
     if (path / "compressor_config.json").is_file():
+        if ratio is not None:
+            raise ArgumentError("ratio", "a learned checkpoint keeps the budget it was trained with")
         return _learned(path, budget, model, reader, device)
     settings = gist_settings(name_or_path) if path.is_dir() else None
     if settings is not None:
@@ -125,27 +206,46 @@ def load_compressor(
         return GistCompressor(llm, tokenizer, settings)
     if path.exists():
         raise ConfigError(f"{name_or_path} is neither a compressor checkpoint nor a gist model folder")
-    check_method(name_or_path, budget)
-    if name_or_path in UNBUDGETED and budget is not None:
-        raise ConfigError(f"method {name_or_path!r} keeps everything or nothing: it takes no budget")
+    if ratio is not None:
+        if budget is not None:
+            raise ArgumentError("ratio", "give a budget or a ratio, not both")
+        if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not math.isfinite(ratio) or ratio < 1:
+            raise ArgumentError("ratio", f"is context tokens per kept token, a number >= 1 (ratio=4 keeps a quarter); got {ratio!r}")
+        if name_or_path in UNBUDGETED:
+            raise ArgumentError("ratio", f"method {name_or_path!r} keeps everything or nothing and takes no ratio")
+    checked = budget if ratio is None else 1  # a ratio gives each context its own budget when it compresses
+    check_method(name_or_path, checked)
     if decoder:
         llm, tokenizer, model, reader, prompt = _learned_decoder(decoder, model, reader, device)
-    model = model or DEFAULT_MODEL
-    if llm is None or tokenizer is None:
-        llm, tokenizer = load_model(model, dtype, device)
-    prompt = prompt or SquadPromptConfig(shots=0)  # solved examples need a train split
+    if llm is None:
+        llm, tokenizer = load_model(model or DEFAULT_MODEL, dtype, device)
+    model = model or _own_name(llm)
+    prompt = prompt or SquadPromptConfig()
     if reader:
         llm = llm if isinstance(llm, PeftModel) else load_reader(llm, reader)
         trained = reader_prompt(reader)  # a reader learned its answer format from the prompt it was trained on
         if trained is not None and trained != dataclasses.asdict(prompt):
             log.info("reading with the reader's training prompt %s", trained)
             prompt = SquadPromptConfig(**trained)
-    shots = pick_shots(list(solved_from), prompt.shots) if prompt.shots else []
-    if len(shots) < prompt.shots:
-        raise ConfigError(f"prompt.shots={prompt.shots}: pass at least as many solved examples (solved_from=, a train split)")
+    shots = solved_examples(prompt.shots, solved_from)
     layout = SquadPrompt(tokenizer, prompt, tuple(shots))
-    method = build_method(name_or_path, tokenizer, budget, target_model=llm, slot_prompt=layout, **options)
-    return Compressor(method, llm, tokenizer, prompt, budget, shots, name_or_path, model, reader, decoder)
+    method = build_method(name_or_path, tokenizer, checked, target_model=llm, slot_prompt=layout, **options)
+    return Compressor(method, llm, tokenizer, prompt, budget, shots, name_or_path, model, reader, decoder, ratio)
+
+
+def _own_name(llm: PreTrainedModel) -> str:
+    return llm.config.name_or_path or DEFAULT_MODEL
+
+
+def _own_tokenizer(llm: PreTrainedModel) -> PreTrainedTokenizerBase:
+    """The tokenizer saved where `llm` was loaded from, or one error line asking for it."""
+    name = llm.config.name_or_path
+    try:
+        if name:
+            return load_tokenizer(name)
+    except ModelNotFoundError:
+        pass
+    raise ArgumentError("tokenizer", f"no tokenizer found where the model came from ({name or 'unknown'}): pass tokenizer=")
 
 
 def _learned_decoder(path: str, model: str | None, reader: str | None, device: str):

@@ -78,21 +78,5 @@ def check_choice(name: str, value: Any, allowed: Collection) -> None:
         raise ConfigError(f"{name} must be one of {', '.join(map(str, allowed))}; got {value!r}")
 
 
-def check_placement(dtype: str, device: str) -> None:
-    """A dtype the loaders know and a device this machine has: `cuda` without a GPU fails here, before any
-    file is written, not in the first forward."""
-    import torch
-
-    from compressions.models.loading import DTYPES
-
-    check_choice("dtype", dtype, DTYPES)
-    try:
-        where = torch.device(device)
-    except RuntimeError:
-        raise ConfigError(f"device {device!r} is not a device name (cpu, cuda, cuda:1 ...)") from None
-    if where.type == "cuda" and (where.index or 0) >= torch.cuda.device_count():
-        raise ConfigError(f"device {device!r} is not available here ({torch.cuda.device_count()} CUDA devices visible)")
-
-
 def config_dict(config) -> dict:
     return dataclasses.asdict(config)

@@ -15,3 +15,12 @@ class DataError(CompressionsError):
 
 class ConfigError(CompressionsError):
     pass
+
+
+class ArgumentError(ConfigError):
+    """A bad value of one named argument. The library names it as the Python argument or config field it
+    is (`budget: ...`), the command line as the flag that sets it (`--budget: ...`)."""
+
+    def __init__(self, argument: str, problem: str):
+        super().__init__(f"{argument}: {problem}")
+        self.argument, self.problem = argument, problem

@@ -23,7 +23,7 @@ from compressions.baselines.snapkv import SnapKV
 from compressions.baselines.streaming import StreamingLLM
 from compressions.baselines.suffix import Suffix
 from compressions.baselines.tova import TOVA
-from compressions.errors import CompressionsError
+from compressions.errors import ArgumentError, CompressionsError
 
 METHODS = {
     "full": FullContext,
@@ -48,9 +48,9 @@ INJECTED = ("tokenizer", "target_model", "slot_prompt")  # given by the harness,
 
 def check_method(name: str, budget: int | None) -> None:
     if name not in METHODS:
-        raise CompressionsError(f"unknown method {name!r}; choose one of {', '.join(sorted(METHODS))}")
+        raise ArgumentError("method", f"unknown method {name!r}; choose one of {', '.join(sorted(METHODS))}")
     if name in UNBUDGETED and budget is not None:  # it would be ignored, and the row labelled with a budget it never had
-        raise CompressionsError(f"method {name!r} takes no budget; leave out --budget (got {budget})")
+        raise ArgumentError("budget", f"method {name!r} keeps everything or nothing and takes no budget (got {budget})")
     check_budget(budget, required=name not in UNBUDGETED)
 
 

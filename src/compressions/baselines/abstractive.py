@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 
 import torch
-from tqdm.auto import tqdm
+from compressions.progress import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from compressions.baselines.base import BudgetedCompressor

@@ -13,10 +13,10 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from tqdm.auto import tqdm
+from compressions.progress import tqdm
 from transformers import PreTrainedTokenizerBase
 
-from compressions.errors import CompressionsError
+from compressions.errors import ArgumentError, CompressionsError
 
 if TYPE_CHECKING:
     import torch
@@ -65,10 +65,10 @@ class ContextCompressor:
 def check_budget(budget: int | None, required: bool = True) -> None:
     if budget is None:
         if required:
-            raise CompressionsError("this method needs a token budget: pass --budget M (M >= 1)")
+            raise ArgumentError("budget", "this method needs a token budget, an integer M >= 1")
         return
     if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
-        raise CompressionsError(f"budget must be an integer >= 1, got {budget!r}")
+        raise ArgumentError("budget", f"must be an integer >= 1, got {budget!r}")
 
 
 def check_context(context: str) -> None:

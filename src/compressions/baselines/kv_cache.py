@@ -19,7 +19,7 @@ from __future__ import annotations
 import time
 
 import torch
-from tqdm.auto import tqdm
+from compressions.progress import tqdm
 from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 
 from compressions.baselines.base import CompressedContext, ContextCompressor, check_budget, check_context

@@ -11,9 +11,10 @@ import logging
 import sys
 
 from tqdm.std import tqdm
+from transformers.utils import logging as transformers_logging
 
 from compressions.cli import diagnose, gist, grid, reader, squad, train
-from compressions.errors import CompressionsError
+from compressions.errors import ArgumentError, CompressionsError
 
 GROUPS = {
     "eval": "evaluate a method",
@@ -43,10 +44,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    level = logging.INFO if args.verbose else logging.WARNING
+    # the terminal's handler has its own level: a run folder lowers the package logger to INFO for its run.log
+    terminal = logging.StreamHandler()
+    terminal.setLevel(level)
+    logging.basicConfig(level=level, format="%(levelname)s %(message)s", handlers=[terminal])
+    if not args.verbose:
+        transformers_logging.disable_progress_bar()  # its weight-loading bar, on every model load
     logging.getLogger("huggingface_hub").setLevel(logging.ERROR)  # offline retries are reported as one error line
     try:
         args.func(args)
+    except ArgumentError as err:  # named by the flag that sets it (a dotted config key stays as typed after the flags)
+        flag = err.argument if "." in err.argument else f"--{err.argument.replace('_', '-')}"
+        print(f"error: {flag}: {err.problem}", file=sys.stderr)
+        return 2
     except CompressionsError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from tqdm.auto import tqdm
+from compressions.progress import tqdm
 
 from compressions.compressors.losses import IGNORE
 from compressions.compressors.pipeline import SoftPromptModel

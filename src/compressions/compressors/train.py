@@ -21,9 +21,10 @@ from compressions.compressors.losses import LossConfig
 from compressions.compressors.objective import CompressorObjective, soft_token_diagnostics
 from compressions.compressors.pipeline import PipelineConfig, SoftPromptModel
 from compressions.compressors.pretraining import TASKS, pretraining_features
+from compressions.data.prompts import pick_shots
 from compressions.data.squad import SquadExample, load_squad
 from compressions.errors import ConfigError
-from compressions.evaluation.squad_eval import LEARNED, SquadEvalConfig, pick_shots
+from compressions.evaluation.squad_eval import LEARNED, SquadEvalConfig
 from compressions.experiments.squad_run import evaluate_squad
 from compressions.experiments.run_folder import RunFolder, is_main_process
 from compressions.models import load_model

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from transformers import PreTrainedTokenizerBase
 
+from compressions.data.solved_examples import SOLVED_EXAMPLES
 from compressions.data.squad import SquadExample
 from compressions.errors import ConfigError
 
@@ -110,3 +111,24 @@ class SquadPrompt:
     def answer_ids(self, answer: str) -> list[int]:
         """The answer's tokens then EOS, as training teaches and the harness scores them (see answer_ids)."""
         return answer_ids(self.tokenizer, self.parts("?"), answer)
+
+
+def pick_shots(train: list[SquadExample], k: int) -> list[SquadExample]:
+    """k solved examples with the shortest contexts, from distinct paragraphs (deterministic)."""
+    seen, shots = set(), []
+    for example in sorted(train, key=lambda e: (len(e.context), e.id)):
+        if len(shots) == k:
+            break
+        if example.context not in seen:
+            seen.add(example.context)
+            shots.append(example)
+    return shots
+
+
+def solved_examples(k: int, train: list[SquadExample] = ()) -> list[SquadExample]:
+    """The prompt's k solved examples: `pick_shots` over `train` (a train split), or without one the shipped
+    examples the harness picks from the shared SQuAD file (at most 2)."""
+    shots = pick_shots(list(train) or list(SOLVED_EXAMPLES), k) if k else []
+    if len(shots) < k:
+        raise ConfigError(f"prompt.shots={k}: only {len(shots)} solved examples; pass a train split to choose them from")
+    return shots

@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
-from rouge_score import rouge_scorer
+from functools import cache
 
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")
-_scorer = rouge_scorer.RougeScorer(list(ROUGE_TYPES), use_stemmer=True)
+
+
+@cache
+def _scorer():
+    """Built on first use, not at import: building it logs through the root logger, which configures
+    logging for the whole process before the CLI can (INFO lines without -v)."""
+    from rouge_score import rouge_scorer
+
+    return rouge_scorer.RougeScorer(list(ROUGE_TYPES), use_stemmer=True)
 
 
 def rouge_scores(prediction: str, reference: str) -> dict[str, float]:
     """Per-example F-measures in [0, 1]."""
-    scores = _scorer.score(reference, prediction)  # rouge-score takes (target, prediction)
+    scores = _scorer().score(reference, prediction)  # rouge-score takes (target, prediction)
     return {k: scores[k].fmeasure for k in ROUGE_TYPES}
 
 

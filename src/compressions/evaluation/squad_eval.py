@@ -15,16 +15,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from tqdm.auto import tqdm
+from compressions.progress import tqdm
 from transformers import PreTrainedModel
 
 from compressions.baselines import METHODS, UNBUDGETED, check_method
 from compressions.baselines.base import ContextCompressor
-from compressions.config import check_choice, check_placement
+from compressions.config import check_choice
+from compressions.models.loading import check_placement
 from compressions.data.prompts import SquadPrompt, SquadPromptConfig
 from compressions.data.records import ON_ERROR
 from compressions.data.squad import SquadExample
-from compressions.errors import ConfigError
+from compressions.errors import ArgumentError, ConfigError
 from compressions.evaluation.answer_lengths import answer_token_lengths, length_report
 from compressions.evaluation.compressed_cache import CompressedCache
 from compressions.evaluation.context_window import LONG_CONTEXT, fit_window
@@ -116,7 +117,7 @@ class SquadEvalConfig:
     def _check_learned(self) -> None:
         """The checkpoint fixes the LLM, M and the reader: one that differs would be ignored, so it is refused."""
         if not self.checkpoint:
-            raise ConfigError("method 'learned' needs a checkpoint: --checkpoint DIR")
+            raise ArgumentError("checkpoint", "method 'learned' needs a compressor checkpoint folder")
         checked_compressor_settings(self.checkpoint, model=self.model, budget=self.budget, reader=self.reader)
 
     @property
@@ -130,18 +131,6 @@ class SquadEvalConfig:
             return f"{LEARNED}-{Path(self.checkpoint).name}"
         name = self.method if self.method in UNBUDGETED else f"{self.method}-M{self.budget}"
         return f"{name}-decoder" if self.decoder else f"{name}-reader" if self.reader else name
-
-
-def pick_shots(train: list[SquadExample], k: int) -> list[SquadExample]:
-    """k solved examples with the shortest contexts, from distinct paragraphs (deterministic)."""
-    seen, shots = set(), []
-    for example in sorted(train, key=lambda e: (len(e.context), e.id)):
-        if len(shots) == k:
-            break
-        if example.context not in seen:
-            seen.add(example.context)
-            shots.append(example)
-    return shots
 
 
 def evaluate_compressor(

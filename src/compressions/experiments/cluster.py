@@ -29,7 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
+from compressions.progress import tqdm
 
 from compressions.errors import ConfigError
 from compressions.experiments.folder_lock import lock_holder

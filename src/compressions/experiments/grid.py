@@ -40,7 +40,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
-from tqdm.auto import tqdm
+from compressions.progress import tqdm
 
 from compressions.config import load_config
 from compressions.errors import ConfigError

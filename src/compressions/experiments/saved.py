@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from compressions.errors import ConfigError
+from compressions.errors import ArgumentError
 
 COMPRESSOR = "compressor checkpoint"
 READER = "reader adapter"
@@ -43,7 +43,7 @@ def compressor_settings(path: str | Path) -> dict:
     from compressions.compressors.pipeline import CONFIG_FILE
 
     if saved_kind(path) != COMPRESSOR:
-        raise ConfigError(f"checkpoint {path} is {describe(path)}; --checkpoint takes a compressor checkpoint (`compressions train compressor`)")
+        raise ArgumentError("checkpoint", f"{path} is {describe(path)}, not a compressor checkpoint (`compressions train compressor`)")
     return json.loads((Path(path) / CONFIG_FILE).read_text(encoding="utf-8"))
 
 
@@ -53,5 +53,5 @@ def checked_compressor_settings(path: str | Path, **given) -> dict:
     trained = compressor_settings(path)
     for key, value in given.items():
         if value is not None and value != trained[key]:
-            raise ConfigError(f"--{key} {value} conflicts with checkpoint {path}, trained with {key} {trained[key]}; leave --{key} out")
+            raise ArgumentError(key, f"{value} conflicts with checkpoint {path}, trained with {key} {trained[key]}; leave {key} out")
     return trained

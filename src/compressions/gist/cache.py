@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
-from tqdm.auto import tqdm
+from compressions.progress import tqdm
 from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 
 from compressions.errors import CompressionsError
@@ -219,7 +219,7 @@ def generate(
     cache.check(model, tokenizer)
     gist_id = gist_token_id(tokenizer)
     tails = [prompt_tail(tokenizer, text, cache.num_gist, cache.prompt_format) for text in inputs]
-    stops = stop_token_ids(model, tokenizer, stop_at_newline=False)
+    stops = stop_token_ids(model, tokenizer)
     outputs: list[list[int]] = [[] for _ in inputs]
     sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p} if do_sample else {"do_sample": False}
     with torch.random.fork_rng(devices=[]):

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from compressions.config import check_choice, check_placement
+from compressions.config import check_choice
+from compressions.models.loading import check_placement
 from compressions.errors import ConfigError
 from compressions.gist.data import FORMATS
 from compressions.gist.masks import CONDITIONS

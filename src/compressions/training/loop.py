@@ -22,7 +22,7 @@ from accelerate import Accelerator, PartialState
 from accelerate.utils import set_seed
 from torch import nn
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler, Sampler
-from tqdm.auto import tqdm
+from compressions.progress import tqdm
 from transformers import get_scheduler
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
