@@ -17,10 +17,10 @@ from pathlib import Path
 
 from compressions.data.squad import load_squad
 from compressions.evaluation.intervals import bootstrap_ci
-from compressions.experiments.report import markdown_table
-from compressions.experiments.run_folder import atomic_write_json
 from compressions.models import DEFAULT_MODEL
 from compressions.models.loading import load_tokenizer
+from compressions.store.report import markdown_table
+from compressions.store.run_folder import atomic_write_json
 
 COLUMNS = (
     ("run", "run", "{}"),

@@ -20,8 +20,8 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from compressions.benchmarks import common_parser, report, squad_validation
 from compressions.data.prompts import SquadPrompt, SquadPromptConfig
-from compressions.evaluation.benchmarks import common_parser, report, squad_validation
 from compressions.evaluation.reading import first_line
 from compressions.evaluation.squad_metrics import aggregate_squad, squad_scores
 from compressions.models import load_model

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from compressions.evaluation.benchmarks import (
+from compressions.benchmarks import (
     COST_COLUMNS,
     accumulate,
     add_alpaca_args,

@@ -13,11 +13,10 @@ from __future__ import annotations
 import sys
 import time
 
-from compressions.data.prompts import SquadPrompt, SquadPromptConfig
+from compressions.benchmarks import common_parser, examples_or_synthetic, report, squad_validation
+from compressions.data.prompts import SquadPrompt, SquadPromptConfig, pick_shots
 from compressions.data.squad import load_squad
 from compressions.data.synthetic import synthetic_squad
-from compressions.evaluation.benchmarks import common_parser, examples_or_synthetic, report, squad_validation
-from compressions.data.prompts import pick_shots
 from compressions.models import load_model
 from compressions.models.generation import common_prefix_length, generate_greedy
 

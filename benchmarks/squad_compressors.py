@@ -25,11 +25,11 @@ import torch
 from transformers import PreTrainedModel
 
 from compressions.baselines import UNBUDGETED, build_method
+from compressions.benchmarks import accumulate, common_parser, cost_facts, measure_call, report, squad_validation
 from compressions.compressors import ARCHITECTURES
 from compressions.compressors.method import LearnedContext
 from compressions.compressors.pipeline import PipelineConfig, SoftPromptModel
 from compressions.data.prompts import SquadPrompt, SquadPromptConfig
-from compressions.evaluation.benchmarks import accumulate, common_parser, cost_facts, measure_call, report, squad_validation
 from compressions.evaluation.efficiency import kv_bytes
 from compressions.models import load_model
 from compressions.models.generation import kept_cache_inputs

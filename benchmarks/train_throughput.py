@@ -23,7 +23,7 @@ import time
 import torch
 from torch import nn
 
-from compressions.evaluation.benchmarks import add_alpaca_args, common_parser, gist_setup, report
+from compressions.benchmarks import add_alpaca_args, common_parser, gist_setup, report
 from compressions.gist.config import GistConfig
 from compressions.gist.data import GistCollator
 from compressions.gist.train import gist_loss, prepare_training

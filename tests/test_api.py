@@ -8,18 +8,18 @@ import runpy
 import pytest
 import torch
 from conftest import REPO
+from transformers import DynamicCache
 
 from compressions import load_compressor
 from compressions.api import Compressor, GistCompressor
-from transformers import DynamicCache
 from compressions.cli.main import main
 from compressions.compressors.pipeline import PipelineConfig, SoftPromptModel
 from compressions.data.prompts import SquadPromptConfig
 from compressions.data.synthetic import synthetic_alpaca, synthetic_squad
 from compressions.errors import ConfigError
+from compressions.evaluation.reading import first_line
 from compressions.evaluation.squad_eval import SquadEvalConfig
 from compressions.experiments.learned_table import table_row
-from compressions.evaluation.reading import first_line
 from compressions.experiments.squad_run import evaluate_squad
 from compressions.gist.cache import generate
 from compressions.models import load_model

@@ -14,9 +14,9 @@ from compressions.cli.main import main
 from compressions.compressors.pipeline import PipelineConfig, SoftPromptModel
 from compressions.data import load_squad
 from compressions.data.synthetic import synthetic_alpaca, synthetic_squad
-from compressions.experiments.run_folder import run_state
 from compressions.models import load_model
 from compressions.models.tiny import build_tiny_llama
+from compressions.store.run_folder import run_state
 from compressions.training.lora import LoraSettings, add_adapter
 
 

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from compressions.benchmarks import alpaca_examples
 from compressions.compressors.method import LearnedContext
 from compressions.compressors.pipeline import PipelineConfig, SoftPromptModel
 from compressions.data.synthetic import synthetic_alpaca, synthetic_squad
-from compressions.evaluation.benchmarks import alpaca_examples
 from compressions.evaluation.efficiency import count_flops, kv_bytes
 from compressions.gist.config import GistConfig
 from compressions.gist.data import training_example

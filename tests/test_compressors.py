@@ -8,11 +8,11 @@ import torch
 from conftest import learned_answers, steerable_tiny
 
 from compressions.cli.main import main
-from compressions.compressors import ARCHITECTURES, build_compressor
-from compressions.compressors import losses
+from compressions.compressors import ARCHITECTURES, build_compressor, losses
 from compressions.compressors.batches import collate, squad_features
 from compressions.compressors.pipeline import PipelineConfig, SoftPromptModel
-from compressions.compressors.train import CompressorTrainConfig, train_compressor
+from compressions.compressors.train import CompressorTrainConfig
+from compressions.experiments.compressor_run import train_compressor
 from compressions.config import load_config
 from compressions.data.prompts import squad_prompt
 from compressions.data.synthetic import synthetic_job_questions, synthetic_squad
@@ -23,7 +23,6 @@ from compressions.models import load_model
 from compressions.models.generation import generate_greedy, left_pad, position_ids
 from compressions.models.soft_prompts import embed_with_slots, slot_mask
 from compressions.training.lora import LoraSettings
-
 
 FEATURE_ARCHS = [name for name, cls in ARCHITECTURES.items() if not cls.reads_llm]
 

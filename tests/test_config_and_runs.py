@@ -5,7 +5,7 @@ import pytest
 from compressions.config import load_config
 from compressions.errors import ConfigError
 from compressions.evaluation.squad_eval import SquadEvalConfig
-from compressions.experiments.run_folder import RunFolder
+from compressions.store.run_folder import RunFolder
 
 
 def test_yaml_then_overrides(tmp_path):

@@ -17,10 +17,10 @@ from compressions.evaluation.efficiency import (
 from compressions.gist.cache import compress, generate
 from compressions.gist.data import prompt_head, prompt_ids, prompt_tail
 from compressions.gist.masks import gist_mask
-from compressions.models.generation import position_ids
 from compressions.gist.prefill import full_prefill, gist_prefill, instruction_prefill
 from compressions.gist.tokens import add_gist_token
 from compressions.models import load_model
+from compressions.models.generation import position_ids
 
 EXAMPLES = [
     AlpacaExample("Name the colour of the river in the old town by the hill.", "Kalomir kept a fox.", "red"),

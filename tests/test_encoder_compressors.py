@@ -11,7 +11,8 @@ from compressions.compressors.batches import collate, right_pad, squad_features
 from compressions.compressors.encoder import prefix_positions
 from compressions.compressors.method import LearnedContext
 from compressions.compressors.pipeline import PipelineConfig, SoftPromptModel
-from compressions.compressors.train import CompressorTrainConfig, train_compressor
+from compressions.compressors.train import CompressorTrainConfig
+from compressions.experiments.compressor_run import train_compressor
 from compressions.config import load_config
 from compressions.data.prompts import SquadPromptConfig
 from compressions.data.synthetic import synthetic_job_questions, synthetic_squad

@@ -9,10 +9,10 @@ from compressions.errors import CompressionsError
 from compressions.gist.cache import GistCache, compress, generate
 from compressions.gist.data import GistCollator, prompt_head, prompt_ids, training_example
 from compressions.gist.masks import float_mask_dtype, gist_mask, mask_for
-from compressions.models.generation import position_ids
-from compressions.models.quantize import int8_bytes
 from compressions.gist.tokens import GIST_TOKEN, add_gist_token
 from compressions.models import load_model
+from compressions.models.generation import position_ids
+from compressions.models.quantize import int8_bytes
 
 EXAMPLES = [
     AlpacaExample("Name the colour of the river.", "Kalomir kept a fox.", "red"),

@@ -7,8 +7,9 @@ import pytest
 
 from compressions.cli.main import main
 from compressions.data.synthetic import synthetic_alpaca
-from compressions.gist.evaluate import GistEvalConfig, first_tokens, gist_settings, model_dir, predict, retentions
+from compressions.gist.evaluate import GistEvalConfig, first_tokens, predict, retentions
 from compressions.models import load_model
+from compressions.store.saved import gist_settings, model_dir
 
 
 def _write(path, examples):

@@ -12,7 +12,7 @@ from compressions.data.synthetic import synthetic_alpaca, synthetic_squad
 from compressions.errors import ConfigError
 from compressions.experiments.grid import expand, load_grid, run_grid
 from compressions.experiments.grid_report import GRID_COLUMNS, pareto_plot
-from compressions.experiments.report import markdown_table
+from compressions.store.report import markdown_table
 
 
 def _alpaca_file(path, examples):

@@ -10,14 +10,13 @@ import cloudpickle
 import pytest
 import torch
 import yaml
+from test_grid import _squad_file
 
 from compressions.cli.main import main
 from compressions.errors import ConfigError
 from compressions.experiments import cluster
 from compressions.experiments.grid import expand, load_grid
 from compressions.training.checkpoints import latest_checkpoint
-from test_grid import _squad_file
-
 
 
 def _untimed(metrics: dict) -> dict:

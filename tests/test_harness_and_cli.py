@@ -3,8 +3,8 @@ import json
 import pytest
 
 from compressions.cli.main import main
-from compressions.data.synthetic import synthetic_squad
 from compressions.data.prompts import pick_shots
+from compressions.data.synthetic import synthetic_squad
 from compressions.evaluation.squad_eval import SquadEvalConfig
 from compressions.experiments.squad_run import evaluate_squad
 

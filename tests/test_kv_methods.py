@@ -11,7 +11,6 @@ import torch.nn.functional as F
 from peft import LoraConfig
 
 from compressions.baselines import METHODS, KVCompressor, build_method
-from compressions.models.loading import eager_attention
 from compressions.cli.main import main
 from compressions.data.prompts import SquadPromptConfig, prompt_part_ids, squad_prompt
 from compressions.data.synthetic import synthetic_squad
@@ -20,6 +19,7 @@ from compressions.evaluation.efficiency import kv_bytes
 from compressions.evaluation.squad_eval import SquadEvalConfig
 from compressions.experiments.squad_run import evaluate_squad
 from compressions.models.generation import generate_greedy, kept_cache_inputs
+from compressions.models.loading import eager_attention
 from compressions.training.lora import add_adapter
 
 KV_METHODS = sorted(name for name, method in METHODS.items() if isinstance(method, type) and issubclass(method, KVCompressor))

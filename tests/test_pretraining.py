@@ -9,7 +9,8 @@ import torch
 from compressions.compressors.batches import collate
 from compressions.compressors.pipeline import PipelineConfig, SoftPromptModel
 from compressions.compressors.pretraining import AUTOENCODE_CUE, pretraining_features
-from compressions.compressors.train import CompressorTrainConfig, train_compressor
+from compressions.compressors.train import CompressorTrainConfig
+from compressions.experiments.compressor_run import train_compressor
 from compressions.config import load_config
 from compressions.data.synthetic import synthetic_squad
 from compressions.errors import ConfigError

@@ -4,9 +4,16 @@ import torch
 from compressions.compressors.pipeline import PipelineConfig, SoftPromptModel
 from compressions.data.prompts import SquadPromptConfig, squad_prompt
 from compressions.data.synthetic import synthetic_squad
-from compressions.models import load_model
 from compressions.evaluation.reading import first_line
-from compressions.models.generation import cached_head_inputs, common_prefix_length, copy_cache, generate_greedy, left_pad, prefill
+from compressions.models import load_model
+from compressions.models.generation import (
+    cached_head_inputs,
+    common_prefix_length,
+    copy_cache,
+    generate_greedy,
+    left_pad,
+    prefill,
+)
 from compressions.reader.train import reader_example
 
 FORMATS = [SquadPromptConfig("chat"), SquadPromptConfig("chat", anchor=""), SquadPromptConfig("completion")]

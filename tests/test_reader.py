@@ -11,10 +11,10 @@ from compressions.evaluation.squad_eval import SquadEvalConfig
 from compressions.experiments.squad_run import evaluate_squad
 from compressions.models import load_model
 from compressions.reader.adapter import load_reader
-from compressions.training.lora import add_adapter
 from compressions.reader.config import ReaderConfig
 from compressions.reader.train import IGNORE, collate, reader_example, train_reader
 from compressions.training.config import TrainConfig
+from compressions.training.lora import add_adapter
 
 PROMPT = SquadPromptConfig("completion")
 

@@ -13,9 +13,10 @@ import yaml
 from compressions.cli.main import main
 from compressions.data.synthetic import synthetic_squad
 from compressions.errors import CompressionsError, DataError
-from compressions.experiments.folder_lock import LOCK_FILE
-from compressions.experiments.grid import finished_metrics, load_grid, run_grid
+from compressions.experiments.grid import load_grid, run_grid
 from compressions.models.loading import load_model
+from compressions.store.folder_lock import LOCK_FILE
+from compressions.store.run_folder import finished_metrics
 from compressions.training.config import TrainConfig
 from compressions.training.loop import train
 

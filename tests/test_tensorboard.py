@@ -4,8 +4,8 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from compressions.experiments.run_folder import RunFolder
 from compressions.models.loading import load_model
+from compressions.store.run_folder import RunFolder
 from compressions.training.config import TrainConfig
 from compressions.training.loop import train
 

@@ -41,14 +41,13 @@ from compressions.data.prompts import SquadPrompt, SquadPromptConfig, solved_exa
 from compressions.data.squad import SquadExample
 from compressions.errors import ArgumentError, ConfigError, ModelNotFoundError
 from compressions.evaluation.reading import first_line, read_compressed
-from compressions.experiments.saved import checked_compressor_settings
 from compressions.gist.cache import GistCache, compress, generate
-from compressions.gist.evaluate import gist_settings, model_dir
 from compressions.models import DEFAULT_MODEL, load_model
 from compressions.models.generation import kept_cache_inputs
 from compressions.models.loading import check_placement, load_tokenizer
 from compressions.models.soft_prompts import embed_with_slots, slot_mask
 from compressions.reader.adapter import load_reader, reader_prompt
+from compressions.store.saved import checked_compressor_settings, gist_settings, model_dir
 
 log = logging.getLogger(__name__)
 Contexts = str | CompressedContext | Sequence[str | CompressedContext]
@@ -262,7 +261,10 @@ def _learned_decoder(path: str, model: str | None, reader: str | None, device: s
 def _learned(path: Path, budget: int | None, model: str | None, reader: str | None, device: str) -> Compressor:
     """A checkpoint fixes its LLM (with the reader merged in), M and the prompt it was trained with."""
     checked_compressor_settings(path, model=model, budget=budget, reader=reader)  # before loading anything
-    method = LearnedContext.from_checkpoint(path, device)
-    trained = method.pipeline.config
-    pipeline = method.pipeline
+    return learned_compressor(LearnedContext.from_checkpoint(path, device))
+
+
+def learned_compressor(method: LearnedContext) -> Compressor:
+    """A learned method with the decoder that reads it: its pipeline's LLM, budget and training prompt."""
+    pipeline, trained = method.pipeline, method.pipeline.config
     return Compressor(method, pipeline.llm, pipeline.tokenizer, trained.prompt, trained.budget, [], method.name, trained.model, trained.reader)

@@ -14,7 +14,6 @@ from compressions.baselines.bounds import FullContext, NoContext
 from compressions.baselines.extractive import Extractive
 from compressions.baselines.knorm import KeyNorm
 from compressions.baselines.kv_cache import KVCompressor
-from compressions.data.prompts import SquadPrompt
 from compressions.baselines.llmlingua_adapter import LLMLingua
 from compressions.baselines.perplexity import SelfInformation
 from compressions.baselines.prefix import Prefix
@@ -23,6 +22,7 @@ from compressions.baselines.snapkv import SnapKV
 from compressions.baselines.streaming import StreamingLLM
 from compressions.baselines.suffix import Suffix
 from compressions.baselines.tova import TOVA
+from compressions.data.prompts import SquadPrompt
 from compressions.errors import ArgumentError, CompressionsError
 
 METHODS = {

@@ -13,13 +13,13 @@ from __future__ import annotations
 import time
 
 import torch
-from compressions.progress import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from compressions.baselines.base import BudgetedCompressor
 from compressions.baselines.language_model import TARGET, adapters_off, compressor_model
 from compressions.errors import CompressionsError
 from compressions.models.generation import generate_greedy, length_batches
+from compressions.progress import tqdm
 
 CAUSAL_PROMPT = (
     "Summarise the context in at most {words} words. Keep every fact needed to answer the question.\n\n"

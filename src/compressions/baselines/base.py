@@ -13,10 +13,10 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from compressions.progress import tqdm
 from transformers import PreTrainedTokenizerBase
 
 from compressions.errors import ArgumentError, CompressionsError
+from compressions.progress import tqdm
 
 if TYPE_CHECKING:
     import torch

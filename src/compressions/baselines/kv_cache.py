@@ -19,7 +19,6 @@ from __future__ import annotations
 import time
 
 import torch
-from compressions.progress import tqdm
 from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 
 from compressions.baselines.base import CompressedContext, ContextCompressor, check_budget, check_context
@@ -28,7 +27,7 @@ from compressions.errors import CompressionsError
 from compressions.models.generation import copy_cache, prefill
 from compressions.models.kept_cache import KeptCache
 from compressions.models.loading import eager_attention
-
+from compressions.progress import tqdm
 
 
 class KVCompressor(ContextCompressor):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+
 def run_diagnose_answers(args: argparse.Namespace) -> None:
     from compressions.data.prompts import SquadPrompt
     from compressions.data.squad import load_squad

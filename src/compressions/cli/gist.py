@@ -31,8 +31,8 @@ def run_gist_train(args: argparse.Namespace) -> None:
 
 def run_gist_eval(args: argparse.Namespace) -> None:
     from compressions.config import load_config
-    from compressions.experiments.report import markdown_table
     from compressions.gist.evaluate import GistEvalConfig, evaluate_gist
+    from compressions.store.report import markdown_table
 
     config = load_config(GistEvalConfig, args.config, _overrides(args))
     metrics = evaluate_gist(config)

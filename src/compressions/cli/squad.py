@@ -51,7 +51,7 @@ def _method_options(words: list[str], methods: list[str]) -> dict[str, list[str]
 
 def run_eval_squad(args: argparse.Namespace) -> None:
     from compressions.experiments.squad_run import evaluate_squad
-    from compressions.experiments.report import markdown_table
+    from compressions.store.report import markdown_table
 
     config = _load_eval_config(args, args.method_option)
     metrics = evaluate_squad(config)
@@ -126,8 +126,8 @@ def register(groups: dict) -> None:
 
 def run_table(args: argparse.Namespace) -> None:
     from compressions.experiments.learned_table import COLUMNS, learned_table
-    from compressions.experiments.report import markdown_table
-    from compressions.experiments.run_folder import atomic_write_json
+    from compressions.store.report import markdown_table
+    from compressions.store.run_folder import atomic_write_json
 
     rows = learned_table(args.runs, args.against)
     print(markdown_table(rows, COLUMNS), end="")

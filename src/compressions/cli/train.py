@@ -9,9 +9,11 @@ from __future__ import annotations
 import argparse
 import json
 
+
 def run_train_compressor(args: argparse.Namespace) -> None:
     from compressions.cli.flags import config_overrides
-    from compressions.compressors.train import PRESETS, CompressorTrainConfig, train_compressor
+    from compressions.compressors.train import PRESETS, CompressorTrainConfig
+    from compressions.experiments.compressor_run import train_compressor
     from compressions.config import load_config
 
     preset = PRESETS[args.preset] if args.preset else []

@@ -11,7 +11,12 @@ from __future__ import annotations
 from compressions.compressors.base import CompressorConfig, SoftCompressor
 from compressions.compressors.conv import ConvCompressor
 from compressions.compressors.cross_attention import CrossAttentionCompressor
-from compressions.compressors.encoder import EncoderCompressor, MemoryCompressor, PooledEncoderCompressor, SelectedResidualCompressor
+from compressions.compressors.encoder import (
+    EncoderCompressor,
+    MemoryCompressor,
+    PooledEncoderCompressor,
+    SelectedResidualCompressor,
+)
 from compressions.compressors.gist_compressor import GistCompressor
 from compressions.compressors.gist_kv import GistKVCompressor
 from compressions.compressors.pooling import PoolingCompressor

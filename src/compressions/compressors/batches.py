@@ -10,13 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from compressions.progress import tqdm
 
 from compressions.compressors.losses import IGNORE
 from compressions.compressors.pipeline import SoftPromptModel
 from compressions.data.squad import SquadExample
 from compressions.models.generation import left_pad
 from compressions.models.soft_prompts import slot_mask
+from compressions.progress import tqdm
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from compressions.compressors.base import SoftCompressorConfig, SoftCompressor, window_weights
+from compressions.compressors.base import SoftCompressor, SoftCompressorConfig, window_weights
 from compressions.errors import ConfigError
 
 

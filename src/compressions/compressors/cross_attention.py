@@ -11,7 +11,12 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from compressions.compressors.base import SoftCompressorConfig, SoftCompressor, init_truncated_normal, sinusoidal_positions
+from compressions.compressors.base import (
+    SoftCompressor,
+    SoftCompressorConfig,
+    init_truncated_normal,
+    sinusoidal_positions,
+)
 from compressions.compressors.layers import ResidualAttention, ResidualFeedForward
 from compressions.errors import ConfigError
 

@@ -41,14 +41,14 @@ from compressions.compressors.gist_kv import GistEntries
 from compressions.config import load_config
 from compressions.data.prompts import SquadPrompt, SquadPromptConfig
 from compressions.errors import ConfigError
-from compressions.experiments.run_folder import atomic_write_json
 from compressions.models import DEFAULT_MODEL, load_model
 from compressions.models.generation import position_ids, prefill
 from compressions.models.soft_prompts import embed_with_slots
 from compressions.reader.adapter import reader_prompt, with_reader
+from compressions.store.run_folder import atomic_write_json
+from compressions.store.saved import COMPRESSOR_CONFIG, PIPELINE_CONFIG
 from compressions.training.lora import LoraSettings, add_adapter, load_adapter
 
-CONFIG_FILE, COMPRESSOR_FILE = "pipeline_config.json", "compressor_config.json"
 # what selected_residual can start from: the text methods that keep at most M of the context's tokens
 SELECTIONS = sorted(n for n, m in METHODS.items() if n not in UNBUDGETED and getattr(getattr(m, "func", m), "output") == "text")
 WEIGHTS_FILE, ADAPTER_DIR = "compressor.safetensors", "adapter"
@@ -320,14 +320,14 @@ class SoftPromptModel(nn.Module):
         folder.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().contiguous().cpu() for k, v in self.compressor.state_dict().items()}
         save_file(state, folder / WEIGHTS_FILE)
-        atomic_write_json(folder / CONFIG_FILE, dataclasses.asdict(self.config))
+        atomic_write_json(folder / PIPELINE_CONFIG, dataclasses.asdict(self.config))
         meta = {
             "arch": self.config.arch,
             "config": dataclasses.asdict(self.compressor.config),
             "parameters": self.compressor.num_parameters(),
             "compressions_version": metadata.version("compressions"),
         }
-        atomic_write_json(folder / COMPRESSOR_FILE, meta)
+        atomic_write_json(folder / COMPRESSOR_CONFIG, meta)
         if self.config.use_lora or self.config.encoder_lora:
             self.llm.save_pretrained(folder / ADAPTER_DIR)
         return folder
@@ -336,9 +336,9 @@ class SoftPromptModel(nn.Module):
         """Start from a saved checkpoint's compressor and adapter weights (to train on with a new schedule);
         the checkpoint must be of this same pipeline configuration."""
         folder = Path(folder)
-        if not (folder / COMPRESSOR_FILE).is_file():
-            raise ConfigError(f"not a compressor checkpoint (no {COMPRESSOR_FILE}): {folder}")
-        saved = dataclasses.asdict(load_config(PipelineConfig, folder / CONFIG_FILE))
+        if not (folder / COMPRESSOR_CONFIG).is_file():
+            raise ConfigError(f"not a compressor checkpoint (no {COMPRESSOR_CONFIG}): {folder}")
+        saved = dataclasses.asdict(load_config(PipelineConfig, folder / PIPELINE_CONFIG))
         differ = sorted(k for k, v in dataclasses.asdict(self.config).items() if saved.get(k) != v)
         if differ:
             raise ConfigError(f"checkpoint {folder} has another pipeline ({', '.join(differ)} differ)")
@@ -356,10 +356,10 @@ class SoftPromptModel(nn.Module):
     ) -> SoftPromptModel:
         """Rebuild a saved pipeline in eval mode; the LLM is loaded from the recorded name unless given."""
         folder = Path(folder)
-        if not (folder / COMPRESSOR_FILE).is_file():
-            raise ConfigError(f"not a compressor checkpoint (no {COMPRESSOR_FILE}): {folder}")
-        config = load_config(PipelineConfig, folder / CONFIG_FILE)
-        meta = json.loads((folder / COMPRESSOR_FILE).read_text())
+        if not (folder / COMPRESSOR_CONFIG).is_file():
+            raise ConfigError(f"not a compressor checkpoint (no {COMPRESSOR_CONFIG}): {folder}")
+        config = load_config(PipelineConfig, folder / PIPELINE_CONFIG)
+        meta = json.loads((folder / COMPRESSOR_CONFIG).read_text())
         meta["config"].setdefault("normalize_output", True)  # saved before the scale was free: it was clamped
         arch = compressor_class(meta["arch"])
         compressor = arch(arch.config_class(**meta["config"]))

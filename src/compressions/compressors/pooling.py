@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from compressions.compressors.base import SoftCompressorConfig, SoftCompressor, window_weights
+from compressions.compressors.base import SoftCompressor, SoftCompressorConfig, window_weights
 
 
 @dataclass

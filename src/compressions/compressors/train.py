@@ -1,5 +1,5 @@
-"""Train a soft-token compressor on SQuAD: features, the objective, training.loop.train, a checkpoint,
-collapse diagnostics on validation contexts, then the harness's evaluation of the checkpoint.
+"""Train a soft-token compressor on SQuAD: features, the objective, training.loop.train, a checkpoint and
+collapse diagnostics on validation contexts (experiments.compressor_run then scores it with the harness).
 
 Run folder: config.json, environment.json, train_log.jsonl (one row per optimizer step: loss terms,
 cosine diagnostics, first-token accuracy), checkpoint/, training_summary.json, eval/ (harness run).
@@ -22,12 +22,10 @@ from compressions.compressors.objective import CompressorObjective, soft_token_d
 from compressions.compressors.pipeline import PipelineConfig, SoftPromptModel
 from compressions.compressors.pretraining import TASKS, pretraining_features
 from compressions.data.prompts import pick_shots
-from compressions.data.squad import SquadExample, load_squad
+from compressions.data.squad import SquadExample
 from compressions.errors import ConfigError
-from compressions.evaluation.squad_eval import LEARNED, SquadEvalConfig
-from compressions.experiments.squad_run import evaluate_squad
-from compressions.experiments.run_folder import RunFolder, is_main_process
 from compressions.models import load_model
+from compressions.store.run_folder import RunFolder, is_main_process
 from compressions.training.config import TrainConfig
 from compressions.training.loop import train
 
@@ -89,23 +87,20 @@ class CompressorTrainConfig:
         return f"{self.pipeline.arch}-M{self.pipeline.budget}"
 
 
-def train_compressor(
+def fit_compressor(
     config: CompressorTrainConfig,
-    train_examples: list[SquadExample] | None = None,
-    eval_examples: list[SquadExample] | None = None,
+    train_examples: list[SquadExample],
+    eval_examples: list[SquadExample],
     llm: PreTrainedModel | None = None,
     tokenizer: PreTrainedTokenizerBase | None = None,
     progress: bool = True,
-) -> dict:
-    """Train, save the checkpoint, evaluate; returns training_summary.json's content.
+) -> tuple[dict, SoftPromptModel]:
+    """Train and save the checkpoint; returns training_summary.json's content (its collapse diagnostic on
+    `eval_examples`) and the trained pipeline, which `experiments.compressor_run` evaluates as it is.
 
     A given `llm` is frozen in place (and wrapped by LoRA when configured): pass one you own.
     """
     config.validate()
-    if train_examples is None:
-        train_examples = load_squad(config.data, "train", config.data_dir, train_articles=config.train_articles)
-    if eval_examples is None:
-        eval_examples = load_squad(config.data, "validation", config.data_dir, train_articles=config.train_articles)
     if llm is None or tokenizer is None:
         llm, tokenizer = load_model(config.pipeline.model)
     torch.manual_seed(config.train.seed)  # the compressor's initial weights
@@ -151,18 +146,7 @@ def train_compressor(
             "checkpoint": str(checkpoint),
         }
         run.write_json("training_summary.json", summary)
-    if config.eval_limit and is_main_process():  # one evaluation, by rank 0, under several processes
-        eval_config = SquadEvalConfig(
-            method=LEARNED,
-            checkpoint=str(checkpoint),
-            limit=config.eval_limit,
-            max_new_tokens=config.max_new_tokens,
-            device=str(pipeline.device),
-            out=str(run.path / "eval"),
-        )
-        summary["eval"] = evaluate_squad(eval_config, eval_examples, train_examples, progress=progress)
-        run.write_json("training_summary.json", summary)
-    return summary
+    return summary, pipeline
 
 
 @torch.no_grad()

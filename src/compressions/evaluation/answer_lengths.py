@@ -7,6 +7,7 @@ import math
 from collections.abc import Iterable
 
 import numpy as np
+
 from compressions.data.prompts import SquadPrompt
 
 COVERAGE = 0.99

@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 
 from compressions.baselines.base import CompressedContext
-from compressions.experiments.run_folder import atomic_write_text
+from compressions.store.run_folder import atomic_write_text
 
 
 def _digest(obj) -> str:

@@ -15,13 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from compressions.progress import tqdm
 from transformers import PreTrainedModel
 
 from compressions.baselines import METHODS, UNBUDGETED, check_method
 from compressions.baselines.base import ContextCompressor
 from compressions.config import check_choice
-from compressions.models.loading import check_placement
 from compressions.data.prompts import SquadPrompt, SquadPromptConfig
 from compressions.data.records import ON_ERROR
 from compressions.data.squad import SquadExample
@@ -33,9 +31,11 @@ from compressions.evaluation.efficiency import kv_bytes_per_token
 from compressions.evaluation.intervals import bootstrap_ci
 from compressions.evaluation.reading import first_line, read_compressed
 from compressions.evaluation.squad_metrics import aggregate_squad, normalize_answer, squad_scores
-from compressions.experiments.run_folder import RunFolder, git_commit
-from compressions.experiments.saved import checked_compressor_settings
 from compressions.models import DEFAULT_MODEL
+from compressions.models.loading import check_placement
+from compressions.progress import tqdm
+from compressions.store.run_folder import RunFolder, git_commit
+from compressions.store.saved import checked_compressor_settings
 
 log = logging.getLogger(__name__)
 LEARNED = "learned"  # a trained compressor checkpoint (`checkpoint`): soft tokens or gist K/V

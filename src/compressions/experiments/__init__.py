@@ -1,1 +1,2 @@
-"""Run folders, reports, and (later) grids."""
+"""Experiments on top of every method: one SQuAD run (`squad_run`), grids of cells (`grid`, run locally, on a
+GPU queue or by submitit: `cluster`), and their reports (`grid_report`, `learned_table`)."""

@@ -29,12 +29,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from compressions.progress import tqdm
-
 from compressions.errors import ConfigError
-from compressions.experiments.folder_lock import lock_holder
-from compressions.experiments.grid import Cell, CellResources, expand, finished_metrics, load_grid, run_grid, summary_line
-from compressions.experiments.run_folder import atomic_write_json
+from compressions.experiments.grid import Cell, CellResources, expand, load_grid, run_grid, summary_line
+from compressions.progress import tqdm
+from compressions.store.folder_lock import lock_holder
+from compressions.store.run_folder import atomic_write_json, finished_metrics
 
 log = logging.getLogger(__name__)
 

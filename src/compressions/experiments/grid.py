@@ -40,12 +40,12 @@ from typing import Any
 
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
-from compressions.progress import tqdm
 
 from compressions.config import load_config
 from compressions.errors import ConfigError
-from compressions.experiments.folder_lock import FolderBusyError, folder_lock, lock_holder
-from compressions.experiments.run_folder import atomic_write_json, run_state, write_metrics
+from compressions.progress import tqdm
+from compressions.store.folder_lock import FolderBusyError, folder_lock, lock_holder
+from compressions.store.run_folder import atomic_write_json, finished_metrics, run_state, write_metrics
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +128,7 @@ def _run_squad(config, progress: bool) -> dict:
 
 
 def _run_compressor(config, progress: bool) -> dict:
-    from compressions.compressors.train import train_compressor
+    from compressions.experiments.compressor_run import train_compressor
 
     summary = train_compressor(config, progress=progress)
     metrics = {
@@ -206,16 +206,6 @@ def _check_cell_name(name: str, group: int, out: Path) -> None:
         raise ConfigError(
             f"groups[{group}] cell name {name!r} is not one folder name inside {out} (no '/', no leading '.'); fix the group's name template"
         )
-
-
-def finished_metrics(folder: Path) -> dict | None:
-    """metrics.json of a finished cell (files are renamed into place, so one that parses is complete)."""
-    if run_state(folder) != "finished":
-        return None
-    try:
-        return json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
 
 
 def summary_line(name: str, metrics: dict) -> str:

@@ -16,8 +16,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import FuncFormatter  # noqa: E402
 
 from compressions.errors import CompressionsError  # noqa: E402
-from compressions.experiments.grid import finished_metrics  # noqa: E402
-from compressions.experiments.report import write_results  # noqa: E402
+from compressions.store.report import write_results  # noqa: E402
+from compressions.store.run_folder import finished_metrics  # noqa: E402
 
 BOUNDS = ("full", "none", "pos_control", "neg_control")
 GRID_COLUMNS = (

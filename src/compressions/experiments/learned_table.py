@@ -14,7 +14,7 @@ from pathlib import Path
 
 from compressions.errors import ConfigError
 from compressions.evaluation.intervals import compare_runs
-from compressions.experiments.grid import finished_metrics
+from compressions.store.run_folder import finished_metrics
 
 COLUMNS = (
     ("run", "run", "{}"),

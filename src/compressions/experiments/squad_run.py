@@ -8,11 +8,11 @@ import dataclasses
 
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from compressions.api import load_compressor
+from compressions.api import Compressor, load_compressor
 from compressions.data.squad import SquadExample, load_squad
 from compressions.errors import ConfigError
 from compressions.evaluation.squad_eval import SquadEvalConfig, evaluate_compressor
-from compressions.experiments.run_folder import RunFolder
+from compressions.store.run_folder import RunFolder
 
 
 def evaluate_squad(
@@ -22,12 +22,14 @@ def evaluate_squad(
     model: PreTrainedModel | None = None,
     tokenizer: PreTrainedTokenizerBase | None = None,
     progress: bool = True,
+    compressor: Compressor | None = None,
 ) -> dict:
     """Run one method over the questions and write the run folder; returns metrics.json's content.
 
     `examples` / `train_examples` default to the configured data's split / train split. A model passed in
     is used by text and KV methods (with `config.reader`, the adapter goes onto it unless it already is a
-    reader: a grid loads it once); a learned checkpoint loads its own.
+    reader: a grid loads it once); a learned checkpoint loads its own. A `compressor` already in memory
+    (a pipeline just trained) is scored as it is, instead of loading what `config` names.
     """
     if examples is None:
         examples = load_squad(config.data, config.split, config.data_dir, config.on_error, config.train_articles)
@@ -38,7 +40,7 @@ def evaluate_squad(
     if train_examples is None and needs_train:
         train_examples = load_squad(config.data, "train", config.data_dir, config.on_error, config.train_articles)
     with RunFolder(config.out or f"runs/eval/{config.run_name}") as run:
-        compressor = load_compressor(
+        compressor = compressor or load_compressor(
             config.source, config.budget, config.model, config.reader, config.prompt, config.device,
             dtype=config.dtype, llm=model, tokenizer=tokenizer, solved_from=train_examples or (), decoder=config.decoder,
             **config.method_options,

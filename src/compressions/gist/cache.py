@@ -21,14 +21,21 @@ from pathlib import Path
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
-from compressions.progress import tqdm
 from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 
 from compressions.errors import CompressionsError
 from compressions.gist.data import prompt_head, prompt_tail
 from compressions.gist.tokens import gist_token_id
-from compressions.models.generation import cached_head_inputs, left_pad, length_batches, position_ids, stop_token_ids, until_stop
+from compressions.models.generation import (
+    cached_head_inputs,
+    left_pad,
+    length_batches,
+    position_ids,
+    stop_token_ids,
+    until_stop,
+)
 from compressions.models.quantize import dequantize_int8, int8_roundtrip, quantize_int8
+from compressions.progress import tqdm
 
 FORMAT_VERSION = "1"
 KEEP = ("gist", "none")

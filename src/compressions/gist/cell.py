@@ -14,12 +14,12 @@ from pathlib import Path
 
 from compressions.data.alpaca import load_alpaca
 from compressions.evaluation.efficiency import compression_ratio
-from compressions.experiments.run_folder import RunFolder
 from compressions.gist.config import GistConfig
 from compressions.gist.data import instruction_lengths
 from compressions.gist.evaluate import SPLITS, GistEvalConfig, evaluate_gist, model_name
 from compressions.gist.train import train_gist
 from compressions.models.loading import load_tokenizer
+from compressions.store.run_folder import RunFolder
 
 
 @dataclass

@@ -15,11 +15,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from compressions.config import check_choice
-from compressions.models.loading import check_placement
 from compressions.errors import ConfigError
 from compressions.gist.data import FORMATS
 from compressions.gist.masks import CONDITIONS
 from compressions.models import DEFAULT_MODEL
+from compressions.models.loading import check_placement
 from compressions.training.config import TrainConfig
 from compressions.training.lora import LoraSettings
 

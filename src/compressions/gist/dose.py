@@ -21,10 +21,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from compressions.errors import CompressionsError  # noqa: E402
 from compressions.evaluation.intervals import paired_difference  # noqa: E402
-from compressions.experiments.grid import finished_metrics  # noqa: E402
-from compressions.experiments.report import markdown_table  # noqa: E402
-from compressions.experiments.run_folder import atomic_write_json, atomic_write_text  # noqa: E402
 from compressions.gist.evaluate import common_examples, retentions  # noqa: E402
+from compressions.store.report import markdown_table  # noqa: E402
+from compressions.store.run_folder import atomic_write_json, atomic_write_text, finished_metrics  # noqa: E402
 
 DOSE_COLUMNS = (
     ("examples", "train examples", "{:,}"),

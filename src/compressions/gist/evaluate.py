@@ -30,20 +30,19 @@ import torch
 import torch.nn.functional as F
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from compressions.models.loading import check_placement
 from compressions.data.alpaca import AlpacaExample, load_alpaca
 from compressions.errors import ConfigError
 from compressions.evaluation.intervals import bootstrap_ci, retention_ci
 from compressions.evaluation.rouge import aggregate_rouge, rouge_scores
-from compressions.experiments.run_folder import RunFolder
-from compressions.experiments.saved import describe, saved_kind
 from compressions.gist.cache import compress, generate
 from compressions.gist.data import FORMATS, IGNORE, GistCollator, prompt_ids, training_example
 from compressions.gist.masks import float_mask_dtype
 from compressions.gist.tokens import gist_token_id
-from compressions.gist.train import CONFIG_FILE
 from compressions.models import load_model
 from compressions.models.generation import generate_greedy, length_batches
+from compressions.models.loading import check_placement
+from compressions.store.run_folder import RunFolder
+from compressions.store.saved import describe, gist_settings, model_dir, saved_kind
 
 log = logging.getLogger(__name__)
 SPLITS = ["alpaca_plus_validation_unseen", "alpaca_plus_validation_seen"]
@@ -98,17 +97,6 @@ class GistEvalConfig:
     def models(self) -> dict[str, str]:
         given = {"gist": self.gist, "pos_control": self.pos_control, "neg_control": self.neg_control, "base": self.base}
         return {role: path for role, path in given.items() if path}
-
-
-def model_dir(path: str) -> str:
-    """A `gist train` run folder stands for its `model/` directory."""
-    return str(Path(path) / "model") if (Path(path) / "model" / CONFIG_FILE).is_file() else path
-
-
-def gist_settings(path: str) -> dict | None:
-    """The training config saved beside a gist model, or None for a base model."""
-    file = Path(model_dir(path)) / CONFIG_FILE
-    return json.loads(file.read_text()) if file.is_file() else None
 
 
 def predict(

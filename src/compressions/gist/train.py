@@ -23,17 +23,17 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from compressions.data.alpaca import AlpacaExample, load_alpaca
 from compressions.errors import DataError
-from compressions.experiments.run_folder import RunFolder, is_main_process
 from compressions.gist.config import GistConfig
 from compressions.gist.data import GistCollator, training_example
 from compressions.gist.masks import float_mask_dtype
 from compressions.gist.tokens import add_gist_token
 from compressions.models import load_model
+from compressions.store.run_folder import RunFolder, is_main_process
+from compressions.store.saved import GIST_CONFIG
 from compressions.training.loop import train
 from compressions.training.lora import add_adapter
 
 log = logging.getLogger(__name__)
-CONFIG_FILE = "gist_config.json"
 
 
 def prepare_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, config: GistConfig) -> tuple[nn.Module, int]:
@@ -128,7 +128,7 @@ def train_gist(
         if is_main_process():
             trained.save_pretrained(out / "model", state_dict=gathered or None)
             tokenizer.save_pretrained(out / "model")
-        run.write_json(f"model/{CONFIG_FILE}", dataclasses.asdict(config))
+        run.write_json(f"model/{GIST_CONFIG}", dataclasses.asdict(config))
         summary = {
             "run_name": config.run_name,
             "examples": len(dataset),

@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import torch
-from compressions.progress import tqdm
 from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase, StoppingCriteria, StoppingCriteriaList
 
 from compressions.models.kept_cache import KeptCache, batch_cache
 from compressions.models.soft_prompts import embed_with_slots, slot_mask
+from compressions.progress import tqdm
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,8 @@ from safetensors import safe_open
 from transformers import PreTrainedModel
 
 from compressions.errors import ConfigError, ModelNotFoundError
+from compressions.store.saved import ADAPTER_CONFIG, ADAPTER_WEIGHTS
 from compressions.training.lora import load_adapter
-
-ADAPTER_CONFIG, ADAPTER_WEIGHTS = "adapter_config.json", "adapter_model.safetensors"
 
 
 def load_reader(model: PreTrainedModel, path: str | Path) -> PeftModel:

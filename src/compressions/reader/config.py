@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from compressions.config import check_choice
-from compressions.models.loading import check_placement
 from compressions.data.prompts import SquadPromptConfig
 from compressions.data.records import ON_ERROR
 from compressions.errors import ConfigError
 from compressions.models import DEFAULT_MODEL
+from compressions.models.loading import check_placement
 from compressions.training.config import TrainConfig
 from compressions.training.lora import LoraSettings
 

@@ -14,9 +14,9 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from compressions.data.prompts import SquadPrompt, SquadPromptConfig
 from compressions.data.squad import SquadExample, load_squad
-from compressions.experiments.run_folder import RunFolder, is_main_process
 from compressions.models import load_model
 from compressions.reader.config import ReaderConfig
+from compressions.store.run_folder import RunFolder, is_main_process
 from compressions.training.loop import train
 from compressions.training.lora import add_adapter
 

@@ -22,11 +22,11 @@ from accelerate import Accelerator, PartialState
 from accelerate.utils import set_seed
 from torch import nn
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler, Sampler
-from compressions.progress import tqdm
 from transformers import get_scheduler
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from compressions.errors import CompressionsError
+from compressions.progress import tqdm
 from compressions.training.checkpoints import keep_trainable_only, resume, save_checkpoint
 from compressions.training.config import TrainConfig
 

@@ -1,6 +1,10 @@
 """What a folder saved by this project's trainers holds, read from the small JSON files each writes beside
 its weights, so that a folder given in the wrong role (a compressor checkpoint as a gist model, a gist model
-as a compressor checkpoint) is refused naming what it is, before a model loads or a file is written."""
+as a compressor checkpoint) is refused naming what it is, before a model loads or a file is written.
+
+The file names live here, and each trainer writes its folder with them (compressors.pipeline, gist.train,
+reader.adapter): this module reads them without importing any method package.
+"""
 
 from __future__ import annotations
 
@@ -9,19 +13,31 @@ from pathlib import Path
 
 from compressions.errors import ArgumentError
 
+# a learned compressor checkpoint (compressors.pipeline): its pipeline config and the compressor's own
+PIPELINE_CONFIG, COMPRESSOR_CONFIG = "pipeline_config.json", "compressor_config.json"
+GIST_CONFIG = "gist_config.json"  # beside a `gist train` model: its training config (condition, K, format)
+ADAPTER_CONFIG, ADAPTER_WEIGHTS = "adapter_config.json", "adapter_model.safetensors"  # a reader adapter (peft)
+
 COMPRESSOR = "compressor checkpoint"
 READER = "reader adapter"
+
+
+def model_dir(path: str) -> str:
+    """A `gist train` run folder stands for its `model/` directory."""
+    return str(Path(path) / "model") if (Path(path) / "model" / GIST_CONFIG).is_file() else path
+
+
+def gist_settings(path: str) -> dict | None:
+    """The training config saved beside a gist model, or None for a base model."""
+    file = Path(model_dir(path)) / GIST_CONFIG
+    return json.loads(file.read_text()) if file.is_file() else None
 
 
 def saved_kind(path: str | Path) -> str | None:
     """'compressor checkpoint', 'reader adapter', '<condition> model' (a `gist train` model: gist, pos_control
     or neg_control), or None for anything else (a base model, a hub id, a path that does not exist)."""
-    from compressions.compressors.pipeline import COMPRESSOR_FILE
-    from compressions.gist.evaluate import gist_settings
-    from compressions.reader.adapter import ADAPTER_CONFIG
-
     folder = Path(path)
-    if (folder / COMPRESSOR_FILE).is_file():
+    if (folder / COMPRESSOR_CONFIG).is_file():
         return COMPRESSOR
     settings = gist_settings(str(path))
     if settings is not None:
@@ -40,11 +56,9 @@ def describe(path: str | Path) -> str:
 def compressor_settings(path: str | Path) -> dict:
     """The pipeline config a compressor checkpoint was trained with (model, budget, ...); a ConfigError
     naming what the folder holds when it is not one."""
-    from compressions.compressors.pipeline import CONFIG_FILE
-
     if saved_kind(path) != COMPRESSOR:
         raise ArgumentError("checkpoint", f"{path} is {describe(path)}, not a compressor checkpoint (`compressions train compressor`)")
-    return json.loads((Path(path) / CONFIG_FILE).read_text(encoding="utf-8"))
+    return json.loads((Path(path) / PIPELINE_CONFIG).read_text(encoding="utf-8"))
 
 
 def checked_compressor_settings(path: str | Path, **given) -> dict:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from compressions.experiments.run_folder import atomic_write_json, atomic_write_text
+from compressions.store.run_folder import atomic_write_json, atomic_write_text
 
 SQUAD_COLUMNS = (
     ("method", "method", "{}"),

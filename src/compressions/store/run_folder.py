@@ -5,7 +5,7 @@
 losses from training.loop; `eval/`: the numbers of metrics.json). Every file is written to a temporary
 name and renamed, so a killed run never leaves a half-written file that looks complete.
 
-One run owns the folder at a time (experiments.folder_lock, taken when the RunFolder opens). A run
+One run owns the folder at a time (store.folder_lock, taken when the RunFolder opens). A run
 begins at `save_config`: it refuses a folder that holds a finished run of another config, removes the
 results of the run before (so that metrics.json always belongs to config.json) and writes status
 `running`; closing writes `finished`, `failed` (with the error) or `interrupted` (Ctrl-C).
@@ -30,7 +30,7 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 
 from compressions.errors import ConfigError
-from compressions.experiments.folder_lock import folder_lock
+from compressions.store.folder_lock import folder_lock
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 TENSORBOARD = "tensorboard"
@@ -230,3 +230,13 @@ class RunFolder:
                     self.write_status("failed", f"{kind.__name__}: {error}")
         finally:
             self.close()
+
+
+def finished_metrics(folder: Path) -> dict | None:
+    """metrics.json of a finished cell (files are renamed into place, so one that parses is complete)."""
+    if run_state(folder) != "finished":
+        return None
+    try:
+        return json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None

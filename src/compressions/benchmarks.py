@@ -16,12 +16,12 @@ from compressions.data.squad import SquadExample, load_squad
 from compressions.data.synthetic import synthetic_alpaca, synthetic_squad
 from compressions.errors import DataError
 from compressions.evaluation.efficiency import count_flops, median_seconds, peak_memory_bytes
-from compressions.experiments.report import markdown_table
-from compressions.experiments.run_folder import atomic_write_json, environment
-from compressions.gist.evaluate import gist_settings, model_dir
 from compressions.gist.tokens import add_gist_token
 from compressions.models import load_model
 from compressions.models.loading import DEFAULT_MODEL, DTYPES
+from compressions.store.report import markdown_table
+from compressions.store.run_folder import atomic_write_json, environment
+from compressions.store.saved import gist_settings, model_dir
 
 log = logging.getLogger(__name__)
 # Columns of a cost and its ratios to the full prompt and to instruction caching (see `add_ratios`).
