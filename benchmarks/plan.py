@@ -31,8 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch

@@ -24,13 +24,13 @@ import sys
 import torch
 from transformers import PreTrainedModel
 
-from compressions.baselines import UNBUDGETED, build_method
 from compressions.benchmarks import accumulate, common_parser, cost_facts, measure_call, report, squad_validation
 from compressions.compressors import ARCHITECTURES
 from compressions.compressors.method import LearnedContext
 from compressions.compressors.pipeline import PipelineConfig, SoftPromptModel
 from compressions.data.prompts import SquadPrompt, SquadPromptConfig
 from compressions.evaluation.efficiency import kv_bytes
+from compressions.methods import Target, build_method, takes_budget
 from compressions.models import load_model
 from compressions.models.generation import kept_cache_inputs
 from compressions.models.kept_cache import KeptCache
@@ -110,12 +110,9 @@ def main(args: argparse.Namespace) -> list[dict]:
     layout = SquadPrompt(tokenizer, prompt)  # the KV methods read the prompt's prefix
     # each question alone: a KV method prefills the prompt prefix for each, as `answer` does for the others
     alone = {name: {"share_prefix": False} if name in KV_METHODS else {} for name in names}
-    methods = {
-        name: build_method(
-            name, tokenizer, None if name in UNBUDGETED else budget, target_model=model, slot_prompt=layout, **alone[name]
-        )
-        for name in names
-    }
+    budgets = {name: budget if takes_budget(name) else None for name in names}
+    methods = {name: build_method(name, tokenizer, budgets[name], target_model=model, **alone[name]) for name in names}
+    target = Target(model, layout)
     methods[learned.name] = learned
     examples, source = squad_validation(args.data_dir, args.n)
     totals: dict[str, dict[str, float]] = {}
@@ -123,7 +120,7 @@ def main(args: argparse.Namespace) -> list[dict]:
     for example in examples:
         start = len(layout.ids(example.question)[0])  # where the context slot begins
         for name, method in methods.items():
-            compress = functools.partial(method.compress, example.context, example.question, None if name in UNBUDGETED else budget)
+            compress = functools.partial(method.compress, example.context, example.question, budgets.get(name, budget), target)
             compressed = compress()
             ids = layout.with_context(example.question, compressed.token_ids)
             soft = None if compressed.embeddings is None else (start, compressed.embeddings)

@@ -11,7 +11,7 @@ from conftest import REPO
 from transformers import DynamicCache
 
 from compressions import load_compressor
-from compressions.api import Compressor, GistCompressor
+from compressions.api import Compressor
 from compressions.cli.main import main
 from compressions.compressors.pipeline import PipelineConfig, SoftPromptModel
 from compressions.data.prompts import SquadPromptConfig
@@ -22,6 +22,7 @@ from compressions.evaluation.squad_eval import SquadEvalConfig
 from compressions.experiments.learned_table import table_row
 from compressions.experiments.squad_run import evaluate_squad
 from compressions.gist.cache import generate
+from compressions.gist.compressor import GistCompressor
 from compressions.models import load_model
 
 TINY = "tiny-random-llama"
@@ -56,7 +57,7 @@ def test_learned_checkpoint_answers_as_the_harness_and_keeps_its_settings(tmp_pa
     answers = [compressor.answer(e.context, e.question, max_new_tokens=4) for e in examples]
     assert answers == _harness_predictions(tmp_path, examples, method="learned", checkpoint=str(tmp_path / "ck"))
     assert compressor.budget == 3 and compressor.prompt == pipeline.config.prompt
-    with pytest.raises(ConfigError, match="budget: 8 conflicts with checkpoint .*, trained with budget 3"):
+    with pytest.raises(ConfigError, match="budget: 8 conflicts with compressor checkpoint .*, trained with budget 3"):
         load_compressor(str(tmp_path / "ck"), budget=8)
     with pytest.raises(ConfigError, match="trained with model tiny-random-llama"):
         load_compressor(str(tmp_path / "ck"), model="smollm2-135m")
@@ -128,7 +129,7 @@ def test_gist_model_compresses_instructions_and_the_quickstart_runs(tmp_path, ca
         (lambda: load_compressor("prefix", budget=8, device="cuda:7"), "device 'cuda:7' is not available here"),
         (lambda: load_compressor("prefix", budget=8, ratio=4), "^ratio: give a budget or a ratio, not both"),
         (lambda: load_compressor("prefix", ratio=0.5), r"^ratio: is context tokens per kept token, a number >= 1 \(ratio=4 keeps a quarter\); got 0.5"),
-        (lambda: load_compressor("full", ratio=2), "^ratio: method 'full' keeps everything or nothing and takes no ratio"),
+        (lambda: load_compressor("full", ratio=2), "^ratio: method 'full' keeps everything, nothing or what it was trained for, and takes no ratio"),
     ],
 )
 def test_bad_requests_fail_with_a_clear_error(call, message):
@@ -273,3 +274,43 @@ def test_api_answers_are_the_cli_predictions_on_validation_questions(shared_data
     answers = load_compressor(name, budget=32).answer([e.context for e in examples], [e.question for e in examples])
     assert answers == predictions and sum(map(bool, answers)) == 6
 
+
+
+def test_saved_families_are_registry_names_with_their_folder_option(tmp_path):
+    """`learned` (option checkpoint) and `gist` (option model) are looked up like any method; a folder alone
+    stands for the family that loads its kind."""
+    from compressions.methods import METHODS, method_options
+
+    llm, tokenizer = load_model(TINY)
+    SoftPromptModel.create(PipelineConfig(model=TINY, arch="gist_kv", budget=3), llm, tokenizer).save_pretrained(tmp_path / "ck")
+    example = synthetic_squad(1, seed=8)[0]
+    by_name = load_compressor("learned", checkpoint=str(tmp_path / "ck"))
+    by_folder = load_compressor(str(tmp_path / "ck"))
+    assert by_name.name == by_folder.name == "learned-gist_kv" and by_name.budget == 3
+    assert by_name.answer(example.context, example.question, max_new_tokens=4) == by_folder.answer(example.context, example.question, max_new_tokens=4)
+    assert method_options("learned") == ["checkpoint"] and method_options("gist") == ["model"]
+    assert {name for name, entry in METHODS.items() if entry.folder} == {"learned", "gist"}
+    with pytest.raises(ConfigError, match="^checkpoint: method 'learned' loads a saved compressor checkpoint: pass checkpoint=DIR"):
+        load_compressor("learned")
+    with pytest.raises(ConfigError, match="is a compressor checkpoint, not a gist model"):
+        load_compressor("gist", model=str(tmp_path / "ck"))
+
+
+def test_a_new_method_is_one_class_and_one_registry_line(monkeypatch, tmp_path):
+    """What docs/architecture.md shows: a class and its line in METHODS, and the API and the harness run it."""
+    from compressions.methods import METHODS, Entry
+    from compressions.methods.base import BudgetedCompressor
+
+    class EveryOther(BudgetedCompressor):
+        name = "every-other"
+
+        def select(self, context, question, budget, ids):
+            return ids[::2][:budget]
+
+    monkeypatch.setitem(METHODS, "every-other", Entry(EveryOther))
+    compressor = load_compressor("every-other", budget=6, model=TINY, prompt=SquadPromptConfig(shots=0))
+    examples = synthetic_squad(3, seed=7)
+    kept = compressor.compress(examples[0].context)
+    assert kept.token_ids == compressor.tokenizer(examples[0].context, add_special_tokens=False).input_ids[::2][:6]
+    answers = [compressor.answer(e.context, e.question, max_new_tokens=4) for e in examples]
+    assert answers == _harness_predictions(tmp_path, examples, method="every-other", budget=6)

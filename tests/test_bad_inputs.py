@@ -154,9 +154,9 @@ CASES = {
     "--method none --budget 5": (squad("--method", "none", "--budget", "5"), "--budget: method 'none' keeps everything or nothing and takes no budget"),
     "learned with another --model": (
         squad("--method", "learned", "--checkpoint", "{ck}", "--model", "smollm2-135m"),
-        "--model: smollm2-135m conflicts with checkpoint {ck}, trained with model tiny-random-llama",
+        "--model: smollm2-135m conflicts with compressor checkpoint {ck}, trained with model tiny-random-llama",
     ),
-    "learned with another --budget": (squad("--method", "learned", "--checkpoint", "{ck}", "--budget", "8"), "--budget: 8 conflicts with checkpoint {ck}, trained with budget 4"),
+    "learned with another --budget": (squad("--method", "learned", "--checkpoint", "{ck}", "--budget", "8"), "--budget: 8 conflicts with compressor checkpoint {ck}, trained with budget 4"),
     # 7. a context longer than the model's window, refused by config
     "a long context, long_context=refuse": (squad("--data", "{long.json}", "long_context=refuse"), "its context has"),
 }

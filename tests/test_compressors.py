@@ -12,12 +12,12 @@ from compressions.compressors import ARCHITECTURES, build_compressor, losses
 from compressions.compressors.batches import collate, squad_features
 from compressions.compressors.pipeline import PipelineConfig, SoftPromptModel
 from compressions.compressors.train import CompressorTrainConfig
-from compressions.experiments.compressor_run import train_compressor
 from compressions.config import load_config
 from compressions.data.prompts import squad_prompt
 from compressions.data.synthetic import synthetic_job_questions, synthetic_squad
 from compressions.errors import ConfigError
 from compressions.evaluation.squad_eval import SquadEvalConfig
+from compressions.experiments.compressor_run import train_compressor
 from compressions.experiments.squad_run import evaluate_squad
 from compressions.models import load_model
 from compressions.models.generation import generate_greedy, left_pad, position_ids

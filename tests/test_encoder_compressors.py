@@ -12,11 +12,11 @@ from compressions.compressors.encoder import prefix_positions
 from compressions.compressors.method import LearnedContext
 from compressions.compressors.pipeline import PipelineConfig, SoftPromptModel
 from compressions.compressors.train import CompressorTrainConfig
-from compressions.experiments.compressor_run import train_compressor
 from compressions.config import load_config
 from compressions.data.prompts import SquadPromptConfig
 from compressions.data.synthetic import synthetic_job_questions, synthetic_squad
 from compressions.errors import ConfigError
+from compressions.experiments.compressor_run import train_compressor
 from compressions.models import load_model
 from compressions.models.generation import position_ids
 from compressions.reader.config import ReaderConfig
@@ -102,7 +102,7 @@ def test_selected_residual_can_start_from_a_question_aware_selection(tiny):
     """selection=extractive: the decoder reads, at step 0, exactly the tokens the extractive method keeps for
     that question, and the encoder reads the whole context and the question."""
     pytest.importorskip("sklearn")
-    from compressions.baselines import build_method
+    from compressions.methods import build_method
 
     pipeline = _pipeline("selected_residual", budget=6, llm=tiny, selection="extractive", question_aware=True)
     example = synthetic_squad(1, seed=2)[0]

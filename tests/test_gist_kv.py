@@ -14,9 +14,9 @@ from compressions.compressors.method import LearnedContext
 from compressions.compressors.pipeline import PipelineConfig, SoftPromptModel
 from compressions.compressors.pretraining import pretraining_features
 from compressions.compressors.train import CompressorTrainConfig
-from compressions.experiments.compressor_run import train_compressor
 from compressions.config import load_config
 from compressions.data.synthetic import synthetic_job_questions, synthetic_squad
+from compressions.experiments.compressor_run import train_compressor
 from compressions.gist.masks import mask_for
 from compressions.models import load_model
 from compressions.models.generation import kept_cache_inputs

@@ -118,8 +118,8 @@ def test_compressed_cache_is_reused_by_a_run_that_differs_only_in_answering(tiny
 
 
 def test_compressed_cache_survives_a_torn_last_line(tmp_path):
-    from compressions.baselines.base import CompressedContext
     from compressions.evaluation.compressed_cache import CompressedCache
+    from compressions.methods.base import CompressedContext
 
     identity = {"method": "prefix", "budget": 4}
     cache = CompressedCache(tmp_path, identity)

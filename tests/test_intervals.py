@@ -71,8 +71,8 @@ def test_retention_interval():
 
 def test_table_rows_join_scores_with_the_training_summary(tiny, tmp_path, capsys):
     from compressions.compressors.train import CompressorTrainConfig
-    from compressions.experiments.compressor_run import train_compressor
     from compressions.config import load_config
+    from compressions.experiments.compressor_run import train_compressor
     from compressions.experiments.learned_table import table_row
 
     examples = synthetic_squad(6, seed=3)

@@ -1,4 +1,4 @@
-"""KV-cache methods (baselines/kv_cache.py) on the tiny model: the kept cache against a hand-computed
+"""KV-cache methods (methods/kv_cache.py) on the tiny model: the kept cache against a hand-computed
 selection from one plain forward, exact budgets, and answers from a cache that keeps everything equal to
 answers from the full context."""
 
@@ -10,20 +10,25 @@ import torch
 import torch.nn.functional as F
 from peft import LoraConfig
 
-from compressions.baselines import METHODS, KVCompressor, build_method
 from compressions.cli.main import main
-from compressions.data.prompts import SquadPromptConfig, prompt_part_ids, squad_prompt
+from compressions.data.prompts import SquadPrompt, SquadPromptConfig, prompt_part_ids, squad_prompt
 from compressions.data.synthetic import synthetic_squad
 from compressions.errors import CompressionsError
 from compressions.evaluation.efficiency import kv_bytes
 from compressions.evaluation.squad_eval import SquadEvalConfig
 from compressions.experiments.squad_run import evaluate_squad
+from compressions.methods import METHODS, KVCompressor, Target, build_method
 from compressions.models.generation import generate_greedy, kept_cache_inputs
 from compressions.models.loading import eager_attention
 from compressions.training.lora import add_adapter
 
-KV_METHODS = sorted(name for name, method in METHODS.items() if isinstance(method, type) and issubclass(method, KVCompressor))
-PROMPT = SquadPromptConfig(shots=0)  # what a method reads when no harness gives it a prompt
+KV_METHODS = sorted(name for name, entry in METHODS.items() if isinstance(entry.target, type) and issubclass(entry.target, KVCompressor))
+PROMPT = SquadPromptConfig(shots=0)  # the harness's prompt without solved examples
+
+
+def _target(model, tokenizer):
+    """What a KV method is given when it compresses: the model that reads, and the prompt around the context."""
+    return Target(model, SquadPrompt(tokenizer, PROMPT))
 
 
 def _ids(tokenizer, example):
@@ -52,7 +57,7 @@ def _logits(model, pad_id, **inputs):
 
 def test_every_kv_method_is_registered_and_marked():
     assert KV_METHODS == ["knorm", "snapkv", "streaming", "tova"]
-    assert [name for name in KV_METHODS if METHODS[name].question_aware] == ["snapkv"]
+    assert [name for name in KV_METHODS if METHODS[name].target.question_aware] == ["snapkv"]
 
 
 @pytest.mark.parametrize("name", KV_METHODS)
@@ -61,8 +66,8 @@ def test_keeping_every_entry_gives_the_full_context_logits(tiny, name):
     the longest) gives each prompt's full-context logits."""
     model, tokenizer = tiny
     examples = synthetic_squad(3, seed=2)
-    method = build_method(name, tokenizer, 500, target_model=model)
-    kept = method.compress_many([e.context for e in examples], [e.question for e in examples], 500)
+    method = build_method(name, tokenizer, 500)
+    kept = method.compress_many([e.context for e in examples], [e.question for e in examples], 500, target=_target(model, tokenizer))
     prompts = [p + c + a for p, c, a in (_ids(tokenizer, e) for e in examples)]
     assert [k.token_ids for k in kept] == [_ids(tokenizer, e)[1] for e in examples]
     assert len({k.kv.length for k in kept}) > 1  # rows of different lengths: the batch pads the caches
@@ -103,7 +108,7 @@ def _hand_selection(name, model, tokenizer, example, budget):
 def test_kept_cache_is_the_hand_computed_selection(tiny, name):
     model, tokenizer = tiny
     example, budget = synthetic_squad(1, seed=3)[0], 10
-    kept = build_method(name, tokenizer, budget, target_model=model).compress(example.context, example.question, budget)
+    kept = build_method(name, tokenizer, budget).compress(example.context, example.question, budget, _target(model, tokenizer))
     positions, keys, values, p = _hand_selection(name, model, tokenizer, example, budget)
     assert torch.equal(kept.kv.positions - p, positions)
     gather = positions[..., None].expand(-1, -1, -1, keys.shape[-1])
@@ -119,9 +124,9 @@ def test_the_budget_is_exact_per_layer_and_head(tiny, name):
     model, tokenizer = tiny
     example = synthetic_squad(1, seed=4)[0]
     prefix, ids, _ = _ids(tokenizer, example)
-    method = build_method(name, tokenizer, 1, target_model=model)
+    method, target = build_method(name, tokenizer, 1), _target(model, tokenizer)
     for budget in (1, 5, len(ids) - 1, len(ids), len(ids) + 3):
-        kept = method.compress(example.context, example.question, budget)
+        kept = method.compress(example.context, example.question, budget, target)
         k = min(budget, len(ids))
         assert kept.n_tokens == k and kept.kv.kept == k and kept.kv.length == len(prefix) + k
         assert kept.kv.keys.shape[2] == kept.kv.values.shape[2] == kept.kv.positions.shape[2] == k
@@ -135,8 +140,9 @@ def test_kv_methods_compress_with_the_reader_adapter_on(tiny):
     model, tokenizer = tiny
     wrapped = add_adapter(copy.deepcopy(model), LoraConfig(r=4, target_modules=["k_proj", "q_proj"], init_lora_weights=False))
     example = synthetic_squad(1)[0]
-    base = build_method("snapkv", tokenizer, 6, target_model=model).compress(example.context, example.question, 6)
-    read = build_method("snapkv", tokenizer, 6, target_model=wrapped).compress(example.context, example.question, 6)
+    snapkv = build_method("snapkv", tokenizer, 6)
+    base = snapkv.compress(example.context, example.question, 6, _target(model, tokenizer))
+    read = snapkv.compress(example.context, example.question, 6, _target(wrapped, tokenizer))
     assert not torch.allclose(base.kv.keys, read.kv.keys)
     assert wrapped.config._attn_implementation == model.config._attn_implementation == "sdpa"  # restored after scoring
 
@@ -146,15 +152,17 @@ def test_kv_methods_compress_with_the_reader_adapter_on(tiny):
     [
         ({"name": "snapkv", "kernel": 4}, "kernel must be odd"),
         ({"name": "streaming", "sinks": -1}, "sinks must be >= 0"),
-        ({"name": "knorm", "target_model": None}, "keeps entries of the target model's own KV cache"),
         ({"name": "tova", "window": 3}, "has no option window"),
     ],
 )
 def test_bad_options_are_clear_errors(tiny, options, message):
-    model, tokenizer = tiny
-    options = {"target_model": model} | options
     with pytest.raises(CompressionsError, match=message):
-        build_method(options.pop("name"), tokenizer, 4, **options)
+        build_method(options.pop("name"), tiny[1], 4, **options)
+
+
+def test_a_kv_method_needs_the_target_it_keeps_entries_of(tiny):
+    with pytest.raises(CompressionsError, match="keeps entries of the target model's own KV cache: pass target="):
+        build_method("knorm", tiny[1], 4).compress("Some context here.", "q", 4)
 
 
 def test_harness_records_kept_entries_bytes_and_prefill_time(tiny, tmp_path):

@@ -22,7 +22,7 @@ LAYERS = (
     ("data",),
     ("models",),
     ("training",),
-    ("baselines",),  # the method protocol, the registry, text and KV-cache methods
+    ("methods",),  # the method protocol, the registry, text and KV-cache methods
     ("evaluation",),  # the harness, metrics, reading a compressed context
     ("reader",),
     ("compressors", "gist"),  # learned methods; gist tokens

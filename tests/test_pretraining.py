@@ -10,10 +10,10 @@ from compressions.compressors.batches import collate
 from compressions.compressors.pipeline import PipelineConfig, SoftPromptModel
 from compressions.compressors.pretraining import AUTOENCODE_CUE, pretraining_features
 from compressions.compressors.train import CompressorTrainConfig
-from compressions.experiments.compressor_run import train_compressor
 from compressions.config import load_config
 from compressions.data.synthetic import synthetic_squad
 from compressions.errors import ConfigError
+from compressions.experiments.compressor_run import train_compressor
 from compressions.models import load_model
 
 TEXTS = ["The harbour was built in 1854 by the city council.", "Owls hunt at night and sleep by day in hollow trees."]

@@ -98,9 +98,9 @@ def test_a_checkpoint_from_other_settings_is_refused(tmp_path):
 
 def test_a_finished_compressor_run_resumes_at_its_end_with_the_same_results(tmp_path):
     from compressions.compressors.train import CompressorTrainConfig
-    from compressions.experiments.compressor_run import train_compressor
     from compressions.config import load_config
     from compressions.data.synthetic import synthetic_squad
+    from compressions.experiments.compressor_run import train_compressor
 
     examples = synthetic_squad(8)
     overrides = [
@@ -120,9 +120,9 @@ def test_a_compressor_step_holds_only_trainable_weights_and_resumes_exactly(tmp_
     from safetensors.torch import load_file
 
     from compressions.compressors.train import CompressorTrainConfig
-    from compressions.experiments.compressor_run import train_compressor
     from compressions.config import load_config
     from compressions.data.synthetic import synthetic_squad
+    from compressions.experiments.compressor_run import train_compressor
 
     examples = synthetic_squad(8)
     overrides = [

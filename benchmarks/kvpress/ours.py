@@ -19,8 +19,8 @@ from pathlib import Path
 from common import HERE, MODEL, M, load_model
 from transformers import AutoTokenizer
 
-from compressions.baselines import build_method
 from compressions.data.prompts import PromptParts, SquadPrompt, SquadPromptConfig
+from compressions.methods import Target, build_method
 
 N_EXAMPLES = 5
 METHODS = ["streaming", "knorm", "snapkv", "tova"]
@@ -52,7 +52,8 @@ def main():
     model = load_model()
     rows, kept = [], {}
     for setting, slot_prompt in prompts(tokenizer).items():
-        methods = {name: build_method(name, tokenizer, M, target_model=model, slot_prompt=slot_prompt) for name in METHODS}
+        methods = {name: build_method(name, tokenizer, M) for name in METHODS}
+        target = Target(model, slot_prompt)
         for i, ex in enumerate(examples()):
             prefix_ids, suffix_ids = slot_prompt.ids(ex["question"])
             ctx_ids = tokenizer(ex["context"], add_special_tokens=False).input_ids
@@ -60,7 +61,7 @@ def main():
                          "prefix_ids": prefix_ids, "context_ids": ctx_ids, "suffix_ids": suffix_ids})
             p = len(prefix_ids)
             for name, method in methods.items():
-                kv = method.compress(ex["context"], ex["question"], M).kv
+                kv = method.compress(ex["context"], ex["question"], M, target).kv
                 assert kv.next_position == p + len(ctx_ids), (kv.next_position, p, len(ctx_ids))
                 pos = (kv.positions - p).tolist()  # (L, n_kv, M), context-relative
                 kept[f"{setting}/{i}/{name}"] = pos

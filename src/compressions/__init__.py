@@ -11,6 +11,10 @@ __all__ = ["Compressor", "GistCompressor", "load_compressor", "__version__"]
 def __getattr__(name: str):
     # Loaded on first use: every `compressions.x` import runs this file, and the CLI's help should not
     # wait for torch and transformers.
+    if name == "GistCompressor":
+        from compressions.gist.compressor import GistCompressor
+
+        return GistCompressor
     if name in __all__:
         from compressions import api
 

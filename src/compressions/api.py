@@ -7,7 +7,7 @@ and answers the same way for every family.
     compressed = compressor.compress(context, question)        # what the model will read (CompressedContext)
     print(compressor.answer(compressed, question))             # the model reading it, greedy
 
-`load_compressor` takes a method name (`compressions.baselines.METHODS`: text and KV-cache methods), a
+`load_compressor` takes a method name (`compressions.methods.METHODS`: text and KV-cache methods), a
 learned compressor checkpoint folder (`compressions train compressor`: soft tokens or gist K/V), or a gist
 model folder (`compressions gist train`), and returns a `Compressor`. `compress` gives a `CompressedContext`
 (kept token ids, or soft-token `embeddings`, or a kept KV cache `kv`); `answer` reads it (or compresses a
@@ -24,30 +24,32 @@ checkpoint, a reader adapter and a gist model fix their own prompt.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from peft import PeftModel
 from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 
-from compressions.baselines import UNBUDGETED, build_method, check_method
-from compressions.baselines.base import CompressedContext, ContextCompressor
-from compressions.compressors.method import LearnedContext
-from compressions.compressors.pipeline import SoftPromptModel
 from compressions.data.prompts import SquadPrompt, SquadPromptConfig, solved_examples
 from compressions.data.squad import SquadExample
 from compressions.errors import ArgumentError, ConfigError, ModelNotFoundError
 from compressions.evaluation.reading import first_line, read_compressed
-from compressions.gist.cache import GistCache, compress, generate
+from compressions.methods import METHODS, REQUIRED, build_method, check_method, family_of
+from compressions.methods.base import CompressedContext, ContextCompressor, Target
 from compressions.models import DEFAULT_MODEL, load_model
 from compressions.models.generation import kept_cache_inputs
 from compressions.models.loading import check_placement, load_tokenizer
 from compressions.models.soft_prompts import embed_with_slots, slot_mask
 from compressions.reader.adapter import load_reader, reader_prompt
-from compressions.store.saved import checked_compressor_settings, gist_settings, model_dir
+from compressions.store.saved import COMPRESSOR, describe, saved_kind
+
+if TYPE_CHECKING:
+    from compressions.gist.compressor import GistCompressor
 
 log = logging.getLogger(__name__)
 Contexts = str | CompressedContext | Sequence[str | CompressedContext]
@@ -73,6 +75,12 @@ class Compressor:
     def layout(self) -> SquadPrompt:
         """The prompt around the context slot, as the model reads it."""
         return SquadPrompt(self.tokenizer, self.prompt, tuple(self.shots))
+
+    @functools.cached_property
+    def target(self) -> Target:
+        """The model and prompt every compression is made for (a KV-cache method reads with them), kept
+        with the prompt prefix's cache so that it is read once for all calls."""
+        return Target(self.model, self.layout)
 
     def compress(self, context: str | Sequence[str], question: str | Sequence[str] = "") -> CompressedContext | list[CompressedContext]:
         """What the model reads for each context (the question matters to question-aware methods only); a
@@ -115,12 +123,12 @@ class Compressor:
     def _compress_many(self, contexts: list[str], questions: list[str]) -> list[CompressedContext]:
         """One `compress_many` per budget: with `ratio`, each context's budget follows its length."""
         if self.ratio is None:
-            return self.method.compress_many(contexts, questions, self.budget) if contexts else []
+            return self.method.compress_many(contexts, questions, self.budget, target=self.target) if contexts else []
         budgets = [max(1, round(len(self.tokenizer(c, add_special_tokens=False).input_ids) / self.ratio)) for c in contexts]
         out: list[CompressedContext | None] = [None] * len(contexts)
         for budget in sorted(set(budgets)):
             rows = [i for i, b in enumerate(budgets) if b == budget]
-            for i, made in zip(rows, self.method.compress_many([contexts[i] for i in rows], [questions[i] for i in rows], budget)):
+            for i, made in zip(rows, self.method.compress_many([contexts[i] for i in rows], [questions[i] for i in rows], budget, target=self.target)):
                 out[i] = made
         return out
 
@@ -142,23 +150,6 @@ def _pairs(context, question, compressed: bool) -> tuple[list, list[str], bool]:
     if len(questions) != len(contexts):
         raise ArgumentError("question", f"{len(questions)} questions for {len(contexts)} contexts: give one, or one per context")
     return contexts, questions, one
-
-
-@dataclasses.dataclass
-class GistCompressor:
-    """A gist model (Mu et al. 2023): an instruction becomes the K/V of its gist tokens."""
-
-    model: PreTrainedModel
-    tokenizer: PreTrainedTokenizerBase
-    settings: dict  # the gist_config.json saved beside the model
-
-    def compress(self, context: str, question: str = "") -> GistCache:
-        return compress(self.model, self.tokenizer, [context], self.settings["num_gist"], self.settings["prompt_format"])
-
-    def answer(self, context: str | GistCache, question: str, max_new_tokens: int = 128) -> str:
-        cache = context if isinstance(context, GistCache) else self.compress(context)
-        generated = generate(self.model, self.tokenizer, cache, [question], max_new_tokens)
-        return self.tokenizer.decode(generated[0], skip_special_tokens=True).strip()
 
 
 def load_compressor(
@@ -192,28 +183,23 @@ def load_compressor(
         llm, model = model, None
     if llm is not None and tokenizer is None:
         tokenizer = _own_tokenizer(llm)
-    path = Path(name_or_path)
-    if (path / "compressor_config.json").is_file():
-        if ratio is not None:
-            raise ArgumentError("ratio", "a learned checkpoint keeps the budget it was trained with")
-        return _learned(path, budget, model, reader, device)
-    settings = gist_settings(name_or_path) if path.is_dir() else None
-    if settings is not None:
-        if settings["condition"] != "gist":
-            raise ConfigError(f"{name_or_path} is a {settings['condition']} model: only a gist model compresses")
-        llm, tokenizer = load_model(model_dir(name_or_path), device=device)
-        return GistCompressor(llm, tokenizer, settings)
-    if path.exists():
-        raise ConfigError(f"{name_or_path} is neither a compressor checkpoint nor a gist model folder")
+    name, options = _registry_name(name_or_path, options)
     if ratio is not None:
         if budget is not None:
             raise ArgumentError("ratio", "give a budget or a ratio, not both")
         if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not math.isfinite(ratio) or ratio < 1:
             raise ArgumentError("ratio", f"is context tokens per kept token, a number >= 1 (ratio=4 keeps a quarter); got {ratio!r}")
-        if name_or_path in UNBUDGETED:
-            raise ArgumentError("ratio", f"method {name_or_path!r} keeps everything or nothing and takes no ratio")
+        if name in METHODS and METHODS[name].budget != REQUIRED:
+            raise ArgumentError("ratio", f"method {name!r} keeps everything, nothing or what it was trained for, and takes no ratio")
     checked = budget if ratio is None else 1  # a ratio gives each context its own budget when it compresses
-    check_method(name_or_path, checked)
+    entry = check_method(name, checked)
+    if entry.folder:  # it loads its own model from its folder, which fixes the model, budget and reader
+        given = {"model": model, **options}  # a gist model's folder is its `model`
+        folder = given.pop(entry.folder, None)
+        if folder is None:
+            raise ArgumentError(entry.folder, f"method {name!r} loads a saved {entry.kind}: pass {entry.folder}=DIR")
+        loaded = entry.load().from_saved(folder, device, model=given.get("model"), budget=budget, reader=reader)
+        return saved_compressor(loaded) if isinstance(loaded, ContextCompressor) else loaded
     if decoder:
         llm, tokenizer, model, reader, prompt = _learned_decoder(decoder, model, reader, device)
     if llm is None:
@@ -227,9 +213,28 @@ def load_compressor(
             log.info("reading with the reader's training prompt %s", trained)
             prompt = SquadPromptConfig(**trained)
     shots = solved_examples(prompt.shots, solved_from)
-    layout = SquadPrompt(tokenizer, prompt, tuple(shots))
-    method = build_method(name_or_path, tokenizer, checked, target_model=llm, slot_prompt=layout, **options)
-    return Compressor(method, llm, tokenizer, prompt, budget, shots, name_or_path, model, reader, decoder, ratio)
+    method = build_method(name, tokenizer, checked, target_model=llm, **options)
+    return Compressor(method, llm, tokenizer, prompt, budget, shots, name, model, reader, decoder, ratio)
+
+
+def _registry_name(name_or_path: str, options: dict) -> tuple[str, dict]:
+    """(registry name, options): a saved folder stands for the family that loads its kind, with the folder
+    as that family's option."""
+    kind = saved_kind(name_or_path)
+    if kind is None:
+        if Path(name_or_path).exists():
+            raise ConfigError(f"{name_or_path} is {describe(name_or_path)}: neither a compressor checkpoint nor a gist model folder")
+        return name_or_path, options
+    family = family_of(kind)
+    if family is None:
+        raise ConfigError(f"{name_or_path} is a {kind}: no method loads it (a compressor checkpoint or a gist model does)")
+    return family, {**options, METHODS[family].folder: name_or_path}
+
+
+def saved_compressor(method: ContextCompressor) -> Compressor:
+    """A method that brought its own reader (a learned checkpoint, or a pipeline just trained), with it."""
+    fixed = method.saved_reader
+    return Compressor(method, fixed.model, fixed.tokenizer, fixed.prompt, fixed.budget, [], method.name, fixed.model_name, fixed.reader)
 
 
 def _own_name(llm: PreTrainedModel) -> str:
@@ -250,21 +255,9 @@ def _own_tokenizer(llm: PreTrainedModel) -> PreTrainedTokenizerBase:
 def _learned_decoder(path: str, model: str | None, reader: str | None, device: str):
     """(llm, tokenizer, model name, reader, prompt) of a checkpoint's decoder: its LLM with the reader merged
     and its own decoder adapter on, and the prompt it was trained with."""
-    checked_compressor_settings(path, model=model, reader=reader)
-    pipeline = SoftPromptModel.from_pretrained(path, device=device)
-    trained = pipeline.config
-    if not trained.use_lora:
-        raise ConfigError(f"{path} was trained for a frozen decoder: read text with its reader ({trained.reader}), not decoder=")
-    return pipeline.llm, pipeline.tokenizer, trained.model, trained.reader, trained.prompt
-
-
-def _learned(path: Path, budget: int | None, model: str | None, reader: str | None, device: str) -> Compressor:
-    """A checkpoint fixes its LLM (with the reader merged in), M and the prompt it was trained with."""
-    checked_compressor_settings(path, model=model, budget=budget, reader=reader)  # before loading anything
-    return learned_compressor(LearnedContext.from_checkpoint(path, device))
-
-
-def learned_compressor(method: LearnedContext) -> Compressor:
-    """A learned method with the decoder that reads it: its pipeline's LLM, budget and training prompt."""
-    pipeline, trained = method.pipeline, method.pipeline.config
-    return Compressor(method, pipeline.llm, pipeline.tokenizer, trained.prompt, trained.budget, [], method.name, trained.model, trained.reader)
+    entry = METHODS[family_of(COMPRESSOR)]
+    method = entry.load().from_saved(path, device, model=model, reader=reader)
+    if not method.trains_decoder:
+        raise ConfigError(f"{path} was trained for a frozen decoder: read text with its reader ({method.saved_reader.reader}), not decoder=")
+    fixed = method.saved_reader
+    return fixed.model, fixed.tokenizer, fixed.model_name, fixed.reader, fixed.prompt

@@ -64,21 +64,21 @@ def run_baselines_squad(args: argparse.Namespace) -> None:
     by the same code as `compressions grid`: finished cells of an earlier run are skipped."""
     import dataclasses
 
-    from compressions.baselines import UNBUDGETED, check_method
     from compressions.errors import CompressionsError
     from compressions.experiments.grid import CellGroup, GridConfig, run_grid
     from compressions.experiments.grid_report import write_report
+    from compressions.methods import check_method, takes_budget
 
     options = _method_options(args.method_option, args.methods)
     groups = []
     for method in args.methods:
-        budgets = [None] if method in UNBUDGETED else args.budgets
+        budgets = args.budgets if takes_budget(method) else [None]
         for budget in budgets:  # fail now, not hours into the grid
             check_method(method, budget)
         # the flags, the YAML and this method's options, read and checked once; each cell sets its budget
         config = dataclasses.asdict(_load_eval_config(args, options[method]))
         base = {k: v for k, v in config.items() if k not in ("budget", "out")} | {"method": method}
-        groups.append(CellGroup(kind="squad", base=base, axes={} if method in UNBUDGETED else {"budget": budgets}))
+        groups.append(CellGroup(kind="squad", base=base, axes={"budget": budgets} if takes_budget(method) else {}))
     out = Path(args.out)
     summary = run_grid(GridConfig(groups=groups, out=str(out)), out)
     if summary["finished"] or summary["skipped"]:

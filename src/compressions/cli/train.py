@@ -13,8 +13,8 @@ import json
 def run_train_compressor(args: argparse.Namespace) -> None:
     from compressions.cli.flags import config_overrides
     from compressions.compressors.train import PRESETS, CompressorTrainConfig
-    from compressions.experiments.compressor_run import train_compressor
     from compressions.config import load_config
+    from compressions.experiments.compressor_run import train_compressor
 
     preset = PRESETS[args.preset] if args.preset else []
     config = load_config(CompressorTrainConfig, args.config, [*preset, *config_overrides(args)])

@@ -17,7 +17,7 @@ from compressions.compressors.encoder import (
     PooledEncoderCompressor,
     SelectedResidualCompressor,
 )
-from compressions.compressors.gist_compressor import GistCompressor
+from compressions.compressors.gist_compressor import GistSoftCompressor
 from compressions.compressors.gist_kv import GistKVCompressor
 from compressions.compressors.pooling import PoolingCompressor
 from compressions.errors import ConfigError
@@ -26,7 +26,7 @@ ARCHITECTURES: dict[str, type[SoftCompressor | EncoderCompressor]] = {
     "cross_attention": CrossAttentionCompressor,
     "conv": ConvCompressor,
     "pooling": PoolingCompressor,
-    "gist_compressor": GistCompressor,
+    "gist_compressor": GistSoftCompressor,
     "memory": MemoryCompressor,
     "pooled_encoder": PooledEncoderCompressor,
     "selected_residual": SelectedResidualCompressor,

@@ -22,7 +22,7 @@ from compressions.errors import ConfigError
 
 
 @dataclass
-class GistCompressorConfig(SoftCompressorConfig):
+class GistSoftCompressorConfig(SoftCompressorConfig):
     heads: int = field(default=4, metadata={"help": "attention heads (divides hidden_size)"})
     layers: int = field(default=2, metadata={"help": "cross + self + feed-forward layers"})
     mlp_mult: int = field(default=4, metadata={"help": "feed-forward width / hidden_size"})
@@ -35,10 +35,10 @@ class GistCompressorConfig(SoftCompressorConfig):
             raise ConfigError(f"compressor.layers must be >= 1, got {self.layers}")
 
 
-class GistCompressor(SoftCompressor):
-    config_class = GistCompressorConfig
+class GistSoftCompressor(SoftCompressor):
+    config_class = GistSoftCompressorConfig
 
-    def __init__(self, config: GistCompressorConfig):
+    def __init__(self, config: GistSoftCompressorConfig):
         super().__init__(config)
         dim = config.hidden_size
         self.queries = nn.Parameter(torch.empty(config.num_tokens, dim))

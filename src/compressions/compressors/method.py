@@ -15,11 +15,12 @@ from pathlib import Path
 
 import torch
 
-from compressions.baselines.base import CompressedContext, ContextCompressor, check_context
 from compressions.compressors.gist_kv import GistEntries
 from compressions.compressors.pipeline import SoftPromptModel
 from compressions.errors import ConfigError
+from compressions.methods.base import CompressedContext, ContextCompressor, SavedReader, Target, check_context
 from compressions.models.kept_cache import KeptCache
+from compressions.store.saved import COMPRESSOR, checked_settings
 
 
 class LearnedContext(ContextCompressor):
@@ -34,10 +35,30 @@ class LearnedContext(ContextCompressor):
     def from_checkpoint(cls, folder: str | Path, device: str = "cpu") -> LearnedContext:
         return cls(SoftPromptModel.from_pretrained(folder, device=device))
 
+    @classmethod
+    def from_saved(cls, folder: str | Path, device: str = "cpu", **given) -> LearnedContext:
+        """The registry's entry point: a checkpoint refuses a model, budget or reader other than its own
+        (checked before anything loads)."""
+        checked_settings(folder, COMPRESSOR, **given)
+        return cls.from_checkpoint(folder, device)
+
+    @property
+    def trains_decoder(self) -> bool:
+        """Whether its decoder wears an adapter trained with it (pipeline.use_lora), so reads text its own way."""
+        return self.pipeline.config.use_lora
+
+    @property
+    def saved_reader(self) -> SavedReader:
+        """Its LLM (with the reader merged in), M and the prompt it was trained with."""
+        trained = self.pipeline.config
+        return SavedReader(self.pipeline.llm, self.pipeline.tokenizer, trained.prompt, trained.budget, trained.model, trained.reader)
+
     def reading(self):
         return self.pipeline.decoding()
 
-    def compress_many(self, contexts: list[str], questions: list[str], budget: int | None, progress: bool = False) -> list[CompressedContext]:
+    def compress_many(
+        self, contexts: list[str], questions: list[str], budget: int | None, progress: bool = False, target: Target | None = None
+    ) -> list[CompressedContext]:
         """A question-agnostic compressor compresses each distinct context once, and its questions share
         the result (and its seconds, split between them); a question-aware one compresses every pair."""
         if self.question_aware:
@@ -47,7 +68,7 @@ class LearnedContext(ContextCompressor):
         return [dataclasses.replace(made[c], seconds=made[c].seconds / uses[c]) for c in contexts]
 
     @torch.no_grad()
-    def compress(self, context: str, question: str, budget: int | None = None) -> CompressedContext:
+    def compress(self, context: str, question: str, budget: int | None = None, target: Target | None = None) -> CompressedContext:
         check_context(context)
         if budget not in (None, self.pipeline.config.budget):
             raise ConfigError(f"this checkpoint makes {self.pipeline.config.budget} soft tokens, not {budget}")

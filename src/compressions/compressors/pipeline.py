@@ -34,13 +34,13 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 
-from compressions.baselines import METHODS, UNBUDGETED, build_method
 from compressions.compressors import SoftCompressor, build_compressor, compressor_class
 from compressions.compressors.encoder import prefix_positions
 from compressions.compressors.gist_kv import GistEntries
 from compressions.config import load_config
 from compressions.data.prompts import SquadPrompt, SquadPromptConfig
 from compressions.errors import ConfigError
+from compressions.methods import METHODS, build_method, takes_budget
 from compressions.models import DEFAULT_MODEL, load_model
 from compressions.models.generation import position_ids, prefill
 from compressions.models.soft_prompts import embed_with_slots
@@ -50,7 +50,7 @@ from compressions.store.saved import COMPRESSOR_CONFIG, PIPELINE_CONFIG
 from compressions.training.lora import LoraSettings, add_adapter, load_adapter
 
 # what selected_residual can start from: the text methods that keep at most M of the context's tokens
-SELECTIONS = sorted(n for n, m in METHODS.items() if n not in UNBUDGETED and getattr(getattr(m, "func", m), "output") == "text")
+SELECTIONS = sorted(n for n in METHODS if takes_budget(n) and getattr(getattr(METHODS[n].load(), "func", METHODS[n].load()), "output") == "text")
 WEIGHTS_FILE, ADAPTER_DIR = "compressor.safetensors", "adapter"
 
 

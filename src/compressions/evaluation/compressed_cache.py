@@ -14,7 +14,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from compressions.baselines.base import CompressedContext
+from compressions.methods.base import CompressedContext
 from compressions.store.run_folder import atomic_write_text
 
 

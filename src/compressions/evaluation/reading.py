@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from transformers import PreTrainedModel
 
-from compressions.baselines.base import CompressedContext, ContextCompressor
 from compressions.data.prompts import SquadPrompt
+from compressions.methods.base import CompressedContext, ContextCompressor
 from compressions.models.generation import generate_greedy
 
 

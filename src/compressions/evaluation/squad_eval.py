@@ -1,7 +1,7 @@
 """The SQuAD evaluation harness: any context method -> prompts -> batched greedy answers -> EM/F1.
 
 Every method sees the same prompt around the context (data/prompts.py); only the context changes. KV-cache
-methods (baselines/kv_cache.py) read the prompt up to the end of the context themselves and hand over the
+methods (methods/kv_cache.py) read the prompt up to the end of the context themselves and hand over the
 reader's kept cache; generation then reads the rest of the prompt from that cache.
 `max_new_tokens` defaults to the answer-length diagnostic on the train split (covers 99% of answers).
 """
@@ -17,8 +17,6 @@ from typing import Protocol
 
 from transformers import PreTrainedModel
 
-from compressions.baselines import METHODS, UNBUDGETED, check_method
-from compressions.baselines.base import ContextCompressor
 from compressions.config import check_choice
 from compressions.data.prompts import SquadPrompt, SquadPromptConfig
 from compressions.data.records import ON_ERROR
@@ -31,14 +29,15 @@ from compressions.evaluation.efficiency import kv_bytes_per_token
 from compressions.evaluation.intervals import bootstrap_ci
 from compressions.evaluation.reading import first_line, read_compressed
 from compressions.evaluation.squad_metrics import aggregate_squad, normalize_answer, squad_scores
+from compressions.methods import METHODS, NO_BUDGET, Entry, check_method
+from compressions.methods.base import ContextCompressor, Target
 from compressions.models import DEFAULT_MODEL
 from compressions.models.loading import check_placement
 from compressions.progress import tqdm
 from compressions.store.run_folder import RunFolder, git_commit
-from compressions.store.saved import checked_compressor_settings
+from compressions.store.saved import COMPRESSOR, checked_settings
 
 log = logging.getLogger(__name__)
-LEARNED = "learned"  # a trained compressor checkpoint (`checkpoint`): soft tokens or gist K/V
 COMPRESS_CHUNK = 64  # examples compressed between two writes to a compressed-context cache
 
 
@@ -65,10 +64,12 @@ class SquadEvalConfig:
     split: str = field(default="validation", metadata={"help": "train | validation | all (local: by article)"})
     train_articles: int = field(default=20, metadata={"help": "local files: first N articles are train"})
     limit: int | None = field(default=None, metadata={"help": "first N questions of the split"})
-    method: str = field(default="full", metadata={"help": f"a method ({', '.join(METHODS)}) or {LEARNED} (with checkpoint)"})
+    method: str = field(default="full", metadata={"help": f"a method: {', '.join(METHODS)}"})
     budget: int | None = field(default=None, metadata={"help": "context token budget M"})
     method_options: dict = field(default_factory=dict, metadata={"help": "the method's own options (key: value)"})
-    checkpoint: str | None = field(default=None, metadata={"help": "method learned: compressor checkpoint folder"})
+    checkpoint: str | None = field(
+        default=None, metadata={"help": "the saved folder of a method that loads one (learned: a compressor checkpoint)"}
+    )
     reader: str | None = field(default=None, metadata={"help": "reader adapter folder (compressions train reader)"})
     decoder: str | None = field(
         default=None,
@@ -90,8 +91,12 @@ class SquadEvalConfig:
     out: str | None = field(default=None, metadata={"help": "run folder (default runs/eval/<method>)"})
 
     def __post_init__(self) -> None:
-        if self.model is None and self.method != LEARNED:  # a learned checkpoint names its own model
+        if self.model is None and not self._entry.folder:  # a saved folder names its own model
             self.model = DEFAULT_MODEL
+
+    @property
+    def _entry(self) -> Entry:
+        return METHODS.get(self.method, Entry(None))
 
     def validate(self) -> None:
         """Fail on bad input before any data or model is loaded."""
@@ -99,14 +104,15 @@ class SquadEvalConfig:
         check_placement(self.dtype, self.device)
         check_choice("on_error", self.on_error, ON_ERROR)
         check_choice("long_context", self.long_context, LONG_CONTEXT)
-        if self.method == LEARNED:
-            self._check_learned()
-        else:
-            check_method(self.method, self.budget)
+        entry = check_method(self.method, self.budget)
+        if entry.folder:  # the folder fixes the LLM, M and the reader: one that differs would be ignored, so it is refused
+            if not self.checkpoint:
+                raise ArgumentError("checkpoint", f"method {self.method!r} needs a {entry.kind} folder")
+            checked_settings(self.checkpoint, entry.kind, model=self.model, budget=self.budget, reader=self.reader)
         if self.decoder:
-            if self.method == LEARNED:
-                raise ConfigError("decoder: a learned checkpoint reads with its own decoder; give it to text or KV methods")
-            checked_compressor_settings(self.decoder, model=self.model, reader=self.reader)
+            if entry.folder:
+                raise ConfigError(f"decoder: a {entry.kind} reads with its own decoder; give it to text or KV methods")
+            checked_settings(self.decoder, COMPRESSOR, model=self.model, reader=self.reader)
         if self.limit is not None and self.limit < 1:
             raise ConfigError(f"limit must be >= 1, got {self.limit}")
         if self.batch_size < 1:
@@ -114,22 +120,16 @@ class SquadEvalConfig:
         if self.max_new_tokens is not None and self.max_new_tokens < 1:
             raise ConfigError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
 
-    def _check_learned(self) -> None:
-        """The checkpoint fixes the LLM, M and the reader: one that differs would be ignored, so it is refused."""
-        if not self.checkpoint:
-            raise ArgumentError("checkpoint", "method 'learned' needs a compressor checkpoint folder")
-        checked_compressor_settings(self.checkpoint, model=self.model, budget=self.budget, reader=self.reader)
-
     @property
     def source(self) -> str:
-        """What `compressions.load_compressor` loads: the checkpoint folder for `learned`, else the method's name."""
-        return self.checkpoint if self.method == LEARNED else self.method
+        """What `compressions.load_compressor` loads: a saved folder (it names its family), else the method's name."""
+        return self.checkpoint if self._entry.folder else self.method
 
     @property
     def run_name(self) -> str:
-        if self.method == LEARNED:
-            return f"{LEARNED}-{Path(self.checkpoint).name}"
-        name = self.method if self.method in UNBUDGETED else f"{self.method}-M{self.budget}"
+        if self._entry.folder:
+            return f"{self.method}-{Path(self.checkpoint).name}"
+        name = self.method if self._entry.budget == NO_BUDGET else f"{self.method}-M{self.budget}"
         return f"{name}-decoder" if self.decoder else f"{name}-reader" if self.reader else name
 
 
@@ -159,7 +159,7 @@ def evaluate_compressor(
         log.info("compressed_cache ignored: %s makes %s, not kept token ids", compressor.name, method.output)
     elif config.compressed_cache:
         cache = CompressedCache(config.compressed_cache, _cache_identity(config))
-    compressed_all, reused = _compress(method, examples, config.budget, cache, progress)
+    compressed_all, reused = _compress(method, examples, config.budget, cache, progress, Target(model, layout))
     kept = [c.n_tokens for c in compressed_all]
     context_lengths = [len(tokenizer(e.context, add_special_tokens=False).input_ids) for e in examples]
     compress_seconds = sum(c.seconds for c in compressed_all)
@@ -203,18 +203,18 @@ def _cache_identity(config: SquadEvalConfig) -> dict:
     return {name: getattr(config, name) for name in fields} | {"code": git_commit()}
 
 
-def _compress(method, examples: list[SquadExample], budget: int | None, cache: CompressedCache | None, progress: bool):
+def _compress(method, examples: list[SquadExample], budget: int | None, cache: CompressedCache | None, progress: bool, target: Target):
     """(every example's compressed context, the indices taken from the cache). With a cache, new ones
     are made in chunks, each stored when done, so a killed run keeps its finished chunks."""
     contexts, questions = [e.context for e in examples], [e.question for e in examples]
     if cache is None:
-        return method.compress_many(contexts, questions, budget, progress=progress), []
+        return method.compress_many(contexts, questions, budget, progress=progress, target=target), []
     found = [cache.get(c, q) for c, q in zip(contexts, questions)]
     reused = [i for i, c in enumerate(found) if c is not None]
     todo = [i for i, c in enumerate(found) if c is None]
     for begin in tqdm(range(0, len(todo), COMPRESS_CHUNK), desc="compress", unit="chunk", disable=not progress):
         rows = todo[begin : begin + COMPRESS_CHUNK]
-        fresh = method.compress_many([contexts[i] for i in rows], [questions[i] for i in rows], budget)
+        fresh = method.compress_many([contexts[i] for i in rows], [questions[i] for i in rows], budget, target=target)
         for i, compressed in zip(rows, fresh, strict=True):
             found[i] = compressed
             cache.put(contexts[i], questions[i], compressed)

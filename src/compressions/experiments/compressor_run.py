@@ -8,11 +8,11 @@ from pathlib import Path
 
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from compressions.api import learned_compressor
+from compressions.api import saved_compressor
 from compressions.compressors.method import LearnedContext
 from compressions.compressors.train import CompressorTrainConfig, fit_compressor
 from compressions.data.squad import SquadExample, load_squad
-from compressions.evaluation.squad_eval import LEARNED, SquadEvalConfig
+from compressions.evaluation.squad_eval import SquadEvalConfig
 from compressions.experiments.squad_run import evaluate_squad
 from compressions.store.run_folder import atomic_write_json, is_main_process
 
@@ -36,14 +36,14 @@ def train_compressor(
     if config.eval_limit and is_main_process():  # one evaluation, by rank 0, under several processes
         run = Path(summary["checkpoint"]).parent
         eval_config = SquadEvalConfig(
-            method=LEARNED,
+            method="learned",
             checkpoint=summary["checkpoint"],
             limit=config.eval_limit,
             max_new_tokens=config.max_new_tokens,
             device=str(pipeline.device),
             out=str(run / "eval"),
         )
-        compressor = learned_compressor(LearnedContext(pipeline))
+        compressor = saved_compressor(LearnedContext(pipeline))
         summary["eval"] = evaluate_squad(eval_config, eval_examples, train_examples, progress=progress, compressor=compressor)
         atomic_write_json(run / "training_summary.json", summary)
     return summary

@@ -45,7 +45,7 @@ from compressions.config import load_config
 from compressions.errors import ConfigError
 from compressions.progress import tqdm
 from compressions.store.folder_lock import FolderBusyError, folder_lock, lock_holder
-from compressions.store.run_folder import atomic_write_json, finished_metrics, run_state, write_metrics
+from compressions.store.run_folder import atomic_write_json, finished_metrics, write_metrics
 
 log = logging.getLogger(__name__)
 

@@ -19,12 +19,10 @@ apart (a grid's cells) can be paired later (gist.dose).
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import time
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F

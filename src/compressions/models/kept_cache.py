@@ -1,4 +1,4 @@
-"""The KV entries a reader holds for a prompt's first tokens after a KV-cache method (baselines/kv_cache.py)
+"""The KV entries a reader holds for a prompt's first tokens after a KV-cache method (methods/kv_cache.py)
 kept some of them: the prompt prefix's entries, shared by every prompt and never copied, then the context
 entries kept, which may differ per layer and KV head but number the same in each.
 

@@ -19,6 +19,7 @@ GIST_CONFIG = "gist_config.json"  # beside a `gist train` model: its training co
 ADAPTER_CONFIG, ADAPTER_WEIGHTS = "adapter_config.json", "adapter_model.safetensors"  # a reader adapter (peft)
 
 COMPRESSOR = "compressor checkpoint"
+GIST_MODEL = "gist model"
 READER = "reader adapter"
 
 
@@ -53,19 +54,22 @@ def describe(path: str | Path) -> str:
     return "a base model (no file of this project's trainers)" if Path(path).exists() else "not a folder here"
 
 
-def compressor_settings(path: str | Path) -> dict:
-    """The pipeline config a compressor checkpoint was trained with (model, budget, ...); a ConfigError
-    naming what the folder holds when it is not one."""
-    if saved_kind(path) != COMPRESSOR:
-        raise ArgumentError("checkpoint", f"{path} is {describe(path)}, not a compressor checkpoint (`compressions train compressor`)")
-    return json.loads((Path(path) / PIPELINE_CONFIG).read_text(encoding="utf-8"))
+def saved_settings(path: str | Path, kind: str) -> dict:
+    """The config a folder of this kind was trained with (a compressor checkpoint's pipeline config: model,
+    budget, reader ...; a gist model's training config); an error naming what the folder holds when it is
+    not of that kind."""
+    if saved_kind(path) != kind:
+        raise ArgumentError("checkpoint", f"{path} is {describe(path)}, not a {kind}")
+    if kind == COMPRESSOR:
+        return json.loads((Path(path) / PIPELINE_CONFIG).read_text(encoding="utf-8"))
+    return gist_settings(str(path))
 
 
-def checked_compressor_settings(path: str | Path, **given) -> dict:
-    """`compressor_settings`, refusing any given model, budget or reader that differs from the checkpoint's
-    (the checkpoint fixes them: a different one would be silently ignored)."""
-    trained = compressor_settings(path)
+def checked_settings(path: str | Path, kind: str, **given) -> dict:
+    """`saved_settings`, refusing any given model, budget or reader that differs from the folder's (the
+    folder fixes them: a different one would be silently ignored)."""
+    trained = saved_settings(path, kind)
     for key, value in given.items():
-        if value is not None and value != trained[key]:
-            raise ArgumentError(key, f"{value} conflicts with checkpoint {path}, trained with {key} {trained[key]}; leave {key} out")
+        if value is not None and value != trained.get(key):
+            raise ArgumentError(key, f"{value} conflicts with {kind} {path}, trained with {key} {trained.get(key)}; leave {key} out")
     return trained

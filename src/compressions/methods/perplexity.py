@@ -18,9 +18,9 @@ import re
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from compressions.baselines.base import BudgetedCompressor
-from compressions.baselines.language_model import TARGET, adapters_off, compressor_model
 from compressions.errors import CompressionsError
+from compressions.methods.base import BudgetedCompressor
+from compressions.methods.language_model import TARGET, adapters_off, compressor_model
 
 UNITS = ("word", "token")
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from transformers import PreTrainedTokenizerBase
 
-from compressions.baselines.base import BudgetedCompressor
-from compressions.baselines.rankers import BUNDLED, RANKERS
-from compressions.baselines.sentences import split_sentences
 from compressions.errors import CompressionsError
+from compressions.methods.base import BudgetedCompressor
+from compressions.methods.rankers import BUNDLED, RANKERS
+from compressions.methods.sentences import split_sentences
 
 
 class Extractive(BudgetedCompressor):

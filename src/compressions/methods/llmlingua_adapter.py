@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from compressions.baselines.base import BudgetedCompressor, require
-from compressions.baselines.language_model import TARGET, adapters_off, compressor_model
+from compressions.methods.base import BudgetedCompressor, require
+from compressions.methods.language_model import TARGET, adapters_off, compressor_model
 
 
 class LLMLingua(BudgetedCompressor):
@@ -33,7 +33,7 @@ class LLMLingua(BudgetedCompressor):
     ):
         super().__init__(tokenizer)
         require("llmlingua", self.name, "llmlingua")
-        from compressions.baselines.llmlingua_local import LocalPromptCompressor
+        from compressions.methods.llmlingua_local import LocalPromptCompressor
 
         self.lm, lm_tokenizer = compressor_model(model, self.name, target_model, tokenizer, dtype, device)
         self.compressor = LocalPromptCompressor(self.lm, lm_tokenizer)

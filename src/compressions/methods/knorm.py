@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from compressions.baselines.kv_cache import KVCompressor
+from compressions.methods.kv_cache import KVCompressor
 
 
 class KeyNorm(KVCompressor):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from compressions.baselines.base import BudgetedCompressor
+from compressions.methods.base import BudgetedCompressor
 
 
 class Suffix(BudgetedCompressor):

@@ -6,8 +6,9 @@ rotary positions they were computed at (`KeptCache`), so the kept cache is a reg
 [n_kv, prefix + M, head_dim] tensor per layer. Only the context is compressed and counted: the prompt
 prefix (instruction, solved examples) is kept whole, and the text after the context (question, answer
 anchor) is read again after the kept entries, at the positions it has after the whole context. The
-reading of the context is the method's cost (compression seconds). A method compresses with the model
-as given, a reader's adapter included: the kept entries are that reader's own cache.
+reading of the context is the method's cost (compression seconds). A method is given the target model
+and prompt when it compresses (`Target`), a reader's adapter included: the kept entries are that reader's
+own cache.
 
 NVIDIA's kvpress collects these methods ("presses"); it needs transformers < 5.3, so the few we use are
 written here against the public forward: a `DynamicCache` filled by a forward, attention weights from
@@ -21,9 +22,8 @@ import time
 import torch
 from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 
-from compressions.baselines.base import CompressedContext, ContextCompressor, check_budget, check_context
-from compressions.data.prompts import SquadPrompt, SquadPromptConfig
 from compressions.errors import CompressionsError
+from compressions.methods.base import CompressedContext, ContextCompressor, Target, check_budget, check_context
 from compressions.models.generation import copy_cache, prefill
 from compressions.models.kept_cache import KeptCache
 from compressions.models.loading import eager_attention
@@ -36,22 +36,11 @@ class KVCompressor(ContextCompressor):
     name = "kv"
     output = "kv"
 
-    def __init__(
-        self,
-        tokenizer: PreTrainedTokenizerBase,
-        target_model: PreTrainedModel | None = None,
-        slot_prompt: SquadPrompt | None = None,
-        share_prefix: bool = True,
-    ):
-        if target_model is None:
-            raise CompressionsError(f"method {self.name!r} keeps entries of the target model's own KV cache: pass target_model")
-        self.tokenizer, self.model = tokenizer, target_model
-        # the harness passes its own prompt; alone, a method reads the harness's default prompt without solved examples
-        self.slot_prompt = slot_prompt or SquadPrompt(tokenizer, SquadPromptConfig(shots=0))
-        # the prompt prefix is read once for every question, as generation does for the text methods;
-        # share_prefix=False reads it again for each (a lone request: benchmarks of one question)
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, share_prefix: bool = True):
+        self.tokenizer = tokenizer
+        # the prompt prefix is read once for every question (kept by the target), as generation does for the
+        # text methods; share_prefix=False reads it again for each (a lone request: benchmarks of one question)
         self.share_prefix = share_prefix
-        self._prefixes: dict[tuple[int, ...], list[tuple[torch.Tensor, torch.Tensor]]] = {}
 
     def split(self, ids: list[int], after: list[int]) -> tuple[list[int], list[int]]:
         """(tokens read first, window of tokens read after them whose attention to the context is scored),
@@ -63,31 +52,34 @@ class KVCompressor(ContextCompressor):
         attention weights to the context (L, heads, window, C) when `split` gives a window (else None)."""
         raise NotImplementedError
 
-    def compress(self, context: str, question: str, budget: int | None) -> CompressedContext:
-        return self.compress_many([context], [question], budget)[0]
+    def compress(self, context: str, question: str, budget: int | None, target: Target | None = None) -> CompressedContext:
+        return self.compress_many([context], [question], budget, target=target)[0]
 
     def compress_many(
-        self, contexts: list[str], questions: list[str], budget: int | None, progress: bool = False
+        self, contexts: list[str], questions: list[str], budget: int | None, progress: bool = False, target: Target | None = None
     ) -> list[CompressedContext]:
         """One context at a time (batch size 1): no padding, so each context's entries and scores are those
         of its own forward, and the code stays simple; generation from the kept caches is batched."""
+        if target is None:
+            raise CompressionsError(f"method {self.name!r} keeps entries of the target model's own KV cache: pass target=Target(model, prompt)")
         for context in contexts:
             check_context(context)
         check_budget(budget)
         pairs = tqdm(zip(contexts, questions, strict=True), total=len(contexts), desc="compress", unit="ex", disable=not progress)
-        return [self._compress(context, question, budget) for context, question in pairs]
+        return [self._compress(context, question, budget, target) for context, question in pairs]
 
     @torch.no_grad()
-    def _compress(self, context: str, question: str, budget: int) -> CompressedContext:
+    def _compress(self, context: str, question: str, budget: int, target: Target) -> CompressedContext:
         start = time.perf_counter()
-        prefix_ids, after = self.slot_prompt.ids(question)
+        model = target.model
+        prefix_ids, after = target.prompt.ids(question)
         ids = self.tokenizer(context, add_special_tokens=False).input_ids
-        prefix = self._prefix(prefix_ids)  # shared: the first question pays it
+        prefix = self._prefix(target, prefix_ids)  # shared: the first question pays it
         p, c = len(prefix_ids), len(ids)
         head, window = self.split(ids, after) if c > budget else (ids, [])  # a context that fits is kept whole
-        cache = copy_cache(self.model, prefix, 1)
-        self._forward(cache, head, p)
-        attention = self._attention(cache, window, p + len(head))[..., p : p + c] if window else None
+        cache = copy_cache(model, prefix, 1)
+        self._forward(model, cache, head, p)
+        attention = self._attention(model, cache, window, p + len(head))[..., p : p + c] if window else None
         # the window's own entries, if any, come after the context's and are dropped here
         keys = torch.stack([layer.keys[0, :, p : p + c] for layer in cache.layers])  # (L, n_kv, C, hd)
         values = torch.stack([layer.values[0, :, p : p + c] for layer in cache.layers])
@@ -103,29 +95,29 @@ class KVCompressor(ContextCompressor):
             token_ids, text = ids, context
         return CompressedContext(token_ids, text, time.perf_counter() - start, kv=kept)
 
-    def _prefix(self, ids: list[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    def _prefix(self, target: Target, ids: list[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
         if not ids:
             raise CompressionsError(f"method {self.name!r} needs prompt text before the context (its KV is kept whole)")
         if not self.share_prefix:
-            return prefill(self.model, ids)
+            return prefill(target.model, ids)
         key = tuple(ids)
-        if key not in self._prefixes:
-            self._prefixes[key] = prefill(self.model, ids)
-        return self._prefixes[key]
+        if key not in target.prefixes:
+            target.prefixes[key] = prefill(target.model, ids)
+        return target.prefixes[key]
 
-    def _forward(self, cache: DynamicCache, ids: list[int], start: int, **options):
+    @staticmethod
+    def _forward(model: PreTrainedModel, cache: DynamicCache, ids: list[int], start: int, **options):
         """Read `ids` at positions start, start+1, ... on top of `cache` (which the forward extends)."""
-        device = self.model.device
-        positions = torch.arange(start, start + len(ids), device=device)[None]  # (1, T)
-        return self.model(
-            input_ids=torch.tensor([ids], device=device), position_ids=positions, cache=cache,
+        positions = torch.arange(start, start + len(ids), device=model.device)[None]  # (1, T)
+        return model(
+            input_ids=torch.tensor([ids], device=model.device), position_ids=positions, cache=cache,
             use_cache=True, logits_to_keep=1, **options,
         )  # fmt: skip
 
-    def _attention(self, cache: DynamicCache, window: list[int], start: int) -> torch.Tensor:
+    def _attention(self, model: PreTrainedModel, cache: DynamicCache, window: list[int], start: int) -> torch.Tensor:
         """(L, heads, window, entries): each layer's attention weights of the window's queries."""
-        with eager_attention(self.model):
-            out = self._forward(cache, window, start, output_attentions=True)
+        with eager_attention(model):
+            out = self._forward(model, cache, window, start, output_attentions=True)
         return torch.stack([weights[0] for weights in out.attentions]).float()
 
     def _placeholder(self) -> int:

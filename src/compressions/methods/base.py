@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from transformers import PreTrainedTokenizerBase
@@ -20,7 +20,9 @@ from compressions.progress import tqdm
 
 if TYPE_CHECKING:
     import torch
+    from transformers import PreTrainedModel
 
+    from compressions.data.prompts import SquadPrompt, SquadPromptConfig
     from compressions.models.kept_cache import KeptCache
 
 
@@ -39,27 +41,55 @@ class CompressedContext:
         return len(self.token_ids)
 
 
+@dataclass
+class Target:
+    """The model that will read a method's output and the prompt around the context slot, given to every
+    method when it compresses: a KV-cache method reads the prompt up to the end of the context with that
+    model, and keeps the prompt prefix's cache here, read once for all the contexts this target reads."""
+
+    model: PreTrainedModel
+    prompt: SquadPrompt
+    prefixes: dict[tuple[int, ...], list[tuple[torch.Tensor, torch.Tensor]]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SavedReader:
+    """What a method loaded from a saved folder fixes: the model that reads its output (its own decoder),
+    with its tokenizer, the prompt it was trained with, its budget, and the names it was loaded from."""
+
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    prompt: SquadPromptConfig
+    budget: int
+    model_name: str
+    reader: str | None
+
+
 class ContextCompressor:
     """What every context method is: `compress` one context; `compress_many` is the harness's entry point;
-    `reading()` is the context in which the target model reads what it made (e.g. an encoder-only adapter off)."""
+    `reading()` is the context in which the target model reads what it made (e.g. an encoder-only adapter off).
+    `target` is the model and prompt that will read the result (text methods need neither)."""
 
     name: str
     question_aware: bool = False  # whether what is kept depends on the question (results tables split on it)
     # what it makes: "text" (kept token ids only: the harness may store and reuse them), "soft" or "kv"
     output: str = "text"
 
+    # a method loaded from a saved folder reads with the model it was trained for (None: the caller chooses)
+    saved_reader: SavedReader | None = None
+
     def reading(self) -> contextlib.AbstractContextManager:
         return contextlib.nullcontext()
 
-    def compress(self, context: str, question: str, budget: int | None) -> CompressedContext:
+    def compress(self, context: str, question: str, budget: int | None, target: Target | None = None) -> CompressedContext:
         raise NotImplementedError
 
     def compress_many(
-        self, contexts: list[str], questions: list[str], budget: int | None, progress: bool = False
+        self, contexts: list[str], questions: list[str], budget: int | None, progress: bool = False, target: Target | None = None
     ) -> list[CompressedContext]:
         """One result per (context, question), in order. One at a time here; a method that batches overrides it."""
         pairs = tqdm(zip(contexts, questions, strict=True), total=len(contexts), desc="compress", unit="ex", disable=not progress)
-        return [self.compress(context, question, budget) for context, question in pairs]
+        return [self.compress(context, question, budget, target) for context, question in pairs]
 
 
 def check_budget(budget: int | None, required: bool = True) -> None:
@@ -99,11 +129,11 @@ class BudgetedCompressor(ContextCompressor):
     def __init__(self, tokenizer: PreTrainedTokenizerBase):
         self.tokenizer = tokenizer
 
-    def compress(self, context: str, question: str, budget: int | None) -> CompressedContext:
+    def compress(self, context: str, question: str, budget: int | None, target: Target | None = None) -> CompressedContext:
         return self.compress_many([context], [question], budget)[0]
 
     def compress_many(
-        self, contexts: list[str], questions: list[str], budget: int | None, progress: bool = False
+        self, contexts: list[str], questions: list[str], budget: int | None, progress: bool = False, target: Target | None = None
     ) -> list[CompressedContext]:
         """Each result's `seconds` is its share of `select_many`, plus an equal share of the rest."""
         for context, _ in zip(contexts, questions, strict=True):  # one question per context

@@ -11,7 +11,7 @@ import random
 
 from transformers import PreTrainedTokenizerBase
 
-from compressions.baselines.base import BudgetedCompressor
+from compressions.methods.base import BudgetedCompressor
 
 
 class RandomTokens(BudgetedCompressor):

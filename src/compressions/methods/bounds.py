@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from transformers import PreTrainedTokenizerBase
 
-from compressions.baselines.base import CompressedContext, ContextCompressor, check_context
+from compressions.methods.base import CompressedContext, ContextCompressor, Target, check_context
 
 
 class FullContext(ContextCompressor):
@@ -15,7 +15,7 @@ class FullContext(ContextCompressor):
     def __init__(self, tokenizer: PreTrainedTokenizerBase):
         self.tokenizer = tokenizer
 
-    def compress(self, context: str, question: str, budget: int | None = None) -> CompressedContext:
+    def compress(self, context: str, question: str, budget: int | None = None, target: Target | None = None) -> CompressedContext:
         check_context(context)
         return CompressedContext(self.tokenizer(context, add_special_tokens=False).input_ids, context)
 
@@ -28,5 +28,5 @@ class NoContext(ContextCompressor):
     def __init__(self, tokenizer: PreTrainedTokenizerBase):
         self.tokenizer = tokenizer
 
-    def compress(self, context: str, question: str, budget: int | None = None) -> CompressedContext:
+    def compress(self, context: str, question: str, budget: int | None = None, target: Target | None = None) -> CompressedContext:
         return CompressedContext([], "")

@@ -15,9 +15,9 @@ import time
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from compressions.baselines.base import BudgetedCompressor
-from compressions.baselines.language_model import TARGET, adapters_off, compressor_model
 from compressions.errors import CompressionsError
+from compressions.methods.base import BudgetedCompressor
+from compressions.methods.language_model import TARGET, adapters_off, compressor_model
 from compressions.models.generation import generate_greedy, length_batches
 from compressions.progress import tqdm
 
