@@ -40,7 +40,7 @@ from compressions.data.squad import SquadExample
 from compressions.errors import ArgumentError, ConfigError, ModelNotFoundError
 from compressions.evaluation.reading import first_line, read_compressed
 from compressions.methods import METHODS, REQUIRED, build_method, check_method, family_of
-from compressions.methods.base import CompressedContext, ContextCompressor, Target
+from compressions.methods.base import CompressedContext, ContextCompressor, Target, compression_requests
 from compressions.models import DEFAULT_MODEL, load_model
 from compressions.models.generation import kept_cache_inputs
 from compressions.models.loading import check_placement, load_tokenizer
@@ -121,16 +121,22 @@ class Compressor:
         return {"inputs_embeds": embed_with_slots(self.model, ids, in_slot, compressed.embeddings), "attention_mask": mask}
 
     def _compress_many(self, contexts: list[str], questions: list[str]) -> list[CompressedContext]:
-        """One `compress_many` per budget: with `ratio`, each context's budget follows its length."""
-        if self.ratio is None:
-            return self.method.compress_many(contexts, questions, self.budget, target=self.target) if contexts else []
-        budgets = [max(1, round(len(self.tokenizer(c, add_special_tokens=False).input_ids) / self.ratio)) for c in contexts]
-        out: list[CompressedContext | None] = [None] * len(contexts)
-        for budget in sorted(set(budgets)):
+        """One `compress_many` per budget (with `ratio`, each context's budget follows its length); a
+        question-agnostic method compresses each distinct context once for all its questions."""
+        requests, place = compression_requests(self.method, contexts, questions)
+        budgets = [self._budget(context) for context, _ in requests]
+        made: list[CompressedContext | None] = [None] * len(requests)
+        for budget in dict.fromkeys(budgets):
             rows = [i for i, b in enumerate(budgets) if b == budget]
-            for i, made in zip(rows, self.method.compress_many([contexts[i] for i in rows], [questions[i] for i in rows], budget, target=self.target)):
-                out[i] = made
-        return out
+            batch = self.method.compress_many([requests[i][0] for i in rows], [requests[i][1] for i in rows], budget, target=self.target)
+            for i, compressed in zip(rows, batch):
+                made[i] = compressed
+        return [made[i] for i in place]
+
+    def _budget(self, context: str) -> int | None:
+        if self.ratio is None:
+            return self.budget
+        return max(1, round(len(self.tokenizer(context, add_special_tokens=False).input_ids) / self.ratio))
 
 
 def _pairs(context, question, compressed: bool) -> tuple[list, list[str], bool]:

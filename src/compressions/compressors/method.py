@@ -8,9 +8,7 @@ the prompt prefix, then the gists' entries), and the harness reads the question 
 
 from __future__ import annotations
 
-import dataclasses
 import time
-from collections import Counter
 from pathlib import Path
 
 import torch
@@ -55,17 +53,6 @@ class LearnedContext(ContextCompressor):
 
     def reading(self):
         return self.pipeline.decoding()
-
-    def compress_many(
-        self, contexts: list[str], questions: list[str], budget: int | None, progress: bool = False, target: Target | None = None
-    ) -> list[CompressedContext]:
-        """A question-agnostic compressor compresses each distinct context once, and its questions share
-        the result (and its seconds, split between them); a question-aware one compresses every pair."""
-        if self.question_aware:
-            return super().compress_many(contexts, questions, budget, progress)
-        uses = Counter(contexts)  # distinct contexts, in order of first use
-        made = dict(zip(uses, super().compress_many(list(uses), [""] * len(uses), budget, progress)))
-        return [dataclasses.replace(made[c], seconds=made[c].seconds / uses[c]) for c in contexts]
 
     @torch.no_grad()
     def compress(self, context: str, question: str, budget: int | None = None, target: Target | None = None) -> CompressedContext:

@@ -18,6 +18,7 @@ from typing import Protocol
 from transformers import PreTrainedModel
 
 from compressions.config import check_choice
+from compressions.data.documents import pack_documents
 from compressions.data.prompts import SquadPrompt, SquadPromptConfig
 from compressions.data.records import ON_ERROR
 from compressions.data.squad import SquadExample
@@ -30,7 +31,7 @@ from compressions.evaluation.intervals import bootstrap_ci
 from compressions.evaluation.reading import first_line, read_compressed
 from compressions.evaluation.squad_metrics import aggregate_squad, normalize_answer, squad_scores
 from compressions.methods import METHODS, NO_BUDGET, Entry, check_method
-from compressions.methods.base import ContextCompressor, Target
+from compressions.methods.base import ContextCompressor, Target, compression_requests
 from compressions.models import DEFAULT_MODEL
 from compressions.models.loading import check_placement
 from compressions.progress import tqdm
@@ -63,7 +64,11 @@ class SquadEvalConfig:
     data_dir: str | None = field(default=None, metadata={"help": "default: $COMPRESSIONS_DATA_DIR"})
     split: str = field(default="validation", metadata={"help": "train | validation | all (local: by article)"})
     train_articles: int = field(default=20, metadata={"help": "local files: first N articles are train"})
-    limit: int | None = field(default=None, metadata={"help": "first N questions of the split"})
+    limit: int | None = field(default=None, metadata={"help": "first N questions of the split (of its documents, with documents)"})
+    documents: int | None = field(
+        default=None,
+        metadata={"help": "pack consecutive paragraphs of an article into documents of at most N tokens (512: the seeds' lengths)"},
+    )
     method: str = field(default="full", metadata={"help": f"a method: {', '.join(METHODS)}"})
     budget: int | None = field(default=None, metadata={"help": "context token budget M"})
     method_options: dict = field(default_factory=dict, metadata={"help": "the method's own options (key: value)"})
@@ -115,6 +120,8 @@ class SquadEvalConfig:
             checked_settings(self.decoder, COMPRESSOR, model=self.model, reader=self.reader)
         if self.limit is not None and self.limit < 1:
             raise ConfigError(f"limit must be >= 1, got {self.limit}")
+        if self.documents is not None and self.documents < 1:
+            raise ArgumentError("documents", f"is a document size in tokens, >= 1; got {self.documents}")
         if self.batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.max_new_tokens is not None and self.max_new_tokens < 1:
@@ -130,6 +137,7 @@ class SquadEvalConfig:
         if self._entry.folder:
             return f"{self.method}-{Path(self.checkpoint).name}"
         name = self.method if self._entry.budget == NO_BUDGET else f"{self.method}-M{self.budget}"
+        name = f"{name}-doc{self.documents}" if self.documents else name
         return f"{name}-decoder" if self.decoder else f"{name}-reader" if self.reader else name
 
 
@@ -146,6 +154,10 @@ def evaluate_compressor(
     (the model, budget, prompt and reader the method was loaded with)."""
     model, method, layout = compressor.model, compressor.method, compressor.layout
     tokenizer = layout.tokenizer
+    documents = None
+    if config.documents:
+        examples, documents = pack_documents(examples, tokenizer, config.documents)
+    examples = examples[: config.limit] if config.limit else examples
     max_new_tokens = config.max_new_tokens
     if max_new_tokens is None:
         lengths = answer_token_lengths((e.answers for e in train_examples), layout)
@@ -159,22 +171,31 @@ def evaluate_compressor(
         log.info("compressed_cache ignored: %s makes %s, not kept token ids", compressor.name, method.output)
     elif config.compressed_cache:
         cache = CompressedCache(config.compressed_cache, _cache_identity(config))
-    compressed_all, reused = _compress(method, examples, config.budget, cache, progress, Target(model, layout))
+    compressed_all, made, cached_seconds = _compress(method, examples, config.budget, cache, progress, Target(model, layout))
+    answering = time.perf_counter()
+    distinct = list({id(c): c for c in compressed_all}.values())  # the questions of one context may share it
     kept = [c.n_tokens for c in compressed_all]
     context_lengths = [len(tokenizer(e.context, add_special_tokens=False).input_ids) for e in examples]
-    compress_seconds = sum(c.seconds for c in compressed_all)
+    compress_seconds = sum(c.seconds for c in distinct)  # those taken from the cache: as when made
     questions = [e.question for e in examples]
     prompts, generated = read_compressed(
         model, method, compressed_all, questions, layout, max_new_tokens, config.batch_size, progress
     )
-    seconds = time.perf_counter() - start + sum(compressed_all[i].seconds for i in reused)  # reused: as when made
+    answer_seconds = time.perf_counter() - answering
+    seconds = time.perf_counter() - start + cached_seconds
 
     predictions = [first_line(tokenizer.decode(g, skip_special_tokens=True)) for g in generated]
     scores = [squad_scores(p, e.answers) for p, e in zip(predictions, examples)]
     metrics = _metrics(config, examples, predictions, scores, kept, context_lengths, prompts, seconds, compress_seconds)
     metrics["max_new_tokens"] = max_new_tokens
+    if documents is not None:  # the whole split's packing, before `limit` took its first questions
+        metrics["documents"] = documents.as_dict() | {"max_tokens": config.documents}
     metrics["contexts_truncated"] = truncated  # cut to the model's window (context_window.py)
-    metrics["compressions_reused"] = len(reused)
+    # a question-agnostic method compresses each context once for all its questions (and a cache keeps them)
+    metrics["compressions_made"] = made
+    metrics["compressions_reused"] = len(examples) - made
+    metrics["compress_seconds_per_compression"] = compress_seconds / len(distinct)
+    metrics["answer_seconds_per_question"] = answer_seconds / len(examples)
     # what the reader holds for the context: kept tokens, or KV entries per layer and KV head, in every layer
     metrics["mean_context_kv_bytes"] = kv_bytes_per_token(model.config, model.dtype) * metrics["mean_kept_tokens"]
     metrics["question_aware"] = method.question_aware
@@ -204,21 +225,24 @@ def _cache_identity(config: SquadEvalConfig) -> dict:
 
 
 def _compress(method, examples: list[SquadExample], budget: int | None, cache: CompressedCache | None, progress: bool, target: Target):
-    """(every example's compressed context, the indices taken from the cache). With a cache, new ones
-    are made in chunks, each stored when done, so a killed run keeps its finished chunks."""
-    contexts, questions = [e.context for e in examples], [e.question for e in examples]
+    """(each example's compressed context, how many compressions this run made, the seconds of those taken
+    from the cache). A question-agnostic method compresses each context once, and its questions share the
+    result. With a cache, new ones are made in chunks, each stored when done, so a killed run keeps its
+    finished chunks."""
+    requests, place = compression_requests(method, [e.context for e in examples], [e.question for e in examples])
     if cache is None:
-        return method.compress_many(contexts, questions, budget, progress=progress, target=target), []
-    found = [cache.get(c, q) for c, q in zip(contexts, questions)]
-    reused = [i for i, c in enumerate(found) if c is not None]
+        made = method.compress_many([c for c, _ in requests], [q for _, q in requests], budget, progress=progress, target=target)
+        return [made[i] for i in place], len(requests), 0.0
+    found = [cache.get(c, q) for c, q in requests]
+    cached_seconds = sum(c.seconds for c in found if c is not None)
     todo = [i for i, c in enumerate(found) if c is None]
     for begin in tqdm(range(0, len(todo), COMPRESS_CHUNK), desc="compress", unit="chunk", disable=not progress):
         rows = todo[begin : begin + COMPRESS_CHUNK]
-        fresh = method.compress_many([contexts[i] for i in rows], [questions[i] for i in rows], budget, target=target)
+        fresh = method.compress_many([requests[i][0] for i in rows], [requests[i][1] for i in rows], budget, target=target)
         for i, compressed in zip(rows, fresh, strict=True):
             found[i] = compressed
-            cache.put(contexts[i], questions[i], compressed)
-    return found, reused
+            cache.put(*requests[i], compressed)
+    return [found[i] for i in place], len(todo), cached_seconds
 
 
 def _metrics(config, examples, predictions, scores, kept, context_lengths, prompts, seconds, compress_seconds) -> dict:

@@ -33,7 +33,6 @@ def evaluate_squad(
     """
     if examples is None:
         examples = load_squad(config.data, config.split, config.data_dir, config.on_error, config.train_articles)
-    examples = examples[: config.limit] if config.limit else examples
     if not examples:
         raise ConfigError(f"no questions in {config.data!r} split {config.split!r}")
     needs_train = config.prompt.shots > 0 or config.max_new_tokens is None

@@ -92,6 +92,17 @@ class ContextCompressor:
         return [self.compress(context, question, budget, target) for context, question in pairs]
 
 
+def compression_requests(method: ContextCompressor, contexts: list[str], questions: list[str]) -> tuple[list[tuple[str, str]], list[int]]:
+    """The (context, question) pairs `method` has to compress, and for each given pair the index of its result.
+    A question-agnostic method compresses each distinct context once, without a question, and every question
+    about it reads that one result (a document compressed once, answered many times); a question-aware
+    method compresses each distinct pair."""
+    keys = [(c, q) if method.question_aware else (c, "") for c, q in zip(contexts, questions, strict=True)]
+    distinct = list(dict.fromkeys(keys))
+    place = {key: i for i, key in enumerate(distinct)}
+    return distinct, [place[key] for key in keys]
+
+
 def check_budget(budget: int | None, required: bool = True) -> None:
     if budget is None:
         if required:
