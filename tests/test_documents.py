@@ -96,3 +96,10 @@ def test_the_validation_articles_at_512_tokens(shared_data):
     packed, stats = pack_documents(examples, load_tokenizer("smollm2-135m"), 512)
     assert (stats.documents, stats.paragraphs, stats.oversized) == (77, 160, 0) and len(packed) == 783
     assert 390 < stats.mean_tokens < 400 and stats.mean_questions == pytest.approx(783 / 77)
+
+
+def test_a_document_size_below_one_is_refused(capsys):
+    from compressions.cli.main import main
+
+    assert main(["eval", "squad", "--model", "tiny-random-llama", "--documents", "0"]) == 2
+    assert "error: --documents: is a document size in tokens, >= 1; got 0" in capsys.readouterr().err

@@ -18,6 +18,7 @@ from compressions.evaluation.efficiency import kv_bytes
 from compressions.evaluation.squad_eval import SquadEvalConfig
 from compressions.experiments.squad_run import evaluate_squad
 from compressions.methods import METHODS, KVCompressor, Target, build_method
+from compressions.methods.kvzip import REPEAT_PROMPT
 from compressions.models.generation import generate_greedy, kept_cache_inputs
 from compressions.models.loading import eager_attention
 from compressions.training.lora import add_adapter
@@ -56,7 +57,7 @@ def _logits(model, pad_id, **inputs):
 
 
 def test_every_kv_method_is_registered_and_marked():
-    assert KV_METHODS == ["knorm", "snapkv", "streaming", "tova"]
+    assert KV_METHODS == ["knorm", "kvzip", "snapkv", "streaming", "tova"]
     assert [name for name in KV_METHODS if METHODS[name].target.question_aware] == ["snapkv"]
 
 
@@ -85,7 +86,9 @@ def _hand_selection(name, model, tokenizer, example, budget):
     """(positions kept in the context (L, n_kv, M), the full forward's keys and values (L, n_kv, C, hd))."""
     prefix, ids, after = _ids(tokenizer, example)
     p, c = len(prefix), len(ids)
-    out, attention = _full_forward(model, prefix + ids + after, attentions=name in ("snapkv", "tova"))
+    if name == "kvzip":  # what the model reads after the context is the repeat prompt and the context again
+        after = tokenizer(REPEAT_PROMPT, add_special_tokens=False).input_ids + ids
+    out, attention = _full_forward(model, prefix + ids + after, attentions=name in ("snapkv", "tova", "kvzip"))
     keys = torch.stack([layer.keys[0, :, p : p + c] for layer in out.cache.layers])
     values = torch.stack([layer.values[0, :, p : p + c] for layer in out.cache.layers])
     layers, n_kv = keys.shape[:2]
@@ -98,6 +101,9 @@ def _hand_selection(name, model, tokenizer, example, budget):
         votes = votes.reshape(layers, n_kv, -1, c).sum(dim=2).reshape(-1, 1, c)
         pooled = F.conv1d(votes, torch.full((1, 1, 7), 1 / 7), padding=3).reshape(layers, n_kv, c)
         positions = pooled.argsort(dim=-1, descending=True)[..., :budget]
+    elif name == "kvzip":  # the largest attention from any reconstruction query, over each KV head's query heads
+        top = attention[:, :, p + c :, p : p + c].amax(dim=2)  # (L, heads, C)
+        positions = top.reshape(layers, n_kv, -1, c).amax(dim=2).argsort(dim=-1, descending=True)[..., :budget]
     else:  # tova: the last context token's attention, averaged over the layer's heads
         last = attention[:, :, p + c - 1, p : p + c].mean(dim=1)  # (L, C)
         positions = last.argsort(dim=-1, descending=True)[:, None, :budget].expand(layers, n_kv, budget)
@@ -115,7 +121,7 @@ def test_kept_cache_is_the_hand_computed_selection(tiny, name):
     torch.testing.assert_close(kept.kv.keys, keys.gather(2, gather), rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(kept.kv.values, values.gather(2, gather), rtol=1e-4, atol=1e-5)
     assert kept.kv.next_position == p + len(_ids(tokenizer, example)[1])
-    if name in ("knorm", "snapkv"):  # per-head selection: the heads do not all keep the same entries
+    if name in ("knorm", "snapkv", "kvzip"):  # per-head selection: the heads do not all keep the same entries
         assert len({tuple(row) for row in kept.kv.positions.flatten(0, 1).tolist()}) > 1
 
 
@@ -196,3 +202,17 @@ def test_cli_eval_snapkv(tmp_path, capsys):
     assert metrics["question_aware"] is True and metrics["mean_context_kv_bytes"] > 0
     assert json.loads((tmp_path / "run" / "config.json").read_text())["method_options"] == {"kernel": 3}
     assert "| snapkv | 4 |" in capsys.readouterr().out
+
+
+def test_kvzip_reads_its_reconstruction_in_chunks_and_never_the_question(tiny):
+    """Chunked scoring keeps the same entries as one pass over the reconstruction, and the question (the
+    prompt after the context) changes nothing: one compression serves every question about a document."""
+    model, tokenizer = tiny
+    example = synthetic_squad(1, seed=3)[0]
+    target = _target(model, tokenizer)
+    one_pass = build_method("kvzip", tokenizer, 10, chunk=10_000).compress(example.context, example.question, 10, target)
+    chunked = build_method("kvzip", tokenizer, 10, chunk=3).compress(example.context, example.question, 10, target)
+    other = build_method("kvzip", tokenizer, 10, chunk=3).compress(example.context, "Something else entirely?", 10, target)
+    assert torch.equal(one_pass.kv.positions, chunked.kv.positions) and torch.equal(chunked.kv.positions, other.kv.positions)
+    torch.testing.assert_close(chunked.kv.keys, other.kv.keys)
+    assert METHODS["kvzip"].target.question_aware is False

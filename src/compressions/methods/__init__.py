@@ -21,6 +21,7 @@ from compressions.methods.bounds import FullContext, NoContext
 from compressions.methods.extractive import Extractive
 from compressions.methods.knorm import KeyNorm
 from compressions.methods.kv_cache import KVCompressor
+from compressions.methods.kvzip import KVzip
 from compressions.methods.llmlingua_adapter import LLMLingua
 from compressions.methods.perplexity import SelfInformation
 from compressions.methods.prefix import Prefix
@@ -64,6 +65,7 @@ METHODS = {
     "knorm": Entry(KeyNorm),
     "snapkv": Entry(SnapKV),
     "tova": Entry(TOVA),
+    "kvzip": Entry(KVzip),
     # trained families, each loaded from the folder its trainer saved
     "learned": Entry("compressions.compressors.method:LearnedContext", SAVED, "checkpoint", COMPRESSOR),
     "gist": Entry("compressions.gist.compressor:GistCompressor", SAVED, "model", GIST_MODEL),

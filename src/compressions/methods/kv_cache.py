@@ -79,7 +79,7 @@ class KVCompressor(ContextCompressor):
         head, window = self.split(ids, after) if c > budget else (ids, [])  # a context that fits is kept whole
         cache = copy_cache(model, prefix, 1)
         self._forward(model, cache, head, p)
-        attention = self._attention(model, cache, window, p + len(head))[..., p : p + c] if window else None
+        attention = self.window_attention(model, cache, window, p + len(head), slice(p, p + c)) if window else None
         # the window's own entries, if any, come after the context's and are dropped here
         keys = torch.stack([layer.keys[0, :, p : p + c] for layer in cache.layers])  # (L, n_kv, C, hd)
         values = torch.stack([layer.values[0, :, p : p + c] for layer in cache.layers])
@@ -113,6 +113,11 @@ class KVCompressor(ContextCompressor):
             input_ids=torch.tensor([ids], device=model.device), position_ids=positions, cache=cache,
             use_cache=True, logits_to_keep=1, **options,
         )  # fmt: skip
+
+    def window_attention(self, model: PreTrainedModel, cache: DynamicCache, window: list[int], start: int, context: slice) -> torch.Tensor:
+        """(L, heads, window, C): the attention of the window's queries, read at `start` on top of `cache`,
+        to the context's entries (a method may reduce over the queries as it reads them, keeping one row)."""
+        return self._attention(model, cache, window, start)[..., context]
 
     def _attention(self, model: PreTrainedModel, cache: DynamicCache, window: list[int], start: int) -> torch.Tensor:
         """(L, heads, window, entries): each layer's attention weights of the window's queries."""
