@@ -163,3 +163,18 @@ def test_answer_position_splits_scores_at_the_first_m_tokens(tiny):
     split = script.split_scores(scores, {"a": True, "b": True, "c": False})
     assert (split["f1_within"], split["n_within"], split["f1_after"], split["n_after"]) == (75.0, 2, 0.0, 1)
     assert split["ci_after"] == [0.0, 0.0]
+
+
+def test_documents_script(tmp_path, tiny_args):
+    """Per document size: full first, every method's amortised time is its answer time plus its compression
+    shared by the questions (question-agnostic) or paid by each (question-aware)."""
+    script = _script("documents")
+    argv = ["--lengths", "64,160", "--budget", "6", "--questions", "4", "--new-tokens", "2", "--n", "1", "--out", str(tmp_path / "d.json")]
+    rows = script.main(script.build_parser().parse_args(tiny_args + argv))
+    assert [(r["length"], r["method"]) for r in rows] == [(n, m) for n in (64, 160) for m in ("full", "prefix", "streaming", "kvzip", "snapkv")]
+    for row in rows:
+        share = 1 if row["question_aware"] else 4
+        assert row["amortised_s"] == pytest.approx(row["answer_s"] + row["compress_s"] / share)
+    full, kvzip = rows[5], rows[8]
+    assert full["compress_s"] == 0 and full["vs_full"] == 1 and kvzip["kv_mib"] < full["kv_mib"]
+    assert json.loads((tmp_path / "d.json").read_text())["rows"] == rows

@@ -11,7 +11,7 @@ from compressions.cli.main import main
 from compressions.data.synthetic import synthetic_alpaca, synthetic_squad
 from compressions.errors import ConfigError
 from compressions.experiments.grid import expand, load_grid, run_grid
-from compressions.experiments.grid_report import GRID_COLUMNS, pareto_plot
+from compressions.experiments.grid_report import GRID_COLUMNS, pareto_plot, report_order
 from compressions.store.report import markdown_table
 
 
@@ -89,10 +89,15 @@ ROWS = [
 
 def test_grid_table_shows_every_column_and_missing_values_as_dashes():
     lines = markdown_table(ROWS, GRID_COLUMNS).splitlines()
-    assert lines[0] == "| cell | method | M | reader | ratio | F1 | EM | ROUGE-L | s/example | parameters | n |"
-    assert lines[3] == "| none | none | - | - | - | 7.0 | 0.0 | - | - | - | - |"
-    assert lines[6] == "| prefix-M64-reader | prefix | 64 | runs/reader | 2.80 | 16.0 | - | - | - | - | - |"
-    assert lines[7] == "| conv-M32 | learned-conv | 32 | - | 5.60 | 9.0 | - | - | - | 1,234,567 | - |"
+    assert lines[0] == "| cell | method | M | reader | ratio | F1 | F1 95% CI | EM | ROUGE-L | s/example | parameters | n |"
+    assert lines[3] == "| none | none | - | - | - | 7.0 | - | 0.0 | - | - | - | - |"
+    assert lines[6] == "| prefix-M64-reader | prefix | 64 | runs/reader | 2.80 | 16.0 | - | - | - | - | - | - |"
+    assert lines[7] == "| conv-M32 | learned-conv | 32 | - | 5.60 | 9.0 | - | - | - | - | 1,234,567 | - |"
+
+
+def test_a_report_puts_the_bounds_first_then_rows_by_reader_and_budget():
+    shuffled = [ROWS[i] for i in (5, 3, 1, 4, 2, 0)]
+    assert [r["cell"] for r in report_order(shuffled)] == ["full", "none", "conv-M32", "prefix-M32", "prefix-M64", "prefix-M64-reader"]
 
 
 def test_pareto_plot_draws_one_series_per_method_and_the_bounds_as_lines(tmp_path, monkeypatch):

@@ -27,6 +27,7 @@ GRID_COLUMNS = (
     ("reader", "reader", "{}"),
     ("compression_ratio", "ratio", "{:.2f}"),
     ("f1", "F1", "{:.1f}"),
+    ("f1_ci95", "F1 95% CI", "{0[0]:.1f}-{0[1]:.1f}"),
     ("exact_match", "EM", "{:.1f}"),
     ("rougeL", "ROUGE-L", "{:.1f}"),
     ("seconds_per_example", "s/example", "{:.2f}"),
@@ -43,6 +44,16 @@ def collect_rows(folder: Path) -> list[dict]:
         if metrics is not None:
             rows.append({"cell": cell.name, **metrics})
     return rows
+
+
+def report_order(rows: list[dict]) -> list[dict]:
+    """The bounds first (full, none, the gist controls), then each reader's rows by budget, then method."""
+    def key(row: dict) -> tuple:
+        method = str(row.get("method", ""))
+        bound = BOUNDS.index(method) if method in BOUNDS else len(BOUNDS)
+        return bound, row.get("reader") or "", row.get("budget") or 0, method, row["cell"]
+
+    return sorted(rows, key=key)
 
 
 def _panels(rows: list[dict]) -> dict[str, list[dict]]:
@@ -113,7 +124,7 @@ def write_report(folder: str | Path) -> str:
     folder = Path(folder)
     if not folder.is_dir():
         raise CompressionsError(f"grid folder not found: {folder}")
-    rows = collect_rows(folder)
+    rows = report_order(collect_rows(folder))
     if not rows:
         raise CompressionsError(f"no finished cell (metrics.json) under {folder}")
     table = write_results(folder, rows, GRID_COLUMNS)
