@@ -8,6 +8,7 @@ import json
 import pytest
 
 from compressions.data.documents import SEPARATOR, pack_documents, paragraphs_of
+from compressions.data.haystacks import distractor_documents, needle_examples
 from compressions.data.prompts import SquadPrompt, SquadPromptConfig
 from compressions.data.synthetic import synthetic_squad
 from compressions.evaluation.reading import first_line, read_compressed
@@ -103,3 +104,51 @@ def test_a_document_size_below_one_is_refused(capsys):
 
     assert main(["eval", "squad", "--model", "tiny-random-llama", "--documents", "0"]) == 2
     assert "error: --documents: is a document size in tokens, >= 1; got 0" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("target_tokens", [100, 300])
+def test_distractor_documents_hold_the_questions_paragraph_among_others_of_its_article_first(tiny, target_tokens):
+    tokenizer = tiny[1]
+    examples = _articles()
+    long = distractor_documents(examples, tokenizer, target_tokens, seed=1)
+    assert [e.id for e in long] == [e.id for e in examples]
+    paragraphs = [p[0] for p in paragraphs_of(examples)]
+    for before, after in zip(examples, long):
+        parts = after.context.split(SEPARATOR)
+        assert before.context in parts and len(set(parts)) == len(parts)
+        for answer, start in zip(after.answers, after.answer_starts):
+            assert after.context[start : start + len(answer)] == answer
+        assert len(tokenizer(after.context, add_special_tokens=False).input_ids) <= target_tokens or parts == [before.context]
+        same = [p.context for p in paragraphs if p.article == before.article and p.context != before.context]
+        others = [p for p in parts if p != before.context]
+        assert others[: len(same)] == [p for p in others if p in same] or set(same) <= set(parts)  # its article first
+    assert distractor_documents(examples, tokenizer, target_tokens, seed=1) == long
+    assert distractor_documents(examples, tokenizer, target_tokens, seed=2) != long
+    assert distractor_documents(examples, tokenizer, target_tokens, seed=1, limit=3) == long[:3]
+
+
+def test_needles_are_deterministic_and_exactly_answerable(tiny):
+    tokenizer = tiny[1]
+    examples = synthetic_squad(20, seed=4)
+    needles = needle_examples(examples, tokenizer, 200, n=5, seed=3)
+    assert needles == needle_examples(examples, tokenizer, 200, n=5, seed=3)
+    assert needles != needle_examples(examples, tokenizer, 200, n=5, seed=4)
+    depths = set()
+    for needle in needles:
+        (value,), (start,) = needle.answers, needle.answer_starts
+        assert needle.context[start : start + len(value)] == value and needle.context.count(value) == 1
+        assert value.isdigit() and len(value) == 7 and needle.question.endswith("?")
+        assert 150 <= len(tokenizer(needle.context, add_special_tokens=False).input_ids) <= 200
+        depths.add(round(start / len(needle.context), 1))
+    assert len(depths) > 1  # hidden at different depths
+
+
+def test_long_inputs_beyond_the_model_positions_are_refused(capsys, tmp_path):
+    from test_harness_and_cli import _write_squad
+
+    from compressions.cli.main import main
+
+    _write_squad(tmp_path / "squad.json", synthetic_squad(6))
+    argv = ["eval", "squad", "--model", "tiny-random-llama", "--data", str(tmp_path / "squad.json"), "--needle", "4096", "--limit", "2"]
+    assert main([*argv, "--out", str(tmp_path / "run"), "train_articles=1"]) == 2
+    assert "error: --needle: 4096 tokens do not fit the model's 2048 positions" in capsys.readouterr().err

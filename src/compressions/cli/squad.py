@@ -21,7 +21,7 @@ def add_eval_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="YAML config file (configs/eval/...)")
     add_config_flags(parser, SquadEvalConfig, [
         "model", Flag("dtype", choices=DTYPES), "device", "data", "data_dir",
-        Flag("split", choices=SPLITS), "limit", "documents", "batch_size", "max_new_tokens",
+        Flag("split", choices=SPLITS), "limit", "documents", "distractors", "needle", "batch_size", "max_new_tokens",
         Flag("prompt.format", "prompt-format", choices=FORMATS), Flag("prompt.shots", "shots"), "reader",
         "decoder",
     ])  # fmt: skip

@@ -18,7 +18,8 @@ from typing import Protocol
 from transformers import PreTrainedModel
 
 from compressions.config import check_choice
-from compressions.data.documents import pack_documents
+from compressions.data.documents import DocumentStats, pack_documents
+from compressions.data.haystacks import distractor_documents, needle_examples
 from compressions.data.prompts import SquadPrompt, SquadPromptConfig
 from compressions.data.records import ON_ERROR
 from compressions.data.squad import SquadExample
@@ -39,6 +40,7 @@ from compressions.store.run_folder import RunFolder, git_commit
 from compressions.store.saved import COMPRESSOR, checked_settings
 
 log = logging.getLogger(__name__)
+LAYOUTS = {"documents": "doc", "distractors": "dist", "needle": "needle"}  # long-input layouts and their run-name tags
 COMPRESS_CHUNK = 64  # examples compressed between two writes to a compressed-context cache
 
 
@@ -68,6 +70,12 @@ class SquadEvalConfig:
     documents: int | None = field(
         default=None,
         metadata={"help": "pack consecutive paragraphs of an article into documents of at most N tokens (512: the seeds' lengths)"},
+    )
+    distractors: int | None = field(
+        default=None, metadata={"help": "each question's paragraph among distractor paragraphs, to at most N tokens (RULER's QA)"}
+    )
+    needle: int | None = field(
+        default=None, metadata={"help": "needle-in-a-haystack questions in about N tokens of SQuAD text (limit: how many, default 100)"}
     )
     method: str = field(default="full", metadata={"help": f"a method: {', '.join(METHODS)}"})
     budget: int | None = field(default=None, metadata={"help": "context token budget M"})
@@ -120,8 +128,12 @@ class SquadEvalConfig:
             checked_settings(self.decoder, COMPRESSOR, model=self.model, reader=self.reader)
         if self.limit is not None and self.limit < 1:
             raise ConfigError(f"limit must be >= 1, got {self.limit}")
-        if self.documents is not None and self.documents < 1:
-            raise ArgumentError("documents", f"is a document size in tokens, >= 1; got {self.documents}")
+        sizes = {name: getattr(self, name) for name in LAYOUTS if getattr(self, name) is not None}
+        for name, size in sizes.items():
+            if size < 1:
+                raise ArgumentError(name, f"is a document size in tokens, >= 1; got {size}")
+        if len(sizes) > 1:
+            raise ConfigError(f"choose one of documents, distractors and needle, not {' and '.join(sizes)}")
         if self.batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.max_new_tokens is not None and self.max_new_tokens < 1:
@@ -137,7 +149,7 @@ class SquadEvalConfig:
         if self._entry.folder:
             return f"{self.method}-{Path(self.checkpoint).name}"
         name = self.method if self._entry.budget == NO_BUDGET else f"{self.method}-M{self.budget}"
-        name = f"{name}-doc{self.documents}" if self.documents else name
+        name += "".join(f"-{LAYOUTS[key]}{getattr(self, key)}" for key in LAYOUTS if getattr(self, key))
         return f"{name}-decoder" if self.decoder else f"{name}-reader" if self.reader else name
 
 
@@ -154,10 +166,7 @@ def evaluate_compressor(
     (the model, budget, prompt and reader the method was loaded with)."""
     model, method, layout = compressor.model, compressor.method, compressor.layout
     tokenizer = layout.tokenizer
-    documents = None
-    if config.documents:
-        examples, documents = pack_documents(examples, tokenizer, config.documents)
-    examples = examples[: config.limit] if config.limit else examples
+    examples, documents = _long_inputs(config, examples, tokenizer, model.config)
     max_new_tokens = config.max_new_tokens
     if max_new_tokens is None:
         lengths = answer_token_lengths((e.answers for e in train_examples), layout)
@@ -216,6 +225,24 @@ def evaluate_compressor(
     run.write_metrics(metrics)
     log.info("%s: F1 %.1f EM %.1f on %d questions", config.run_name, metrics["f1"], metrics["exact_match"], len(examples))
     return metrics
+
+
+def _long_inputs(config: SquadEvalConfig, examples: list[SquadExample], tokenizer, model_config) -> tuple[list[SquadExample], DocumentStats | None]:
+    """The questions as the config lays them out (documents, distractors or needles; `limit` of them), and the
+    documents' packing; a size beyond the model's positions is refused before any work."""
+    size = config.documents or config.distractors or config.needle
+    window = getattr(model_config, "max_position_embeddings", None)
+    if size and window is not None and size > window:
+        name = next(key for key in LAYOUTS if getattr(config, key))
+        raise ArgumentError(name, f"{size} tokens do not fit the model's {window} positions")
+    documents = None
+    if config.documents:
+        examples, documents = pack_documents(examples, tokenizer, config.documents)
+    elif config.distractors:
+        examples = distractor_documents(examples, tokenizer, config.distractors, config.seed, config.limit)
+    elif config.needle:
+        examples = needle_examples(examples, tokenizer, config.needle, config.limit or 100, config.seed)
+    return (examples[: config.limit] if config.limit else examples), documents
 
 
 def _cache_identity(config: SquadEvalConfig) -> dict:
