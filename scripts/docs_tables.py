@@ -20,12 +20,15 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 ROOT = Path(__file__).resolve().parent.parent
-BLOCK = re.compile(r"^<!-- table: (?P<path>\S+) -->\n(?P<body>.*?)^<!-- /table -->", re.S | re.M)  # markers start their lines
-OPENING = re.compile(r"^<!-- table: (\S+) -->", re.M)
+BLOCK = re.compile(
+    r"^<!-- table: (?P<path>\S+) -->\n(?P<body>.*?)^<!-- /table -->", re.DOTALL | re.MULTILINE
+)  # markers start their lines
+OPENING = re.compile(r"^<!-- table: (\S+) -->", re.MULTILINE)
 
 
 def _dose_table(root: Path) -> str:
@@ -114,12 +117,16 @@ def check(pages: list[Path], root: Path | None = None, generated: bool = True) -
         for path, line, body in blocks(page):
             paths.add(path)
             if body != block_text(path, root):
-                problems.append(f"{_name(page, root)}:{line}: the block of {path} differs from that file "
-                                f"(python scripts/docs_tables.py rewrites it)")
+                problems.append(
+                    f"{_name(page, root)}:{line}: the block of {path} differs from that file "
+                    f"(python scripts/docs_tables.py rewrites it)"
+                )
     for path in sorted(paths & GENERATED.keys()) if generated else ():
         if (root / path).read_text(encoding="utf-8") != GENERATED[path].compute(root):
-            problems.append(f"{path} differs from what `{GENERATED[path].command}` computes from the committed "
-                            f"results (run that command, then python scripts/docs_tables.py)")
+            problems.append(
+                f"{path} differs from what `{GENERATED[path].command}` computes from the committed "
+                f"results (run that command, then python scripts/docs_tables.py)"
+            )
     return problems
 
 
@@ -127,8 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("pages", nargs="*", type=Path, help="Markdown pages (default: README.md and docs/*.md)")
     parser.add_argument("--check", action="store_true", help="change nothing; exit 1 naming each block that disagrees")
-    parser.add_argument("--no-generate", action="store_true",
-                        help="leave generated files alone (no recomputation from results/)")
+    parser.add_argument("--no-generate", action="store_true", help="leave generated files alone (no recomputation from results/)")
     args = parser.parse_args(argv)
     pages = args.pages or default_pages()
     try:

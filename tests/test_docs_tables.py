@@ -34,8 +34,11 @@ def _page(tmp_path: Path, body: str) -> Path:
 def test_rewrite_fills_a_stale_block_and_check_names_it(tmp_path):
     (tmp_path / "results").mkdir()
     (tmp_path / "results" / "t.md").write_text("| a | b |\n|---|---|\n| 1 | 2 |\n", encoding="utf-8")
-    page = _page(tmp_path, "# Page\n\nText before.\n\n<!-- table: results/t.md -->\n| a | b |\n|---|---|\n| 1 | 3 |\n"
-                           "<!-- /table -->\n\nText after, 1 | 3.\n\n    <!-- table: not/a/block.md -->\n")
+    page = _page(
+        tmp_path,
+        "# Page\n\nText before.\n\n<!-- table: results/t.md -->\n| a | b |\n|---|---|\n| 1 | 3 |\n"
+        "<!-- /table -->\n\nText after, 1 | 3.\n\n    <!-- table: not/a/block.md -->\n",
+    )
     problems = docs_tables.check([page], root=tmp_path)
     assert len(problems) == 1 and "page.md:5" in problems[0] and "results/t.md" in problems[0]
 
