@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The prompt-format sweep behind the default SQuAD prompt (README, "Prompt format"): the embedded model,
+# The prompt-format sweep behind the default SQuAD prompt (docs/baselines.md, "Prompt format"): the embedded model,
 # first 200 validation questions (dev-A articles 21-24), full context. About 2-3 minutes per format on 2 CPU cores.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"

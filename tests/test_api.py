@@ -314,3 +314,11 @@ def test_a_new_method_is_one_class_and_one_registry_line(monkeypatch, tmp_path):
     assert kept.token_ids == compressor.tokenizer(examples[0].context, add_special_tokens=False).input_ids[::2][:6]
     answers = [compressor.answer(e.context, e.question, max_new_tokens=4) for e in examples]
     assert answers == _harness_predictions(tmp_path, examples, method="every-other", budget=6)
+
+
+@pytest.mark.slow
+def test_the_readme_example_prints_the_right_answer(capfd):
+    """The README's Python block, as a newcomer runs it, with the embedded model."""
+    block = (REPO / "README.md").read_text().split("```python\n", 1)[1].split("```", 1)[0]
+    exec(compile(block, "README.md", "exec"), {})
+    assert capfd.readouterr().out.splitlines()[-1] == "32 Brazil"

@@ -1,0 +1,160 @@
+"""Keep the tables in README.md and docs/*.md equal to the committed files they come from.
+
+A page embeds a file between two markers, each at the start of its own line, the path relative to the
+repository root:
+
+    <!-- table: results/gist-dose/dose/dose.md -->
+    ...the file's text, written here by this script...
+    <!-- /table -->
+
+    python scripts/docs_tables.py            # regenerate the generated files from results/, then rewrite every block
+    python scripts/docs_tables.py --check    # exit 1 naming each block (and generated file) that disagrees
+
+Some embedded files are themselves generated from committed per-example results (GENERATED below): the
+default run writes them again with the command that made them, and `--check` recomputes them in memory
+and compares, so a table cannot drift from its results either. Pages default to README.md and docs/*.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import NamedTuple
+
+ROOT = Path(__file__).resolve().parent.parent
+BLOCK = re.compile(
+    r"^<!-- table: (?P<path>\S+) -->\n(?P<body>.*?)^<!-- /table -->", re.DOTALL | re.MULTILINE
+)  # markers start their lines
+OPENING = re.compile(r"^<!-- table: (\S+) -->", re.MULTILINE)
+
+
+def _dose_table(root: Path) -> str:
+    """dose.md as `compressions gist dose results/gist-dose` writes it, computed without writing."""
+    from compressions.experiments.report import markdown_table
+    from compressions.gist.dose import DOSE_COLUMNS, dose_rows, gist_cells
+
+    return markdown_table(dose_rows(gist_cells([root / "results/gist-dose"])), DOSE_COLUMNS)
+
+
+def _write_dose(root: Path) -> None:
+    from compressions.gist.dose import write_dose
+
+    write_dose([root / "results/gist-dose"], root / "results/gist-dose/dose")
+
+
+class Generated(NamedTuple):
+    command: str  # the command that writes the file from committed results
+    compute: Callable[[Path], str]  # root -> the file's text, computed in memory
+    write: Callable[[Path], None]  # root -> writes the file (and its siblings) as the command does
+
+
+GENERATED = {
+    "results/gist-dose/dose/dose.md": Generated("compressions gist dose results/gist-dose", _dose_table, _write_dose),
+}
+
+
+class DocsTableError(Exception):
+    """A marker without its end, or a block naming a file that does not exist."""
+
+
+def default_pages(root: Path | None = None) -> list[Path]:
+    root = root or ROOT
+    return [root / "README.md", *sorted((root / "docs").glob("*.md"))]
+
+
+def block_text(path: str, root: Path) -> str:
+    """What belongs between the markers of `path`: a blank line, the file's text, a blank line."""
+    source = root / path
+    if not source.is_file():
+        raise DocsTableError(f"the block <!-- table: {path} --> names a file that does not exist")
+    return "\n" + source.read_text(encoding="utf-8").strip("\n") + "\n\n"
+
+
+def _line(text: str, index: int) -> int:
+    return text.count("\n", 0, index) + 1
+
+
+def blocks(page: Path) -> list[tuple[str, int, str]]:
+    """(path, line, body) of every block of `page`; an opening marker without its end is an error."""
+    text = page.read_text(encoding="utf-8")
+    found = [(m.group("path"), _line(text, m.start()), m.group("body")) for m in BLOCK.finditer(text)]
+    if len(OPENING.findall(text)) != len(found):
+        closed = {line for _, line, _ in found}
+        for m in OPENING.finditer(text):
+            if _line(text, m.start()) not in closed:
+                raise DocsTableError(f"{page}:{_line(text, m.start())}: <!-- table: {m.group(1)} --> has no <!-- /table -->")
+    return found
+
+
+def rewrite(page: Path, root: Path | None = None) -> bool:
+    """Write every block of `page` from its file (paths relative to `root`); True when the page changed."""
+    root = root or ROOT
+    blocks(page)  # unclosed markers are errors before anything is written
+    text = page.read_text(encoding="utf-8")
+    new = BLOCK.sub(lambda m: f"<!-- table: {m.group('path')} -->\n{block_text(m.group('path'), root)}<!-- /table -->", text)
+    if new != text:
+        page.write_text(new, encoding="utf-8")
+    return new != text
+
+
+def _name(page: Path, root: Path) -> str:
+    try:
+        return str(page.relative_to(root))
+    except ValueError:
+        return str(page)
+
+
+def check(pages: list[Path], root: Path | None = None, generated: bool = True) -> list[str]:
+    """One line per disagreement: a block that differs from its file, and (with `generated`) a generated
+    file that differs from what its command computes from the committed results."""
+    root = root or ROOT
+    problems = []
+    paths = set()
+    for page in pages:
+        for path, line, body in blocks(page):
+            paths.add(path)
+            if body != block_text(path, root):
+                problems.append(
+                    f"{_name(page, root)}:{line}: the block of {path} differs from that file "
+                    f"(python scripts/docs_tables.py rewrites it)"
+                )
+    for path in sorted(paths & GENERATED.keys()) if generated else ():
+        if (root / path).read_text(encoding="utf-8") != GENERATED[path].compute(root):
+            problems.append(
+                f"{path} differs from what `{GENERATED[path].command}` computes from the committed "
+                f"results (run that command, then python scripts/docs_tables.py)"
+            )
+    return problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("pages", nargs="*", type=Path, help="Markdown pages (default: README.md and docs/*.md)")
+    parser.add_argument("--check", action="store_true", help="change nothing; exit 1 naming each block that disagrees")
+    parser.add_argument("--no-generate", action="store_true", help="leave generated files alone (no recomputation from results/)")
+    args = parser.parse_args(argv)
+    pages = args.pages or default_pages()
+    try:
+        if args.check:
+            problems = check(pages, generated=not args.no_generate)
+            for problem in problems:
+                print(problem, file=sys.stderr)
+            return 1 if problems else 0
+        used = {path for page in pages for path, _, _ in blocks(page)}
+        for path in sorted(used & GENERATED.keys()) if not args.no_generate else ():
+            GENERATED[path].write(ROOT)
+            print(f"regenerated {path} ({GENERATED[path].command})")
+        for page in pages:
+            if rewrite(page):
+                print(f"rewrote {_name(page, ROOT)}")
+    except DocsTableError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
