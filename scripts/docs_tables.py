@@ -33,7 +33,7 @@ OPENING = re.compile(r"^<!-- table: (\S+) -->", re.MULTILINE)
 
 def _dose_table(root: Path) -> str:
     """dose.md as `compressions gist dose results/gist-dose` writes it, computed without writing."""
-    from compressions.experiments.report import markdown_table
+    from compressions.store.report import markdown_table
     from compressions.gist.dose import DOSE_COLUMNS, dose_rows, gist_cells
 
     return markdown_table(dose_rows(gist_cells([root / "results/gist-dose"])), DOSE_COLUMNS)
