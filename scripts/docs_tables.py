@@ -45,6 +45,26 @@ def _write_dose(root: Path) -> None:
     write_dose([root / "results/gist-dose"], root / "results/gist-dose/dose")
 
 
+def _grid_table(folder: str) -> Callable[[Path], str]:
+    """results.md of a grid folder of committed cells, as `compressions report FOLDER` writes it."""
+    def compute(root: Path) -> str:
+        from compressions.experiments.grid_report import GRID_COLUMNS, collect_rows, report_order
+        from compressions.store.report import markdown_table
+
+        return markdown_table(report_order(collect_rows(root / folder)), GRID_COLUMNS)
+
+    return compute
+
+
+def _write_grid_report(folder: str) -> Callable[[Path], None]:
+    def write(root: Path) -> None:
+        from compressions.experiments.grid_report import write_report
+
+        write_report(root / folder)
+
+    return write
+
+
 class Generated(NamedTuple):
     command: str  # the command that writes the file from committed results
     compute: Callable[[Path], str]  # root -> the file's text, computed in memory
@@ -53,6 +73,9 @@ class Generated(NamedTuple):
 
 GENERATED = {
     "results/gist-dose/dose/dose.md": Generated("compressions gist dose results/gist-dose", _dose_table, _write_dose),
+    "results/documents-512/results.md": Generated(
+        "compressions report results/documents-512", _grid_table("results/documents-512"), _write_grid_report("results/documents-512")
+    ),
 }
 
 

@@ -130,6 +130,7 @@ def test_gist_model_compresses_instructions_and_the_quickstart_runs(tmp_path, ca
         (lambda: load_compressor("prefix", budget=8, ratio=4), "^ratio: give a budget or a ratio, not both"),
         (lambda: load_compressor("prefix", ratio=0.5), r"^ratio: is context tokens per kept token, a number >= 1 \(ratio=4 keeps a quarter\); got 0.5"),
         (lambda: load_compressor("full", ratio=2), "^ratio: method 'full' keeps everything, nothing or what it was trained for, and takes no ratio"),
+        (lambda: load_compressor("prefix", budget=99999999999999999999, model=TINY), "^budget: 99999999999999999999 is more than the model's 2048 positions"),
     ],
 )
 def test_bad_requests_fail_with_a_clear_error(call, message):
@@ -252,6 +253,7 @@ def test_a_ratio_keeps_one_token_in_ratio(tiny):
         ("   ", "Who?", "^context: is empty"),
         ("Some text.", None, "^question: takes a string, or a list of them; got NoneType"),
         (["a b", "c d"], ["q1", "q2", "q3"], "^question: 3 questions for 2 contexts"),
+        ("Some text.", "  ", "^question: is empty: there is nothing to answer"),
     ],
 )
 def test_answer_checks_what_it_is_given(tiny_prefix, context, question, message):

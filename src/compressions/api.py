@@ -40,7 +40,7 @@ from compressions.data.squad import SquadExample
 from compressions.errors import ArgumentError, ConfigError, ModelNotFoundError
 from compressions.evaluation.reading import first_line, read_compressed
 from compressions.methods import METHODS, REQUIRED, build_method, check_method, family_of
-from compressions.methods.base import CompressedContext, ContextCompressor, Target, compression_requests
+from compressions.methods.base import CompressedContext, ContextCompressor, Target, check_budget_fits, compression_requests
 from compressions.models import DEFAULT_MODEL, load_model
 from compressions.models.generation import kept_cache_inputs
 from compressions.models.loading import check_placement, load_tokenizer
@@ -93,6 +93,8 @@ class Compressor:
         """The model's greedy answer, its first line, as the harness scores it. A context may already be
         compressed (what `compress` returned: it is read as it is, not compressed again); lists answer together."""
         contexts, questions, one = _pairs(context, question, compressed=True)
+        if not all(q.strip() for q in questions):
+            raise ArgumentError("question", "is empty: there is nothing to answer")
         todo = [i for i, c in enumerate(contexts) if not isinstance(c, CompressedContext)]
         for i, made in zip(todo, self._compress_many([contexts[i] for i in todo], [questions[i] for i in todo])):
             contexts[i] = made
@@ -219,6 +221,7 @@ def load_compressor(
             log.info("reading with the reader's training prompt %s", trained)
             prompt = SquadPromptConfig(**trained)
     shots = solved_examples(prompt.shots, solved_from)
+    check_budget_fits(budget, llm.config)
     method = build_method(name, tokenizer, checked, target_model=llm, **options)
     return Compressor(method, llm, tokenizer, prompt, budget, shots, name, model, reader, decoder, ratio)
 

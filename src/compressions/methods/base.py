@@ -112,6 +112,14 @@ def check_budget(budget: int | None, required: bool = True) -> None:
         raise ArgumentError("budget", f"must be an integer >= 1, got {budget!r}")
 
 
+def check_budget_fits(budget: int | None, model_config) -> None:
+    """A budget the reading model can hold at all: more than its positions would keep every context whole
+    (and a learned compressor would grow that many slots)."""
+    window = getattr(model_config, "max_position_embeddings", None)
+    if budget is not None and window is not None and budget > window:
+        raise ArgumentError("budget", f"{budget} is more than the model's {window} positions")
+
+
 def check_context(context: str) -> None:
     if not context or not context.strip():
         raise CompressionsError("empty context: nothing to compress")
