@@ -1,10 +1,10 @@
 """Contexts cut to the reader's window, before any method sees them.
 
-A SQuAD context can be longer than the model's positions (max_position_embeddings: 2,048 for SmolLM2):
-read past them, a model gives answers from positions it was never trained on, without a warning. So every
-context is cut (on a token boundary, at the end) to what fits the window together with the prompt around
-it and the answer tokens, and the count is recorded; or the run refuses, as the config says. Every method
-gets the same cut context, so the rows of a table stay comparable.
+A SQuAD context can be longer than the model's positions (max_position_embeddings: 8,192 for SmolLM2,
+2,048 for the tiny test model): read past them, a model gives answers from positions it was never trained
+on, without a warning. So every context is cut (on a token boundary, at the end) to what fits the window
+together with the prompt around it and the answer tokens, and the count is recorded; or the run refuses, as
+the config says. Every method gets the same cut context, so the rows of a table stay comparable.
 """
 
 from __future__ import annotations
