@@ -73,9 +73,10 @@ class Generated(NamedTuple):
 
 GENERATED = {
     "results/gist-dose/dose/dose.md": Generated("compressions gist dose results/gist-dose", _dose_table, _write_dose),
-    "results/documents-512/results.md": Generated(
-        "compressions report results/documents-512", _grid_table("results/documents-512"), _write_grid_report("results/documents-512")
-    ),
+    **{
+        f"{folder}/results.md": Generated(f"compressions report {folder}", _grid_table(folder), _write_grid_report(folder))
+        for folder in ("results/documents-512", "results/long-inputs")
+    },
 }
 
 
