@@ -117,6 +117,23 @@ def test_pareto_plot_draws_one_series_per_method_and_the_bounds_as_lines(tmp_pat
     assert [(a.get_text(), a.xy) for a in base.texts] == [("M=64", (2.8, 14.0)), ("M=32", (5.6, 11.0))]  # one per budget, on top
     pareto_plot([r for r in ROWS if not r.get("reader")], tmp_path / "q.png")
     assert len(saved[1].axes) == 1  # no reader, one panel
+    low, high = base.get_xlim()
+    assert low < 2.8 and high > 5.6  # every point inside the axes
+    assert not base.collections and not base.patches  # no row has an interval: no bar, no band
+
+
+def test_pareto_plot_draws_each_interval(tmp_path, monkeypatch):
+    import matplotlib.pyplot as plt
+
+    saved = []
+    monkeypatch.setattr(plt.Figure, "savefig", lambda fig, path: saved.append(fig))
+    with_intervals = [r | {"f1_ci95": [r["f1"] - 2, r["f1"] + 3]} for r in ROWS if not r.get("reader")]
+    pareto_plot(with_intervals, tmp_path / "p.png")
+    (ax,) = saved[0].axes
+    bars = {tuple(map(tuple, segment.tolist())) for collection in ax.collections for segment in collection.get_segments()}
+    # prefix at 2.8 (F1 14) and 5.6 (11), learned-conv at 5.6 (9): each from F1 - 2 to F1 + 3
+    assert bars == {((2.8, 12.0), (2.8, 17.0)), ((5.6, 9.0), (5.6, 14.0)), ((5.6, 7.0), (5.6, 12.0))}
+    assert len(ax.patches) == 2  # a band for each bound
 
 
 def test_device_queue_runs_each_cell_in_a_child_that_sees_one_device(tmp_path, capsys):

@@ -72,7 +72,8 @@ def _panels(rows: list[dict]) -> dict[str, list[dict]]:
 
 def pareto_plot(rows: list[dict], path: Path, metric: str = "f1") -> Path:
     """Quality against compression ratio (log scale), one panel per reader; full and none as
-    horizontal lines; a method keeps its colour across panels."""
+    horizontal lines; a method keeps its colour across panels. A row's 95% interval (`<metric>_ci95`), when
+    it has one, is a vertical bar on its point, or a grey band around a bound's line."""
     rows = [r for r in rows if r.get(metric) is not None]
     if not rows:
         raise CompressionsError(f"no row has {metric!r} to plot")
@@ -84,25 +85,34 @@ def pareto_plot(rows: list[dict], path: Path, metric: str = "f1") -> Path:
     for ax, (title, panel) in zip(axes[0], panels.items()):
         series: dict[str, list[tuple[float, float, int]]] = {}
         for row in panel:
+            interval = row.get(f"{metric}_ci95")
             if row["method"] in BOUNDS:
                 style = "-" if row["method"] in ("full", "pos_control") else ":"
                 ax.axhline(row[metric], color="black", linestyle=style, linewidth=1, label=f"{row['method']} ({row[metric]:.1f})")
+                if interval:
+                    ax.axhspan(*interval, color="black", alpha=0.06, linewidth=0)
             elif row.get("compression_ratio"):
-                series.setdefault(row["method"], []).append((row["compression_ratio"], row[metric], row.get("budget")))
+                series.setdefault(row["method"], []).append((row["compression_ratio"], row[metric], row.get("budget"), interval))
         for method, points in sorted(series.items()):
-            points.sort()
+            points.sort(key=lambda p: p[0])
             style = "--" if method.startswith("learned") else "-"
             ax.plot([p[0] for p in points], [p[1] for p in points], style, marker=markers[method], color=colors[method], label=method)
+            bars = [p for p in points if p[3]]
+            if bars:
+                below, above = [p[1] - p[3][0] for p in bars], [p[3][1] - p[1] for p in bars]
+                ax.errorbar([p[0] for p in bars], [p[1] for p in bars], yerr=[below, above], fmt="none", ecolor=colors[method], alpha=0.5)
         # Methods at one budget often share a ratio: one label per (budget, ratio), above the highest point.
         tops: dict[tuple, tuple[float, float]] = {}
-        for x, y, budget in (point for points in series.values() for point in points):
+        for x, y, budget, _ in (point for points in series.values() for point in points):
             key = (budget, round(x, 1))
             if key not in tops or y > tops[key][1]:
                 tops[key] = (x, y)
         for (budget, _), (x, y) in sorted(tops.items(), key=lambda item: item[1]):
             ax.annotate(f"M={budget}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
         if series:
+            ratios = [p[0] for points in series.values() for p in points]
             ax.set_xscale("log")
+            ax.set_xlim(min(ratios) / 1.3, max(ratios) * 1.3)  # every point inside the axes, with room for its label
             plain = FuncFormatter(lambda x, _: f"{x:g}")  # 5, 10 rather than 5x10^0
             ax.xaxis.set_major_formatter(plain)
             ax.xaxis.set_minor_formatter(plain)
