@@ -32,7 +32,7 @@ from compressions.evaluation.intervals import bootstrap_ci
 from compressions.evaluation.reading import first_line, read_compressed
 from compressions.evaluation.squad_metrics import aggregate_squad, normalize_answer, squad_scores
 from compressions.methods import METHODS, NO_BUDGET, Entry, check_method
-from compressions.methods.base import ContextCompressor, Target, check_budget_fits, compression_requests
+from compressions.methods.base import ContextCompressor, Target, compression_requests
 from compressions.models import DEFAULT_MODEL
 from compressions.models.loading import check_placement
 from compressions.progress import tqdm
@@ -166,7 +166,6 @@ def evaluate_compressor(
     (the model, budget, prompt and reader the method was loaded with)."""
     model, method, layout = compressor.model, compressor.method, compressor.layout
     tokenizer = layout.tokenizer
-    check_budget_fits(config.budget, model.config)
     examples, documents = _long_inputs(config, examples, tokenizer, model.config)
     max_new_tokens = config.max_new_tokens
     if max_new_tokens is None:
