@@ -15,6 +15,7 @@ import argparse
 import json
 from pathlib import Path
 
+from compressions.data.documents import pack_documents
 from compressions.data.squad import load_squad
 from compressions.evaluation.intervals import bootstrap_ci
 from compressions.models import DEFAULT_MODEL
@@ -54,7 +55,10 @@ def split_scores(scores: list[dict], within: dict[str, bool]) -> dict:
 
 def main(args: argparse.Namespace) -> list[dict]:
     tokenizer = load_tokenizer(args.model)
-    examples = {e.id: e for e in load_squad(args.data, "validation", args.data_dir)}
+    examples = load_squad(args.data, "validation", args.data_dir)
+    if args.documents:  # the runs read documents: an answer's position is counted from the document's start
+        examples = pack_documents(examples, tokenizer, args.documents)[0]
+    examples = {e.id: e for e in examples}
     within = {i: answer_token_start(tokenizer, e.context, e.answer_starts[0]) < args.budget for i, e in examples.items()}
     rows = []
     for run in args.runs:
@@ -67,6 +71,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", help="`eval squad` run folders with scores.json, on the same questions")
     parser.add_argument("--budget", type=int, default=32, help="M: the cut, in context tokens")
+    parser.add_argument("--documents", type=int, help="the runs read documents packed to this many tokens (--documents)")
     parser.add_argument("--model", default=DEFAULT_MODEL, help="the tokenizer that counts tokens")
     parser.add_argument("--data", default="squad")
     parser.add_argument("--data-dir")

@@ -33,8 +33,8 @@ OPENING = re.compile(r"^<!-- table: (\S+) -->", re.MULTILINE)
 
 def _dose_table(root: Path) -> str:
     """dose.md as `compressions gist dose results/gist-dose` writes it, computed without writing."""
-    from compressions.store.report import markdown_table
     from compressions.gist.dose import DOSE_COLUMNS, dose_rows, gist_cells
+    from compressions.store.report import markdown_table
 
     return markdown_table(dose_rows(gist_cells([root / "results/gist-dose"])), DOSE_COLUMNS)
 
@@ -75,7 +75,7 @@ GENERATED = {
     "results/gist-dose/dose/dose.md": Generated("compressions gist dose results/gist-dose", _dose_table, _write_dose),
     **{
         f"{folder}/results.md": Generated(f"compressions report {folder}", _grid_table(folder), _write_grid_report(folder))
-        for folder in ("results/documents-512", "results/long-inputs")
+        for folder in ("results/documents-512", "results/documents-512-all", "results/long-inputs")
     },
 }
 

@@ -3,13 +3,16 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import save_file
 
 from compressions.compressors.method import LearnedContext
+from compressions.compressors.selector import CONFIG, WEIGHTS, Probe
 from compressions.evaluation.reading import read_compressed
 from compressions.models import load_model
 
@@ -52,3 +55,14 @@ def learned_answers(pipeline, examples, max_new_tokens: int = 4, shift: int = 0)
     compressed = compressed[shift:] + compressed[:shift]
     questions = [e.question for e in examples]
     return read_compressed(pipeline.llm, method, compressed, questions, pipeline.squad_prompt(), max_new_tokens=max_new_tokens)[1]
+
+
+def saved_probe(folder, weight, layers, mean=None, std=None) -> str:
+    """A `train selector` folder holding a probe with these weights over the given hidden states."""
+    d = weight.shape[0]
+    probe = Probe(torch.zeros(d) if mean is None else mean, torch.ones(d) if std is None else std, weight, torch.zeros(1))
+    save_file({k: v.detach().contiguous() for k, v in probe.state_dict().items()}, str(folder / WEIGHTS))
+    (folder / CONFIG).write_text(json.dumps({"config": {"layers": layers, "model": "tiny-random-llama"}, "summary": {}}))
+    return str(folder)
+
+

@@ -4,6 +4,7 @@ import time
 
 import pytest
 import torch
+from conftest import saved_probe
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from peft import LoraConfig
@@ -27,9 +28,11 @@ contexts = st.one_of(
 
 
 @pytest.fixture(scope="module")
-def methods(tiny):
+def methods(tiny, tmp_path_factory):
     model, tokenizer = tiny
-    built = {name: build_method(name, tokenizer, 1, target_model=model) for name in BUDGETED}
+    options = {name: {} for name in BUDGETED}  # the learned selection needs a probe: a random one over layer 1
+    options["selector"] = {"checkpoint": saved_probe(tmp_path_factory.mktemp("probe"), torch.randn(model.config.hidden_size), [1])}
+    built = {name: build_method(name, tokenizer, 1, target_model=model, **options[name]) for name in BUDGETED}
     built["perplexity-token"] = build_method("perplexity", tokenizer, 1, target_model=model, unit="token")
     return built
 

@@ -24,6 +24,18 @@ def run_train_compressor(args: argparse.Namespace) -> None:
         print(f"validation F1 {summary['eval']['f1']:.1f} EM {summary['eval']['exact_match']:.1f} (n={summary['eval']['n']})")
 
 
+def run_train_selector(args: argparse.Namespace) -> None:
+    from compressions.cli.flags import config_overrides
+    from compressions.compressors.selector import PRESETS, SelectorConfig, train_selector
+    from compressions.config import load_config
+
+    preset = PRESETS[args.preset] if args.preset else []
+    config = load_config(SelectorConfig, args.config, [*preset, *config_overrides(args)])
+    summary = train_selector(config)
+    print(json.dumps(summary, indent=2))
+    print(f"saved to {config.out}; score it with: compressions eval squad --method selector --method-option checkpoint={config.out} --budget 32 --documents {config.documents}")
+
+
 def register(groups: dict) -> None:
     from compressions.cli.flags import Flag, add_config_flags
     from compressions.compressors import ARCHITECTURES
@@ -37,3 +49,13 @@ def register(groups: dict) -> None:
     add_config_flags(parser, CompressorTrainConfig, ["pipeline.model", "data", "data_dir", "out", Flag("task", choices=("squad", *TASKS))])
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
     parser.set_defaults(func=run_train_compressor)
+
+    from compressions.compressors.selector import PRESETS as SELECTOR_PRESETS
+    from compressions.compressors.selector import SelectorConfig
+
+    parser = groups["train"].add_parser("selector", help="train the learned question-agnostic KV selection (a probe for answer tokens)")
+    parser.add_argument("--preset", choices=list(SELECTOR_PRESETS), help="size: test (seconds, a few documents), quick (every train document)")
+    parser.add_argument("--config", help="YAML config file")
+    add_config_flags(parser, SelectorConfig, ["model", "documents", "data", "data_dir", "out"])
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
+    parser.set_defaults(func=run_train_selector)

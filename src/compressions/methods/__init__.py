@@ -66,6 +66,8 @@ METHODS = {
     "snapkv": Entry(SnapKV),
     "tova": Entry(TOVA),
     "kvzip": Entry(KVzip),
+    # a learned KV selection (option checkpoint: a `train selector` folder), above this layer
+    "selector": Entry("compressions.compressors.selector:AnswerSelector"),
     # trained families, each loaded from the folder its trainer saved
     "learned": Entry("compressions.compressors.method:LearnedContext", SAVED, "checkpoint", COMPRESSOR),
     "gist": Entry("compressions.gist.compressor:GistCompressor", SAVED, "model", GIST_MODEL),

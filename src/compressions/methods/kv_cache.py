@@ -35,6 +35,7 @@ class KVCompressor(ContextCompressor):
 
     name = "kv"
     output = "kv"
+    reads_hidden = False  # whether `select` needs the context's hidden states (a learned scorer reads them)
 
     def __init__(self, tokenizer: PreTrainedTokenizerBase, share_prefix: bool = True):
         self.tokenizer = tokenizer
@@ -51,6 +52,11 @@ class KVCompressor(ContextCompressor):
         """(L, n_kv, C), higher is kept first, from the context's keys (L, n_kv, C, head_dim) and the window's
         attention weights to the context (L, heads, window, C) when `split` gives a window (else None)."""
         raise NotImplementedError
+
+    def select(self, keys: torch.Tensor, attention: torch.Tensor | None, hidden: tuple[torch.Tensor, ...] | None) -> torch.Tensor:
+        """`scores`, for a method that also reads the context's hidden states (`reads_hidden`: the forward's
+        `hidden_states`, each (1, C, d), else None)."""
+        return self.scores(keys, attention)
 
     def compress(self, context: str, question: str, budget: int | None, target: Target | None = None) -> CompressedContext:
         return self.compress_many([context], [question], budget, target=target)[0]
@@ -78,13 +84,14 @@ class KVCompressor(ContextCompressor):
         p, c = len(prefix_ids), len(ids)
         head, window = self.split(ids, after) if c > budget else (ids, [])  # a context that fits is kept whole
         cache = copy_cache(model, prefix, 1)
-        self._forward(model, cache, head, p)
+        out = self._forward(model, cache, head, p, output_hidden_states=self.reads_hidden)
         attention = self.window_attention(model, cache, window, p + len(head), slice(p, p + c)) if window else None
         # the window's own entries, if any, come after the context's and are dropped here
         keys = torch.stack([layer.keys[0, :, p : p + c] for layer in cache.layers])  # (L, n_kv, C, hd)
         values = torch.stack([layer.values[0, :, p : p + c] for layer in cache.layers])
         if c > budget:
-            index = self.scores(keys, attention).topk(budget, dim=-1).indices.sort(dim=-1).values  # (L, n_kv, M)
+            hidden = out.hidden_states if self.reads_hidden else None
+            index = self.select(keys, attention, hidden).topk(budget, dim=-1).indices.sort(dim=-1).values  # (L, n_kv, M)
         else:
             index = torch.arange(c, device=keys.device).expand(*keys.shape[:2], c)
         gather = index[..., None].expand(-1, -1, -1, keys.shape[-1])  # (L, n_kv, k, hd)
