@@ -11,7 +11,7 @@ from compressions.cli.main import main
 from compressions.data.synthetic import synthetic_alpaca, synthetic_squad
 from compressions.errors import ConfigError
 from compressions.experiments.grid import expand, load_grid, run_grid
-from compressions.experiments.grid_report import GRID_COLUMNS, pareto_plot, report_order
+from compressions.experiments.grid_report import BAR_SPREAD, GRID_COLUMNS, pareto_plot, report_order
 from compressions.store.report import markdown_table
 
 
@@ -131,8 +131,14 @@ def test_pareto_plot_draws_each_interval(tmp_path, monkeypatch):
     pareto_plot(with_intervals, tmp_path / "p.png")
     (ax,) = saved[0].axes
     bars = {tuple(map(tuple, segment.tolist())) for collection in ax.collections for segment in collection.get_segments()}
-    # prefix at 2.8 (F1 14) and 5.6 (11), learned-conv at 5.6 (9): each from F1 - 2 to F1 + 3
-    assert bars == {((2.8, 12.0), (2.8, 17.0)), ((5.6, 9.0), (5.6, 14.0)), ((5.6, 7.0), (5.6, 12.0))}
+    # prefix at 2.8 (F1 14) and 5.6 (11), learned-conv at 5.6 (9): each from F1 - 2 to F1 + 3, the two methods'
+    # bars at 5.6 a factor BAR_SPREAD apart around it (learned-conv first by name: left); prefix alone at 2.8
+    left, right = BAR_SPREAD**-0.5, BAR_SPREAD**0.5
+    expected = {(2.8, 12.0, 17.0), (5.6 * right, 9.0, 14.0), (5.6 * left, 7.0, 12.0)}
+    assert len(bars) == 3 and all(x0 == x1 for (x0, _), (x1, _) in bars)
+    drawn = sorted((x0, y0, y1) for (x0, y0), (_, y1) in bars)
+    assert all(got == pytest.approx(want) for got, want in zip(drawn, sorted(expected), strict=True))
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["2.8", "5.6"]  # a label at each ratio
     assert len(ax.patches) == 2  # a band for each bound
 
 

@@ -13,7 +13,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import FuncFormatter  # noqa: E402
+from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
 
 from compressions.errors import CompressionsError  # noqa: E402
 from compressions.store.report import write_results  # noqa: E402
@@ -70,6 +70,9 @@ def _panels(rows: list[dict]) -> dict[str, list[dict]]:
     return {title: panel for title, panel in panels.items() if panel}
 
 
+BAR_SPREAD = 1.025  # the factor (log x axis) between the interval bars of two methods at one ratio
+
+
 def pareto_plot(rows: list[dict], path: Path, metric: str = "f1") -> Path:
     """Quality against compression ratio (log scale), one panel per reader; full and none as
     horizontal lines; a method keeps its colour across panels. A row's 95% interval (`<metric>_ci95`), when
@@ -93,6 +96,16 @@ def pareto_plot(rows: list[dict], path: Path, metric: str = "f1") -> Path:
                     ax.axhspan(*interval, color="black", alpha=0.06, linewidth=0)
             elif row.get("compression_ratio"):
                 series.setdefault(row["method"], []).append((row["compression_ratio"], row[metric], row.get("budget"), interval))
+        # methods at one ratio share an x: there, each one's interval bar sits a little aside, so that none hides another
+        sharing: dict[float, list[str]] = {}
+        for method, points in sorted(series.items()):
+            for point in points:
+                sharing.setdefault(round(point[0], 1), []).append(method)
+
+        def aside(method: str, x: float) -> float:
+            names = sharing[round(x, 1)]
+            return x * BAR_SPREAD ** (names.index(method) - (len(names) - 1) / 2)
+
         for method, points in sorted(series.items()):
             points.sort(key=lambda p: p[0])
             style = "--" if method.startswith("learned") else "-"
@@ -100,7 +113,8 @@ def pareto_plot(rows: list[dict], path: Path, metric: str = "f1") -> Path:
             bars = [p for p in points if p[3]]
             if bars:
                 below, above = [p[1] - p[3][0] for p in bars], [p[3][1] - p[1] for p in bars]
-                ax.errorbar([p[0] for p in bars], [p[1] for p in bars], yerr=[below, above], fmt="none", ecolor=colors[method], alpha=0.5)
+                xs = [aside(method, p[0]) for p in bars]
+                ax.errorbar(xs, [p[1] for p in bars], yerr=[below, above], fmt="none", ecolor=colors[method], alpha=0.5)
         # Methods at one budget often share a ratio: one label per (budget, ratio), above the highest point.
         tops: dict[tuple, tuple[float, float]] = {}
         for x, y, budget, _ in (point for points in series.values() for point in points):
@@ -113,9 +127,9 @@ def pareto_plot(rows: list[dict], path: Path, metric: str = "f1") -> Path:
             ratios = [p[0] for points in series.values() for p in points]
             ax.set_xscale("log")
             ax.set_xlim(min(ratios) / 1.3, max(ratios) * 1.3)  # every point inside the axes, with room for its label
-            plain = FuncFormatter(lambda x, _: f"{x:g}")  # 5, 10 rather than 5x10^0
-            ax.xaxis.set_major_formatter(plain)
-            ax.xaxis.set_minor_formatter(plain)
+            ax.set_xticks(sorted({round(x, 1) for x in ratios}))  # a label at each ratio a row has, and only there
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))  # 6.5 rather than 6.5x10^0
+            ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_title(title)
         ax.set_xlabel("compression ratio (context tokens / kept tokens, log scale)")
         ax.grid(True, which="both", alpha=0.3)
