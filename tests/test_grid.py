@@ -64,6 +64,16 @@ def test_grid_runs_cells_records_a_failure_and_skips_finished_cells_on_rerun(tmp
     assert stamps == {cell: (out / cell / "metrics.json").stat().st_mtime_ns for cell in stamps}
 
 
+def test_a_grid_out_that_is_a_file_is_one_error_line_before_any_cell(tmp_path, capsys):
+    path = _grid_file(tmp_path)
+    (tmp_path / "taken").write_text("a user's file")
+    for out in (tmp_path / "taken", tmp_path / "taken" / "g"):
+        assert main(["grid", str(path), f"out={out}"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: out: cannot use") and err.count("\n") == 1 and "Traceback" not in err
+    assert (tmp_path / "taken").read_text() == "a user's file"
+
+
 def test_clashing_cell_names_and_unknown_kinds_fail_before_running(tmp_path):
     clash = {"groups": [{"kind": "squad", "axes": {"method": ["prefix"], "budget": [4], "seed": [0, 1]}}]}
     (tmp_path / "a.yaml").write_text(yaml.safe_dump(clash))

@@ -59,6 +59,14 @@ def test_runs_write_scores_and_compare_question_by_question(tmp_path, capsys):
     assert capsys.readouterr().out.startswith("f1: ")
     assert main(["eval", "compare", str(tmp_path / "full"), str(tmp_path)]) == 2
     assert "has no scores.json" in capsys.readouterr().err
+    # a cut-off scores.json, or JSON of another shape: one error line naming the file, exit 2
+    cut = tmp_path / "cut"
+    cut.mkdir()
+    for text, why in ((json.dumps(full)[:40], "cannot be read as JSON"), ('{"f1": 1}', "is not an `eval squad` scores file")):
+        (cut / "scores.json").write_text(text)
+        assert main(["eval", "compare", str(tmp_path / "full"), str(cut)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"{cut / 'scores.json'}" in err and why in err and "Traceback" not in err
 
 
 def test_retention_interval():

@@ -12,6 +12,10 @@ def run_grid_command(args: argparse.Namespace) -> None:
     from compressions.experiments.grid_report import write_report
 
     grid, out = load_grid(args.grid, args.overrides)
+    try:  # an `out` that is a file, or lies under one: one line before any cell starts
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(f"out: cannot use {out} as the grid's folder: {err.strerror} ({err.filename})") from None
     devices = visible_devices() if args.devices == ["auto"] else args.devices
     if args.only and not devices:  # one cell of a queue (its bars go to its worker.log) or cells run by hand: no grid summary or report
         run_grid(grid, out, only=args.only)

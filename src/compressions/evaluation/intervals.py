@@ -6,12 +6,12 @@ Percentile intervals of the mean, seeded, as pure functions of per-example score
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
-from compressions.errors import ConfigError
+from compressions.data.records import read_json
+from compressions.errors import ConfigError, DataError
 
 RESAMPLES = 2000
 
@@ -57,7 +57,11 @@ def compare_runs(a: str | Path, b: str | Path) -> dict[str, dict[str, float]]:
         file = Path(run) / "scores.json"
         if not file.is_file():
             raise ConfigError(f"{run} has no scores.json (a finished `eval squad` run writes it)")
-        scores.append({s["id"]: s for s in json.loads(file.read_text())})
+        rows = read_json(file)  # a cut-off or non-JSON file: one error naming it
+        try:
+            scores.append({row["id"]: {"f1": float(row["f1"]), "exact_match": float(row["exact_match"])} for row in rows})
+        except (TypeError, KeyError, ValueError):
+            raise DataError(f"{file} is not an `eval squad` scores file (a list of id, f1 and exact_match per question)") from None
     shared = [i for i in scores[0] if i in scores[1]]
     if not shared:
         raise ConfigError(f"{a} and {b} scored no question in common")
