@@ -74,6 +74,21 @@ def test_a_grid_out_that_is_a_file_is_one_error_line_before_any_cell(tmp_path, c
     assert (tmp_path / "taken").read_text() == "a user's file"
 
 
+def test_report_names_each_cell_it_cannot_read_and_exits_2(tmp_path, capsys):
+    path = _grid_file(tmp_path)
+    out = tmp_path / "runs" / "g"
+    assert main(["grid", str(path), "--only", "full", "none", "prefix-M4"]) == 0
+    capsys.readouterr()
+    (out / "none" / "metrics.json").write_text('{"f1": 1')  # cut off
+    (out / "prefix-M4" / "status.json").write_text("garbage")
+    assert main(["report", str(out)]) == 2
+    captured = capsys.readouterr()
+    assert "| full |" in captured.out and "| none |" not in captured.out  # the readable cells are still reported
+    err = captured.err.strip().splitlines()
+    assert err == [f"error: 2 cell(s) of {out} left out: none (metrics.json unreadable), prefix-M4 (status.json unreadable)"]
+    assert main(["report", str(out)]) == 2  # and again: nothing was rewritten over them
+
+
 def test_clashing_cell_names_and_unknown_kinds_fail_before_running(tmp_path):
     clash = {"groups": [{"kind": "squad", "axes": {"method": ["prefix"], "budget": [4], "seed": [0, 1]}}]}
     (tmp_path / "a.yaml").write_text(yaml.safe_dump(clash))

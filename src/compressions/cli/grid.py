@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-from compressions.errors import ConfigError
+from compressions.errors import ConfigError, DataError
 
 
 def run_grid_command(args: argparse.Namespace) -> None:
@@ -12,10 +13,9 @@ def run_grid_command(args: argparse.Namespace) -> None:
     from compressions.experiments.grid_report import write_report
 
     grid, out = load_grid(args.grid, args.overrides)
-    try:  # an `out` that is a file, or lies under one: one line before any cell starts
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise ConfigError(f"out: cannot use {out} as the grid's folder: {err.strerror} ({err.filename})") from None
+    existing = next(p for p in (out, *out.parents) if p.exists())  # nothing is made before the cells are checked
+    if not existing.is_dir():  # an `out` that is a file, or lies under one: one line before any cell starts
+        raise ConfigError(f"out: cannot use {out} as the grid's folder: {existing} is a file")
     devices = visible_devices() if args.devices == ["auto"] else args.devices
     if args.only and not devices:  # one cell of a queue (its bars go to its worker.log) or cells run by hand: no grid summary or report
         run_grid(grid, out, only=args.only)
@@ -41,10 +41,13 @@ def run_grid_command(args: argparse.Namespace) -> None:
 
 
 def run_report_command(args: argparse.Namespace) -> None:
-    from compressions.experiments.grid_report import write_report
+    from compressions.experiments.grid_report import unreadable_cells, write_report
 
     print(write_report(args.folder))
     print(f"plot: {args.folder.rstrip('/')}/pareto.png")
+    unreadable = unreadable_cells(Path(args.folder))
+    if unreadable:  # the report above holds the cells that could be read; the command still fails
+        raise DataError(f"{len(unreadable)} cell(s) of {args.folder} left out: {', '.join(unreadable)}")
 
 
 def register_command(commands) -> None:

@@ -7,6 +7,7 @@ as horizontal lines, since they have no compression ratio to vary.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import matplotlib
@@ -17,7 +18,7 @@ from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
 
 from compressions.errors import CompressionsError  # noqa: E402
 from compressions.store.report import write_results  # noqa: E402
-from compressions.store.run_folder import finished_metrics  # noqa: E402
+from compressions.store.run_folder import STATUS_FILE, finished_metrics, run_state  # noqa: E402
 
 BOUNDS = ("full", "none", "pos_control", "neg_control")
 GRID_COLUMNS = (
@@ -44,6 +45,24 @@ def collect_rows(folder: Path) -> list[dict]:
         if metrics is not None:
             rows.append({"cell": cell.name, **metrics})
     return rows
+
+
+def unreadable_cells(folder: Path) -> list[str]:
+    """'<cell> (<why>)' for each cell whose status.json cannot be read, or that says it finished but whose
+    metrics.json cannot be: cells a report would otherwise leave out without a word."""
+    found = []
+    for cell in sorted(p for p in folder.iterdir() if p.is_dir()):
+        status = cell / STATUS_FILE
+        try:
+            json.loads(status.read_text(encoding="utf-8"))["state"]
+        except FileNotFoundError:
+            pass
+        except (OSError, ValueError, KeyError, TypeError):
+            found.append(f"{cell.name} ({STATUS_FILE} unreadable)")
+            continue
+        if run_state(cell) == "finished" and finished_metrics(cell) is None:
+            found.append(f"{cell.name} (metrics.json unreadable)")
+    return found
 
 
 def report_order(rows: list[dict]) -> list[dict]:
