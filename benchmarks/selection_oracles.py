@@ -21,7 +21,7 @@ import dataclasses
 import torch
 
 from compressions.api import load_compressor
-from compressions.compressors.selector import answer_token_labels
+from compressions.compressors.selector import answer_spans, answer_token_labels
 from compressions.data.documents import pack_documents
 from compressions.data.squad import load_squad
 from compressions.evaluation.squad_eval import SquadEvalConfig
@@ -81,10 +81,11 @@ def main(args: argparse.Namespace) -> dict:
     config = SquadEvalConfig(method="snapkv", budget=args.budget, documents=args.documents, limit=args.limit, out=args.out)
     compressor = load_compressor("snapkv", args.budget)
     validation = load_squad(config.data, config.split, config.data_dir, config.on_error, config.train_articles)
-    questions, spans = {}, {}
-    for e in pack_documents(validation, compressor.tokenizer, args.documents)[0]:
+    documents = pack_documents(validation, compressor.tokenizer, args.documents)[0]
+    questions = {}
+    for e in documents:
         questions.setdefault(e.context, []).append(e.question)
-        spans.setdefault(e.context, []).extend((s, s + len(a)) for s, a in zip(e.answer_starts, e.answers))
+    spans = answer_spans(documents)
     oracle = AttentionOracle(compressor.tokenizer, questions) if args.oracle == "attention" else AnswerOracle(compressor.tokenizer, spans)
     return evaluate_squad(config, compressor=dataclasses.replace(compressor, method=oracle, name=oracle.name))
 

@@ -39,7 +39,7 @@ from compressions.errors import CompressionsError, ConfigError
 from compressions.methods.base import Target
 from compressions.methods.kv_cache import KVCompressor
 from compressions.models import DEFAULT_MODEL, load_model
-from compressions.models.generation import copy_cache, prefill
+from compressions.models.generation import copy_cache
 from compressions.models.loading import check_placement
 from compressions.progress import tqdm
 from compressions.store.run_folder import RunFolder
@@ -86,6 +86,14 @@ def answer_token_labels(offsets: list[tuple[int, int]], spans: list[tuple[int, i
     return torch.tensor([float(any(a < t and b > s for s, t in spans)) for a, b in offsets])
 
 
+def answer_spans(examples: list[SquadExample]) -> dict[str, list[tuple[int, int]]]:
+    """Each context's answer spans [start, end) in characters, over every question asked about it."""
+    spans: dict[str, list[tuple[int, int]]] = {}
+    for example in examples:
+        spans.setdefault(example.context, []).extend((s, s + len(a)) for s, a in zip(example.answer_starts, example.answers))
+    return spans
+
+
 def stack_layers(hidden: tuple[torch.Tensor, ...], layers: list[int]) -> torch.Tensor:
     """(C, len(layers) * d): the chosen hidden states of one sequence (each (1, C, d)), side by side."""
     return torch.cat([hidden[layer][0] for layer in layers], dim=-1).float()
@@ -125,9 +133,7 @@ class AnswerSelector(KVCompressor):
             raise CompressionsError(
                 f"selector trained on {self.settings['config']['model']} ({self.probe.mean.shape[0]} features) cannot read this model's hidden states"
             )
-        with torch.no_grad():
-            score = self.probe(features.to(self.probe.mean.device))
-        return score.to(keys.device).expand(*keys.shape[:2], -1)
+        return self.probe(features.to(self.probe.mean.device)).to(keys.device).expand(*keys.shape[:2], -1)
 
 
 def document_features(
@@ -137,11 +143,9 @@ def document_features(
     same positions), with each token's character offsets."""
     encoded = tokenizer(context, add_special_tokens=False, return_offsets_mapping=True)
     prefix_ids, _ = target.prompt.ids("")
-    if tuple(prefix_ids) not in target.prefixes:
-        target.prefixes[tuple(prefix_ids)] = prefill(model, prefix_ids)
-    prefix = target.prefixes[tuple(prefix_ids)]
+    cache = copy_cache(model, target.prefix_cache(prefix_ids), 1)
     with torch.no_grad():
-        out = KVCompressor._forward(model, copy_cache(model, prefix, 1), encoded.input_ids, len(prefix_ids), output_hidden_states=True)
+        out = KVCompressor._forward(model, cache, encoded.input_ids, len(prefix_ids), output_hidden_states=True)
     return stack_layers(out.hidden_states, layers), encoded.offset_mapping
 
 
@@ -175,9 +179,7 @@ def train_selector(config: SelectorConfig, examples: list[SquadExample] | None =
         # the harness picks the prompt's solved examples from the same train split
         target = Target(model, SquadPrompt(tokenizer, config.prompt, tuple(solved_examples(config.prompt.shots, examples))))
         packed, stats = pack_documents(examples, tokenizer, config.documents)
-        spans: dict[str, list[tuple[int, int]]] = {}
-        for example in packed:
-            spans.setdefault(example.context, []).extend((s, s + len(a)) for s, a in zip(example.answer_starts, example.answers))
+        spans = answer_spans(packed)
         contexts = list(spans)[: config.limit_documents]
         features, labels = [], []
         for context in tqdm(contexts, desc="features", unit="doc", disable=not progress):

@@ -7,7 +7,6 @@ as horizontal lines, since they have no compression ratio to vary.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import matplotlib
@@ -18,7 +17,7 @@ from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
 
 from compressions.errors import CompressionsError  # noqa: E402
 from compressions.store.report import write_results  # noqa: E402
-from compressions.store.run_folder import STATUS_FILE, finished_metrics, run_state  # noqa: E402
+from compressions.store.run_folder import STATUS_FILE, UNREADABLE, finished_metrics, run_state  # noqa: E402
 
 BOUNDS = ("full", "none", "pos_control", "neg_control")
 GRID_COLUMNS = (
@@ -52,15 +51,10 @@ def unreadable_cells(folder: Path) -> list[str]:
     metrics.json cannot be: cells a report would otherwise leave out without a word."""
     found = []
     for cell in sorted(p for p in folder.iterdir() if p.is_dir()):
-        status = cell / STATUS_FILE
-        try:
-            json.loads(status.read_text(encoding="utf-8"))["state"]
-        except FileNotFoundError:
-            pass
-        except (OSError, ValueError, KeyError, TypeError):
+        state = run_state(cell)
+        if state == UNREADABLE:
             found.append(f"{cell.name} ({STATUS_FILE} unreadable)")
-            continue
-        if run_state(cell) == "finished" and finished_metrics(cell) is None:
+        elif state == "finished" and finished_metrics(cell) is None:
             found.append(f"{cell.name} (metrics.json unreadable)")
     return found
 

@@ -51,6 +51,15 @@ class Target:
     prompt: SquadPrompt
     prefixes: dict[tuple[int, ...], list[tuple[torch.Tensor, torch.Tensor]]] = field(default_factory=dict)
 
+    def prefix_cache(self, ids: list[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The model's per-layer (keys, values) of these prompt-prefix ids, read the first time and kept."""
+        from compressions.models.generation import prefill  # the model runs only when a KV method asks
+
+        key = tuple(ids)
+        if key not in self.prefixes:
+            self.prefixes[key] = prefill(self.model, ids)
+        return self.prefixes[key]
+
 
 @dataclass(frozen=True)
 class SavedReader:

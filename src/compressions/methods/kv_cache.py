@@ -105,12 +105,7 @@ class KVCompressor(ContextCompressor):
     def _prefix(self, target: Target, ids: list[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
         if not ids:
             raise CompressionsError(f"method {self.name!r} needs prompt text before the context (its KV is kept whole)")
-        if not self.share_prefix:
-            return prefill(target.model, ids)
-        key = tuple(ids)
-        if key not in target.prefixes:
-            target.prefixes[key] = prefill(target.model, ids)
-        return target.prefixes[key]
+        return target.prefix_cache(ids) if self.share_prefix else prefill(target.model, ids)
 
     @staticmethod
     def _forward(model: PreTrainedModel, cache: DynamicCache, ids: list[int], start: int, **options):

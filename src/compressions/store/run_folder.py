@@ -36,6 +36,7 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 TENSORBOARD = "tensorboard"
 PACKAGES = ("compressions", "torch", "transformers", "peft", "accelerate", "datasets", "rouge-score")
 STATUS_FILE = "status.json"
+UNREADABLE = "unreadable"  # the state of a folder whose status.json cannot be read
 # What a run leaves as its result; removed when the next run in the folder begins.
 RESULT_FILES = ("metrics.json", "sample_predictions.json", "scores.json", "training_summary.json")
 # Config keys that may differ between runs of one folder: where the folder is, not what runs in it.
@@ -102,14 +103,14 @@ def git_commit() -> str | None:
 
 
 def run_state(folder: str | Path) -> str | None:
-    """running | finished | failed | interrupted, from status.json; a folder from before status files
-    counts as finished when it has metrics.json; None when no run has begun there."""
+    """running | finished | failed | interrupted, from status.json (UNREADABLE when it cannot be read); a
+    folder from before status files counts as finished when it has metrics.json; None when no run has begun there."""
     try:
         return json.loads((Path(folder) / STATUS_FILE).read_text(encoding="utf-8"))["state"]
     except FileNotFoundError:
         return "finished" if (Path(folder) / "metrics.json").is_file() else None
-    except (OSError, ValueError, KeyError, TypeError):  # unreadable: nothing there can be trusted as finished
-        return "failed"
+    except (OSError, ValueError, KeyError, TypeError):  # nothing there can be trusted as finished
+        return UNREADABLE
 
 
 def changed_keys(old: dict, new: dict, prefix: str = "") -> list[str]:
