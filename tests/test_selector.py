@@ -15,6 +15,7 @@ from compressions.compressors.selector import (
     SelectorConfig,
     answer_token_labels,
     document_features,
+    shape_scores,
     train_selector,
 )  # fmt: skip
 from compressions.data.documents import pack_documents
@@ -88,3 +89,14 @@ def test_training_fits_the_answer_tokens_and_the_harness_reads_the_folder(tiny, 
     assert json.loads((tmp_path / "sel" / CONFIG).read_text())["config"]["layers"] == [0, 1, 2]
     assert isinstance(method.method, AnswerSelector)
     assert len(method.answer([examples[0].context], [examples[0].question], max_new_tokens=2)) == 1
+
+
+def test_pooling_keeps_a_likely_answers_neighbours_and_keep_first_the_documents_start():
+    scores = torch.tensor([0.0, 5.0, 1.0, -2.0, -3.0, 4.0, -1.0])
+    assert shape_scores(scores).topk(3).indices.sort().values.tolist() == [1, 2, 5]
+    # pool 3: tokens 0-2 pool 5.0 (1 first, its own), 4-6 pool 4.0 (5 first); 3 pools 1.0
+    assert shape_scores(scores, pool=3).argsort(descending=True).tolist() == [1, 2, 0, 5, 6, 4, 3]
+    assert shape_scores(scores, keep_first=2).topk(3).indices.sort().values.tolist() == [0, 1, 5]
+    assert shape_scores(scores, keep_first=2, pool=3).topk(4).indices.sort().values.tolist() == [0, 1, 2, 5]
+    with pytest.raises(CompressionsError, match="odd"):
+        AnswerSelector(None, "unused", pool=2)

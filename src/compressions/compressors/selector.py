@@ -113,12 +113,31 @@ class Probe(torch.nn.Module):
         return ((features - self.mean) / self.std) @ self.weight + self.bias
 
 
+def shape_scores(scores: torch.Tensor, keep_first: int = 0, pool: int = 1) -> torch.Tensor:
+    """The probe's per-token scores (C,) as the selection ranks them: with `pool` > 1 (odd), each token scores
+    the best probe score within pool // 2 tokens of it (a likely answer keeps its neighbours; its own score
+    breaks ties, so a peak goes first); the first `keep_first` tokens rank above every other token."""
+    if pool > 1:
+        pooled = F.max_pool1d(scores[None, None], pool, stride=1, padding=pool // 2)[0, 0]
+        order = scores.argsort()
+        order = order[pooled[order].argsort(stable=True)]  # by pooled score, ties by own score
+        scores = torch.empty_like(scores)
+        scores[order] = torch.arange(len(order), dtype=scores.dtype)  # the rank: higher is kept first
+    if keep_first:
+        scores = scores.clone()
+        scores[:keep_first] = torch.finfo(scores.dtype).max
+    return scores
+
+
 class AnswerSelector(KVCompressor):
     name = "selector"
     reads_hidden = True
 
-    def __init__(self, tokenizer: PreTrainedTokenizerBase, checkpoint: str, share_prefix: bool = True):
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, checkpoint: str, keep_first: int = 0, pool: int = 1, share_prefix: bool = True):
         super().__init__(tokenizer, share_prefix)
+        if keep_first < 0 or pool < 1 or pool % 2 == 0:
+            raise CompressionsError(f"selector: keep_first must be >= 0 and pool an odd number >= 1, got {keep_first} and {pool}")
+        self.keep_first, self.pool = keep_first, pool
         folder = Path(checkpoint)
         if not (folder / WEIGHTS).is_file() or not (folder / CONFIG).is_file():
             raise CompressionsError(f"selector checkpoint {checkpoint}: no {WEIGHTS} and {CONFIG} there (made by `compressions train selector`)")
@@ -133,7 +152,8 @@ class AnswerSelector(KVCompressor):
             raise CompressionsError(
                 f"selector trained on {self.settings['config']['model']} ({self.probe.mean.shape[0]} features) cannot read this model's hidden states"
             )
-        return self.probe(features.to(self.probe.mean.device)).to(keys.device).expand(*keys.shape[:2], -1)
+        scores = shape_scores(self.probe(features.to(self.probe.mean.device)), self.keep_first, self.pool)
+        return scores.to(keys.device).expand(*keys.shape[:2], -1)
 
 
 def document_features(
