@@ -13,6 +13,7 @@ from compressions.compressors.batches import collate, squad_features
 from compressions.compressors.pipeline import PipelineConfig, SoftPromptModel
 from compressions.compressors.train import CompressorTrainConfig
 from compressions.config import load_config
+from compressions.data.documents import pack_documents
 from compressions.data.prompts import squad_prompt
 from compressions.data.synthetic import synthetic_job_questions, synthetic_squad
 from compressions.errors import ConfigError
@@ -368,3 +369,16 @@ def test_hidden_state_input_and_teacher_without_adapter():
     torch.testing.assert_close(teacher, reference)
     adapted = pipeline.llm(input_ids=batch["teacher_ids"], attention_mask=batch["teacher_mask"]).logits
     assert not torch.allclose(adapted[:, -batch["labels"].shape[1] - 1 : -1], reference, atol=1e-3)  # the adapter was off
+
+
+def test_documents_train_diagnose_and_evaluate_on_packed_documents(tiny, tmp_path):
+    examples = synthetic_squad(8, seed=5)
+    packed, _ = pack_documents(examples, tiny[1], 160)
+    contexts = len({e.context for e in packed})
+    overrides = ["pipeline.model=tiny-random-llama", "pipeline.arch=pooling", "pipeline.budget=4", "untrained=true",
+                 "documents=160", "eval_limit=3", "max_new_tokens=2", f"out={tmp_path}"]  # fmt: skip
+    summary = train_compressor(load_config(CompressorTrainConfig, overrides=overrides), examples, examples, *tiny, progress=False)
+    assert 1 < contexts < 8 and summary["validation_collapse"]["contexts"] == contexts
+    assert summary["eval"]["documents"]["max_tokens"] == 160 and summary["eval"]["n"] == 3
+    with pytest.raises(ConfigError, match="documents"):
+        load_config(CompressorTrainConfig, overrides=["documents=100000"]).validate()

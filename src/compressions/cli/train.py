@@ -46,7 +46,7 @@ def register(groups: dict) -> None:
     add_config_flags(parser, CompressorTrainConfig, [Flag("pipeline.arch", choices=ARCHITECTURES), "pipeline.budget"])
     parser.add_argument("--preset", choices=list(PRESETS), help="size: test (seconds), quick (a check, under 15 min on 2 CPU cores), validate (one grid cell), full (a GPU)")
     parser.add_argument("--config", help="YAML config file")
-    add_config_flags(parser, CompressorTrainConfig, ["pipeline.model", "data", "data_dir", "out", Flag("task", choices=("squad", *TASKS))])
+    add_config_flags(parser, CompressorTrainConfig, ["pipeline.model", "documents", "data", "data_dir", "out", Flag("task", choices=("squad", *TASKS))])
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
     parser.set_defaults(func=run_train_compressor)
 

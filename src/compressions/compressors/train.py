@@ -21,6 +21,7 @@ from compressions.compressors.losses import LossConfig
 from compressions.compressors.objective import CompressorObjective, soft_token_diagnostics
 from compressions.compressors.pipeline import PipelineConfig, SoftPromptModel
 from compressions.compressors.pretraining import TASKS, pretraining_features
+from compressions.data.documents import pack_documents
 from compressions.data.prompts import pick_shots
 from compressions.data.squad import SquadExample
 from compressions.errors import ConfigError
@@ -55,6 +56,10 @@ class CompressorTrainConfig:
     data: str = field(default="squad", metadata={"help": "file, short name in the data dir, or hub id"})
     data_dir: str | None = field(default=None, metadata={"help": "default: $COMPRESSIONS_DATA_DIR"})
     train_articles: int = field(default=20, metadata={"help": "local files: first N articles are train"})
+    documents: int | None = field(
+        default=None,
+        metadata={"help": "pack consecutive paragraphs of an article into documents of at most N tokens, to train and evaluate on (512: the seeds' lengths)"},
+    )
     train_limit: int | None = field(default=None, metadata={"help": "first N training questions (default all)"})
     eval_limit: int = field(default=100, metadata={"help": "validation questions evaluated after training; 0 skips"})
     diagnostic_contexts: int = field(default=64, metadata={"help": "validation contexts for the collapse diagnostic"})
@@ -79,6 +84,8 @@ class CompressorTrainConfig:
             raise ConfigError(f"train_limit must be >= 1, got {self.train_limit}")
         if self.task != "squad" and self.task not in TASKS:
             raise ConfigError(f"task must be squad or one of {TASKS}, got {self.task!r}")
+        if self.documents is not None and not 1 <= self.documents <= self.pipeline.max_context_tokens:
+            raise ConfigError(f"documents must be between 1 and pipeline.max_context_tokens ({self.pipeline.max_context_tokens}), got {self.documents}")
         if self.eval_limit < 0 or self.diagnostic_contexts < 0:
             raise ConfigError("eval_limit and diagnostic_contexts must be >= 0")
 
@@ -108,6 +115,8 @@ def fit_compressor(
     if config.init_from:
         pipeline.load_weights(config.init_from)
     shots = pick_shots(train_examples, config.pipeline.prompt.shots) if config.pipeline.prompt.shots else []
+    if config.documents:  # the solved examples stay paragraphs, as the harness shows them
+        train_examples, eval_examples = (pack_documents(e, tokenizer, config.documents)[0] for e in (train_examples, eval_examples))
     examples = train_examples[: config.train_limit] if config.train_limit else train_examples
     if config.task == "squad":
         features = squad_features(pipeline, examples, shots, progress)

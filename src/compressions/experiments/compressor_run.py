@@ -39,6 +39,7 @@ def train_compressor(
             method="learned",
             checkpoint=summary["checkpoint"],
             limit=config.eval_limit,
+            documents=config.documents,
             max_new_tokens=config.max_new_tokens,
             device=str(pipeline.device),
             out=str(run / "eval"),
