@@ -2,10 +2,13 @@ import json
 
 import pytest
 
+from compressions.compressors.train import CompressorTrainConfig
 from compressions.config import load_config
 from compressions.errors import ConfigError
 from compressions.evaluation.squad_eval import SquadEvalConfig
+from compressions.reader.config import ReaderConfig
 from compressions.store.run_folder import RunFolder
+from compressions.training.config import TrainConfig
 
 
 def test_yaml_then_overrides(tmp_path):
@@ -19,6 +22,15 @@ def test_yaml_then_overrides(tmp_path):
 def test_bad_configs_name_the_field(override, field):
     with pytest.raises(ConfigError, match=field.split(".")[-1]):
         load_config(SquadEvalConfig, overrides=[override])
+
+
+def test_yaml_words_for_booleans_stay_text_in_a_text_field():
+    config = load_config(TrainConfig, overrides=["mixed_precision=no"])
+    assert config.mixed_precision == "no"  # YAML 1.1 reads `no` as False, which a text field kept as "False"
+    assert load_config(ReaderConfig, overrides=["train.mixed_precision=no", "lora.r=4"]).train.mixed_precision == "no"
+    assert load_config(CompressorTrainConfig, overrides=["untrained=no", "pipeline.use_lora=yes"]).pipeline.use_lora is True
+    with pytest.raises(ConfigError, match="mixed_precision"):
+        load_config(TrainConfig, overrides=["mixed_precision=bf61"])
 
 
 def test_config_round_trips_through_the_run_folder(tmp_path):

@@ -42,7 +42,10 @@ def _apply(config: DictConfig, word: str) -> None:
     key, equals, _ = word.partition("=")
     if not equals or not key:
         raise ConfigError(f"override {word!r} is not key=value")
-    value = OmegaConf.from_dotlist([f"value={word[len(key) + 1 :]}"])["value"]
+    text = word[len(key) + 1 :]
+    value = OmegaConf.from_dotlist([f"value={text}"])["value"]
+    if isinstance(value, bool) and text.strip().lower() not in ("true", "false"):
+        value = text  # YAML 1.1 reads no/yes/on/off as booleans: `train.mixed_precision=no` means the text
     for each in _expand_stars(config, key):
         OmegaConf.update(config, each, value, merge=True)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from compressions.config import check_choice
 from compressions.errors import ConfigError
 
 
@@ -34,6 +35,7 @@ class TrainConfig:
                 f"train.batch_size ({self.batch_size}) must be a positive multiple of "
                 f"train.micro_batch_size ({self.micro_batch_size})"
             )
+        check_choice("train.mixed_precision", self.mixed_precision, ("no", "bf16", "fp16"))
         if self.checkpoint_every < 0:
             raise ConfigError(f"train.checkpoint_every must be >= 0, got {self.checkpoint_every}")
         if not 0 <= self.warmup_ratio < 1:
