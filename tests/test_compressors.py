@@ -1,6 +1,7 @@
 """Soft-token compressors: shapes, padding invariance, losses, the pipeline's layout and generation,
 checkpoints, an end-to-end overfit on the tiny model, and `eval squad --method learned`."""
 
+import dataclasses
 import json
 
 import pytest
@@ -9,7 +10,9 @@ from conftest import learned_answers, steerable_tiny
 
 from compressions.cli.main import main
 from compressions.compressors import ARCHITECTURES, build_compressor, losses
-from compressions.compressors.batches import collate, squad_features
+from compressions.compressors.batches import collate, collate_questions, question_groups, squad_features
+from compressions.compressors.losses import LossConfig
+from compressions.compressors.objective import CompressorObjective
 from compressions.compressors.pipeline import PipelineConfig, SoftPromptModel
 from compressions.compressors.train import CompressorTrainConfig
 from compressions.config import load_config
@@ -371,14 +374,47 @@ def test_hidden_state_input_and_teacher_without_adapter():
     assert not torch.allclose(adapted[:, -batch["labels"].shape[1] - 1 : -1], reference, atol=1e-3)  # the adapter was off
 
 
-def test_documents_train_diagnose_and_evaluate_on_packed_documents(tiny, tmp_path):
+def test_documents_train_several_questions_per_context_diagnose_and_evaluate_on_packed_documents(tiny, tmp_path):
     examples = synthetic_squad(8, seed=5)
     packed, _ = pack_documents(examples, tiny[1], 160)
     contexts = len({e.context for e in packed})
-    overrides = ["pipeline.model=tiny-random-llama", "pipeline.arch=pooling", "pipeline.budget=4", "untrained=true",
-                 "documents=160", "eval_limit=3", "max_new_tokens=2", f"out={tmp_path}"]  # fmt: skip
+    overrides = ["pipeline.model=tiny-random-llama", "pipeline.arch=pooling", "pipeline.budget=4", "pipeline.questions_per_context=3",
+                 "train.max_steps=1", "train.batch_size=2", "train.micro_batch_size=2", "documents=160", "eval_limit=3",
+                 "max_new_tokens=2", f"out={tmp_path}"]  # fmt: skip
     summary = train_compressor(load_config(CompressorTrainConfig, overrides=overrides), examples, examples, *tiny, progress=False)
     assert 1 < contexts < 8 and summary["validation_collapse"]["contexts"] == contexts
+    assert summary["train_questions"] == 8 and summary["steps"] == 1
     assert summary["eval"]["documents"]["max_tokens"] == 160 and summary["eval"]["n"] == 3
     with pytest.raises(ConfigError, match="documents"):
         load_config(CompressorTrainConfig, overrides=["documents=100000"]).validate()
+
+
+@pytest.mark.parametrize("arch, options", [("gist_kv", {"encoder_lora": True}), ("gist_compressor", {"compressor": {"hidden_size": 16}})])
+def test_a_multi_question_batch_gives_the_loss_and_gradients_of_one_question_at_a_time(arch, options):
+    pipeline = _pipeline(arch, fresh=True, **options)
+    examples = [dataclasses.replace(e, question=f"{e.question} ({k})") for e in synthetic_squad(2, seed=1) for k in range(3)]
+    features = squad_features(pipeline, examples, progress=False)
+    groups = question_groups(features, 2)
+    assert [[features.index(f) for f in g] for g in groups] == [[0, 1], [2], [3, 4], [5]]
+    args = (pipeline.tokenizer.pad_token_id, pipeline.slot_ids(), 4)
+    objective = CompressorObjective(LossConfig(first_token_ce=1.0, contrastive=0.1, anti_collapse=0.1), max_steps=1)
+    trained = [p for group in pipeline.trainable_groups(1.0, 1.0) for p in group["params"]]
+    results = []
+    for batch in (collate_questions(groups, *args), collate(features, *args)):  # one compression per context; per question
+        pipeline.zero_grad()
+        loss, _ = objective(pipeline, batch)
+        loss.backward()
+        results.append((loss.detach(), [p.grad.clone() for p in trained]))
+    (many, many_grads), (one, one_grads) = results
+    assert collate_questions(groups, *args)["context_ids"].shape[0] == 4
+    torch.testing.assert_close(many, one, atol=1e-5, rtol=1e-5)
+    for a, b in zip(many_grads, one_grads):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+def test_questions_per_context_needs_a_question_agnostic_pipeline():
+    with pytest.raises(ConfigError, match="questions_per_context"):
+        PipelineConfig(arch="gist_kv", question_aware=True, questions_per_context=4).validate()
+    with pytest.raises(ConfigError, match="needs questions"):
+        load_config(CompressorTrainConfig, overrides=["pipeline.questions_per_context=2", "task=autoencode"])
+    PipelineConfig(arch="gist_kv", questions_per_context=4).validate()

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Issue 35's one-GPU recipe: the recommended trained compressor (configs/compressors/best.yaml: gist_kv, M
 # gists over 512-token SQuAD documents, read by the base model with the harness's 2-shot prompt) trained at a
-# scale this 2-core CPU cannot reach (the `full` preset: 2,000 steps over every training question of articles
-# 1-20, bf16), then every validation question scored, beside prefix truncation at the same M read by the same
+# scale this 2-core CPU cannot reach (the `full` preset: 2,000 steps, each of 32 documents compressed once for
+# up to 4 of their questions, over every training question of articles 1-20, bf16), then every validation
+# question scored, beside prefix truncation at the same M read by the same
 # decoder on the same card. Per-question scores land in results/gpu-learned/M<budget>/ to commit, so later runs
 # on any machine pair against them (`compressions eval compare`).
 #   bash scripts/gpu/learned.sh                 # a GPU machine with the project's packages (BUDGET=64 ...)
@@ -15,11 +16,11 @@ budget=${BUDGET:-32}
 runs=${RUNS:-runs/gpu-learned}/M$budget
 results=${RESULTS:-results/gpu-learned}/M$budget
 if [ -n "${SMOKE:-}" ]; then
-    train=(--preset test pipeline.model=tiny-random-llama train.mixed_precision=no)
+    train=(--preset test pipeline.model=tiny-random-llama train.mixed_precision=no pipeline.questions_per_context=4)
     read=(--limit 4 --max-new-tokens 3 --device cpu)
     results=$runs/results
 else
-    train=(--preset full train.batch_size=32 train.micro_batch_size=16 train.mixed_precision=bf16)
+    train=(--preset full train.batch_size=32 train.micro_batch_size=16 train.mixed_precision=bf16 pipeline.questions_per_context=4)
     read=(--device cuda)
 fi
 start=$SECONDS

@@ -3,6 +3,8 @@
 A batch holds the student's input (prompt with the soft-token slot, then the answer), the teacher's
 input (the same prompt with the context's tokens in the slot), the right-padded context the
 compressor reads (with the question after it for a question-aware pipeline), and right-aligned answer labels (see losses.py).
+With `pipeline.questions_per_context` > 1 the unit is a context with several of its questions
+(`question_groups`, `collate_questions`): each context is read once and its rows serve every question.
 """
 
 from __future__ import annotations
@@ -78,3 +80,21 @@ def collate(features: list[SquadFeature], pad_id: int, slot_ids: list[int], budg
         "labels": labels,
         "same_context": groups[:, None] == groups[None, :],  # (B, B)
     }
+
+
+def question_groups(features: list[SquadFeature], per_context: int) -> list[list[SquadFeature]]:
+    """The questions of each distinct context, in order, cut into groups of at most `per_context`: one
+    training unit each, so an epoch still sees every question once."""
+    by_context: dict[int, list[SquadFeature]] = {}
+    for feature in features:
+        by_context.setdefault(feature.group, []).append(feature)
+    return [questions[i : i + per_context] for questions in by_context.values() for i in range(0, len(questions), per_context)]
+
+
+def collate_questions(groups: list[list[SquadFeature]], pad_id: int, slot_ids: list[int], budget: int) -> dict:
+    """`collate` of every question of the groups, with one compressor input per group (each group shares
+    its context) and `context_index`: the group row each question reads."""
+    batch = collate([f for group in groups for f in group], pad_id, slot_ids, budget)
+    batch["context_ids"], batch["context_mask"] = right_pad([group[0].compressor_ids for group in groups], pad_id)
+    batch["context_index"] = torch.tensor([row for row, group in enumerate(groups) for _ in group])
+    return batch

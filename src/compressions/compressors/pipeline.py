@@ -75,6 +75,10 @@ class PipelineConfig:
         default="prefix",
         metadata={"help": "selected_residual's start: the M tokens this text method keeps (prefix, extractive, ...)"},
     )
+    questions_per_context: int = field(
+        default=1,
+        metadata={"help": "training: each context in a batch is compressed once for up to this many of its questions (question-agnostic pipelines)"},
+    )
     lora: LoraSettings = field(default_factory=lambda: LoraSettings(target_modules=["q_proj", "k_proj", "v_proj", "o_proj"]))
     # Zero-shot, as the SQuAD reader: training teaches the answer format, and solved examples would
     # cost every step ~140 more tokens (the reader's prompt, so the two read the same text around the slot).
@@ -93,6 +97,11 @@ class PipelineConfig:
             raise ConfigError(f"encoder_lora: arch {self.arch!r} does not run the LLM as its encoder")
         if self.selection != "prefix" and not compressor_class(self.arch).reads_selection:
             raise ConfigError(f"selection {self.selection!r}: arch {self.arch!r} starts from no selection")
+        reads_question = self.question_aware or (compressor_class(self.arch).reads_selection and self.selection != "prefix")
+        if self.questions_per_context < 1 or (self.questions_per_context > 1 and reads_question):
+            raise ConfigError(
+                f"questions_per_context must be >= 1, and 1 when the compressor reads the question (question_aware or a selection other than prefix); got {self.questions_per_context}"
+            )
         if self.selection not in SELECTIONS:
             raise ConfigError(f"selection must be a budgeted text method ({', '.join(SELECTIONS)}), got {self.selection!r}")
         self.lora.validate()
@@ -298,14 +307,21 @@ class SoftPromptModel(nn.Module):
         """Soft tokens and answer logits for a collated batch (input_ids overrides the batch's, e.g. mixed answers)."""
         ids = batch["input_ids"] if input_ids is None else input_ids
         inputs = (ids, batch["attention_mask"], batch["slot_mask"], batch["labels"].shape[1])
+        # a multi-question batch (batches.collate_questions) compresses each context once: its rows are
+        # spread to the questions by `context_index`, so their gradients add up in the one compression
+        row = batch.get("context_index")
+        spread = (lambda t: t) if row is None else (lambda t: t.index_select(0, row.to(t.device)))
+        context_mask = spread(batch["context_mask"])
         if self.compressor.makes_cache:
             gist = self.compressor(self, batch["context_ids"], batch["context_mask"].bool())
-            soft, features = gist.hidden, self.embed(batch["context_ids"]).detach()
+            gist = GistEntries([spread(k) for k in gist.keys], [spread(v) for v in gist.values], spread(gist.positions), spread(gist.hidden))
+            soft, features = gist.hidden, spread(self.embed(batch["context_ids"]).detach())
             logits = self.cache_answer_logits(gist, *inputs)
         else:
             soft, features = self.compress(batch["context_ids"], batch["context_mask"])
+            soft, features = spread(soft), spread(features)
             logits = self.answer_logits(soft, *inputs)
-        mask = batch["context_mask"][..., None].to(features.dtype)
+        mask = context_mask[..., None].to(features.dtype)
         summary = (features * mask).sum(1) / mask.sum(1)  # (B, d): mean context vector
         return {"soft": soft, "logits": logits, "context_summary": summary}
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from compressions.compressors.batches import collate, right_pad, squad_features
+from compressions.compressors.batches import collate, collate_questions, question_groups, right_pad, squad_features
 from compressions.compressors.losses import LossConfig
 from compressions.compressors.objective import CompressorObjective, soft_token_diagnostics
 from compressions.compressors.pipeline import PipelineConfig, SoftPromptModel
@@ -82,6 +82,8 @@ class CompressorTrainConfig:
         self.train.validate()
         if self.train_limit is not None and self.train_limit < 1:
             raise ConfigError(f"train_limit must be >= 1, got {self.train_limit}")
+        if self.task != "squad" and self.pipeline.questions_per_context > 1:
+            raise ConfigError(f"pipeline.questions_per_context > 1 needs questions: task {self.task!r} has none")
         if self.task != "squad" and self.task not in TASKS:
             raise ConfigError(f"task must be squad or one of {TASKS}, got {self.task!r}")
         if self.documents is not None and not 1 <= self.documents <= self.pipeline.max_context_tokens:
@@ -123,8 +125,11 @@ def fit_compressor(
     else:  # unlabelled text: each distinct training paragraph once
         paragraphs = list(dict.fromkeys(e.context for e in examples))
         features = pretraining_features(pipeline, paragraphs, config.task, config.train.seed)
+    per_context = config.pipeline.questions_per_context
+    if per_context > 1:  # each unit: one context, up to `per_context` of its questions
+        features = question_groups(features, per_context)
     collate_fn = functools.partial(
-        collate, pad_id=tokenizer.pad_token_id, slot_ids=pipeline.slot_ids(), budget=config.pipeline.budget
+        collate_questions if per_context > 1 else collate, pad_id=tokenizer.pad_token_id, slot_ids=pipeline.slot_ids(), budget=config.pipeline.budget
     )
     objective = CompressorObjective(config.loss, config.train.max_steps, config.train.seed)
     groups = pipeline.trainable_groups(config.train.learning_rate, config.lora_learning_rate)
@@ -147,7 +152,7 @@ def fit_compressor(
             "compressor_parameters": n_params,
             "trainable_parameters": sum(p.numel() for g in groups for p in g["params"]),
             "task": config.task,
-            "train_questions" if config.task == "squad" else "train_texts": len(features),
+            "train_questions" if config.task == "squad" else "train_texts": sum(len(f) for f in features) if per_context > 1 else len(features),
             "steps": len(history),
             "train_seconds": train_seconds,
             "last_steps_mean": {k: statistics.fmean(r[k] for r in last) for k in last[0] if k != "step"} if last else {},
