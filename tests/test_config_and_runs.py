@@ -1,7 +1,9 @@
 import json
+from pathlib import Path
 
 import pytest
 
+from compressions.compressors.selector import SelectorConfig
 from compressions.compressors.train import CompressorTrainConfig
 from compressions.config import load_config
 from compressions.errors import ConfigError
@@ -59,3 +61,11 @@ def test_only_rank_zero_writes_run_files(tmp_path, monkeypatch):
     with RunFolder(tmp_path / "run") as run:
         run.write_json("metrics.json", {"f1": 1.0})
     assert (tmp_path / "run" / "metrics.json").is_file() and (tmp_path / "run" / "run.log").is_file()
+
+
+@pytest.mark.parametrize("name", ["best.yaml", "gist_kv-reader.yaml", "selector.yaml"])
+def test_shipped_compressor_configs_load(name):
+    schema = SelectorConfig if name == "selector.yaml" else CompressorTrainConfig
+    config = load_config(schema, Path(__file__).parents[1] / "configs" / "compressors" / name)
+    if name == "best.yaml":  # runs on a fresh clone: no earlier run to read through, on the seeds' documents
+        assert config.pipeline.reader is None and config.documents == 512
