@@ -1,21 +1,28 @@
-"""Every user error is one `error:` line and exit code 2 (issue 19), checked where the input enters, before
-anything is written. Each row is a case a careless or hostile user tried, run through the CLI on the tiny
-model and small files written here."""
+"""Every user error is one `error:` line and exit code 2 (issues 19 and 38), checked where the input enters,
+before anything is written, or, once a run folder exists, with that folder marked failed. Each row is a case a
+careless or hostile user tried, run through the CLI (or the Python API) on the tiny model and small files
+written here."""
 
 import dataclasses
+import fcntl
 import gzip
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 import torch
 
+from compressions.api import ANSWER_TOKENS, load_compressor
 from compressions.cli.main import main
 from compressions.compressors.pipeline import PipelineConfig, SoftPromptModel
 from compressions.data import load_squad
+from compressions.data.prompts import SquadPromptConfig
 from compressions.data.synthetic import synthetic_alpaca, synthetic_squad
+from compressions.errors import ArgumentError, ConfigError, DataError
 from compressions.models import load_model
 from compressions.models.tiny import build_tiny_llama
+from compressions.store.folder_lock import LOCK_FILE
 from compressions.store.run_folder import run_state
 from compressions.training.lora import LoraSettings, add_adapter
 
@@ -38,6 +45,22 @@ def _long_context():
 def _null_question():
     data = _squad(synthetic_squad(1))
     data["data"][0]["paragraphs"][0]["qas"][0]["question"] = None
+    return data
+
+
+def _one_record(**fields):
+    """GOOD_SQUAD with its first question's record changed (on_error=raise makes it the run's error)."""
+    data = json.loads(json.dumps(GOOD_SQUAD))
+    record = data["data"][0]["paragraphs"][0]
+    record.update({k: v for k, v in fields.items() if k == "context"})
+    record["qas"][0].update({k: v for k, v in fields.items() if k != "context"})
+    return data
+
+
+def _mostly_malformed():
+    data = json.loads(json.dumps(GOOD_SQUAD))
+    for paragraph in data["data"][0]["paragraphs"][1:]:
+        paragraph["qas"][0]["question"] = None
     return data
 
 
@@ -64,6 +87,12 @@ FILES = {
     "broken.yaml": "model: [tiny\nmethod: full\n",
     "list.yaml": "- model: tiny-random-llama\n- method: full\n",
     "a_file": "not a folder",
+    "deep.json": "[" * 200_000 + "]" * 200_000,
+    "surrogate.json": json.dumps(_one_record(question="\ud800")),  # JSON's escape: a lone surrogate, not UTF-8 text
+    "nul.json": json.dumps(_one_record(question="What\u0000?")),
+    "int_context.json": _one_record(context=5),
+    "mostly_malformed.json": _mostly_malformed(),
+    "grid_nul.yaml": 'out: gridout\ngroups:\n  - kind: squad\n    name: "a\\0{method}"\n    base: {model: tiny-random-llama}\n    axes: {method: [none]}\n',
 }
 
 
@@ -86,6 +115,16 @@ def inputs(tmp_path_factory):
     lora = LoraSettings(target_modules=["q_proj", "v_proj"]).peft_config()
     add_adapter(build_tiny_llama(tokenizer, hidden_size=32), lora).save_pretrained(root / "reader")
     (root / "reader" / "config.json").write_text(json.dumps({"model": "tiny-32", "prompt": {}}))
+    damage = {"ck_cut_weights": ("compressor.safetensors", 0.5), "ck_empty_weights": ("compressor.safetensors", 0), "ck_cut_config": ("compressor_config.json", 0.5)}
+    for name, (file, keep) in damage.items():  # a checkpoint whose file was cut off (a full disk, a killed copy)
+        shutil.copytree(root / "ck", root / name)
+        data = (root / name / file).read_bytes()
+        (root / name / file).write_bytes(data[: int(len(data) * keep)])
+    build_tiny_llama(tokenizer).save_pretrained(root / "model_notok")  # weights and config, no tokenizer files
+    (root / "datadir").mkdir()
+    (root / "users").mkdir()
+    (root / "users" / "metrics.json").write_text('{"mine": 1}')
+    assert main([_fill(w, {"squad.json": str(root / "squad.json"), "out": str(root / "base")}) for w in squad("--method", "none")]) == 0
     return root
 
 
@@ -159,9 +198,47 @@ CASES = {
     "learned with another --budget": (squad("--method", "learned", "--checkpoint", "{ck}", "--budget", "8"), "--budget: 8 conflicts with compressor checkpoint {ck}, trained with budget 4"),
     # 7. a context longer than the model's window, refused by config
     "a long context, long_context=refuse": (squad("--data", "{long.json}", "long_context=refuse"), "its context has"),
+    # issue 38, 1: tracebacks that are now one line
+    "JSON nested 200,000 deep": (squad("--data", "{deep.json}"), "deep.json cannot be read as JSON: RecursionError"),
+    "diagnose answers on JSON nested 200,000 deep": (["diagnose", "answers", "--data", "{deep.json}"], "deep.json cannot be read as JSON: RecursionError"),
+    "train compressor on JSON nested 200,000 deep": (
+        ["train", "compressor", "--arch", "conv", "--budget", "4", "--preset", "test", "--model", "tiny-random-llama", "--data", "{deep.json}", "--out", "{out}"],
+        "deep.json cannot be read as JSON: RecursionError",
+    ),
+    "a question holding a lone surrogate": (squad("--data", "{surrogate.json}", "on_error=raise"), "is not a non-empty string of text (no lone surrogate, no NUL)"),
+    "a question holding a NUL": (squad("--data", "{nul.json}", "on_error=raise"), "is not a non-empty string of text (no lone surrogate, no NUL)"),
+    "a checkpoint whose weights are cut off": (squad("--method", "learned", "--checkpoint", "{ck_cut_weights}"), "compressor.safetensors cannot be read (SafetensorError"),
+    "a checkpoint whose weights are empty": (squad("--method", "learned", "--checkpoint", "{ck_empty_weights}"), "compressor.safetensors cannot be read (SafetensorError"),
+    "a checkpoint whose config is cut off": (squad("--method", "learned", "--checkpoint", "{ck_cut_config}"), "compressor_config.json cannot be read (JSONDecodeError"),
+    "a --model folder with no tokenizer": (squad("--model", "{model_notok}"), "holds no tokenizer"),
+    "a grid cell name holding a NUL": (["grid", "{grid_nul.yaml}"], "is not one folder name inside gridout (no '/', no leading '.', no control character)"),
+    "eval table --out under a file": (["eval", "table", "{base}", "--out", "{a_file}/x.json"], "--out {a_file}/x.json: cannot write the table there"),
+    # 3. unchecked budgets and options
+    "train compressor --budget 100000": (
+        ["train", "compressor", "--arch", "conv", "--budget", "100000", "--preset", "test", "--model", "tiny-random-llama", "--data", "{squad.json}", "--out", "{out}"],
+        "--budget: 100000 is more than the model's 2048 positions",
+    ),
+    "--budget past any model": (squad("--method", "prefix", "--budget", "99999999999999999999"), "--budget: 99999999999999999999 is more than the model's 2048 positions"),
+    "--method-option seed=abc": (squad("--method", "random", "--budget", "8", "--method-option", "seed=abc"), "method_options.seed: method 'random' takes an integer, got 'abc'"),
+    "--method-option seed=1.5": (squad("--method", "random", "--budget", "8", "--method-option", "seed=1.5"), "method_options.seed: method 'random' takes an integer, got 1.5"),
+    "--method-option seed=[1,2]": (squad("--method", "random", "--budget", "8", "--method-option", "seed=[1,2]"), "takes an integer, got [1, 2]"),
+    # 4. files of another kind in --out
+    "--out holding the user's own metrics.json": (squad("--out", "{users}"), "holds metrics.json that no run wrote"),
+    # 5. messages that say what is wrong
+    "a folder as --data": (squad("--data", "{datadir}"), "is a folder ({datadir}), not a data file"),
+    "an integer context": (squad("--data", "{int_context.json}", "on_error=raise"), "context is int, not a string"),
+    "too few solved examples once malformed records are skipped": (
+        squad("--data", "{mostly_malformed.json}", "--shots", "2"), "only 1 solved examples among the 1 usable train questions (malformed records were skipped"
+    ),
 }
-# cases found once the model is loaded, in a run folder already made: its status afterwards (None: the run had not begun)
-WRITES = {"a long context, long_context=refuse": "failed", "a reader made for another model": None}
+# cases found once the model is loaded, in a run folder already made: its status afterwards
+WRITES = {
+    "a long context, long_context=refuse": "failed", "a reader made for another model": "failed",
+    "a checkpoint whose weights are cut off": "failed", "a checkpoint whose weights are empty": "failed",
+    "a checkpoint whose config is cut off": "failed", "a --model folder with no tokenizer": "failed",
+    "--budget past any model": "failed", "--method-option seed=abc": "failed", "--method-option seed=1.5": "failed",
+    "--method-option seed=[1,2]": "failed", "too few solved examples once malformed records are skipped": "failed",
+}  # fmt: skip
 
 
 def _fill(text: str, names: dict[str, str]) -> str:
@@ -174,7 +251,8 @@ def _fill(text: str, names: dict[str, str]) -> str:
 @pytest.mark.parametrize("case", CASES)
 def test_bad_input_is_one_error_line_and_exit_2(case, inputs, tmp_path, capsys, monkeypatch):
     argv, words = CASES[case]
-    names = {name: str(inputs / name) for name in [*FILES, "gist", "ck", "reader"]} | {"out": str(tmp_path / "out")}
+    folders = ["gist", "ck", "reader", "ck_cut_weights", "ck_empty_weights", "ck_cut_config", "model_notok", "datadir", "users", "base"]
+    names = {name: str(inputs / name) for name in [*FILES, *folders]} | {"out": str(tmp_path / "out")}
     monkeypatch.chdir(tmp_path)
     assert main([_fill(word, names) for word in argv]) == 2
     err = capsys.readouterr().err
@@ -222,3 +300,54 @@ def test_a_null_question_is_skipped_by_name_not_read_as_none(inputs, tmp_path, c
     examples = load_squad(str(path), split="all")
     assert len(examples) == 4 and "None" not in {e.question for e in examples}
     assert "skipped malformed record" in caplog.text and "question None is not a non-empty string" in caplog.text
+
+
+LONG = " ".join(f"Word{i}" for i in range(3000))  # about 6,000 tokens: past the tiny model's 2,048 positions
+# case -> (load_compressor's arguments, what is called on it, the library's error class, words of its message)
+API_CASES = {
+    "a context past the window, long_context=refuse": ({"long_context": "refuse"}, lambda c: c.answer(LONG, "Who?"), DataError, "its context has"),
+    "an integer context": ({}, lambda c: c.answer(5, "Who?"), ArgumentError, "context: takes a string or what compress() returned"),
+    "an empty question": ({}, lambda c: c.answer("Ada lives in Rome.", ""), ArgumentError, "question: is empty"),
+    "a lone surrogate in the question": ({}, lambda c: c.answer("Ada lives in Rome.", "Wh\ud800?"), ArgumentError, "question: holds a lone surrogate"),
+    "a NUL in the context": ({}, lambda c: c.compress("Ada\0 lives in Rome.", "Who?"), ArgumentError, "context: holds a lone surrogate or a NUL"),
+    "long_context=ignore": ({"long_context": "ignore"}, None, ArgumentError, "long_context: is one of truncate, refuse"),
+    "an option of the wrong type": ({"name_or_path": "random", "budget": 8, "seed": "abc"}, None, ArgumentError, "method 'random' takes an integer, got 'abc'"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", API_CASES)
+def test_api_misuse_is_one_error_of_the_library(case, tiny):
+    arguments, call, error, words = API_CASES[case]
+    arguments = {"name_or_path": "full", "llm": tiny[0], "tokenizer": tiny[1], "prompt": SquadPromptConfig(shots=0), **arguments}
+    with pytest.raises(error) as raised:
+        call(load_compressor(**arguments))
+    assert words in str(raised.value)
+
+
+@pytest.mark.parametrize("method, budget", [("full", None), ("snapkv", 16)])
+def test_api_cuts_a_long_context_to_the_window_as_the_harness_does(method, budget, tiny, caplog):
+    compressor = load_compressor(method, budget, llm=tiny[0], tokenizer=tiny[1], prompt=SquadPromptConfig(shots=0))
+    compressed = compressor.compress(LONG, "Who?")
+    assert "1 context(s) cut at the end to the model's window" in caplog.text
+    fits = 2048 - sum(len(part) for part in compressor.layout.ids("Who?")) - ANSWER_TOKENS
+    assert (compressed.n_tokens if budget is None else compressed.kv.next_position - len(compressor.layout.ids("Who?")[0])) == fits
+    assert isinstance(compressor.answer(compressed, "Who?", max_new_tokens=2), str)
+
+
+def test_a_damaged_checkpoint_is_one_error_in_the_api(inputs):
+    for name, file in [("ck_cut_weights", "compressor.safetensors"), ("ck_cut_config", "compressor_config.json")]:
+        with pytest.raises(ConfigError, match=f"{file} cannot be read"):
+            load_compressor(str(inputs / name))
+
+
+def test_a_grid_refuses_a_folder_a_run_holds(inputs, tmp_path, capsys):
+    held = tmp_path / "held"
+    held.mkdir()
+    with open(held / LOCK_FILE, "w") as lock:  # another process's run: its lock taken through another open file
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        argv = ["baselines", "squad", "--methods", "none", "--model", "tiny-random-llama", "--data", str(inputs / "squad.json"),
+                "--split", "all", "--max-new-tokens", "2", "--out", str(held)]  # fmt: skip
+        assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("error:") == 1 and f"{held} is in use by another run" in err and "Traceback" not in err
+    assert sorted(p.name for p in held.iterdir()) == [LOCK_FILE]  # no cell, summary, table or plot written into it

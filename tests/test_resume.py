@@ -96,6 +96,16 @@ def test_a_checkpoint_from_other_settings_is_refused(tmp_path):
         _run(checkpoint_dir=tmp_path, checkpoint_every=2, learning_rate=2e-3)
 
 
+@pytest.mark.parametrize("step", [999999, 3, "4"])
+def test_a_step_whose_position_says_another_step_is_refused(tmp_path, step):
+    _run(checkpoint_dir=tmp_path, checkpoint_every=2)
+    position = tmp_path / "step-00000004" / "position.json"
+    saved = json.loads(position.read_text())
+    position.write_text(json.dumps({**saved, "step": step}))  # past max_steps, not its folder's, or not a number
+    with pytest.raises(CheckpointMismatchError, match=f"says step {step!r}"):
+        _run(checkpoint_dir=tmp_path, checkpoint_every=2)
+
+
 def test_a_finished_compressor_run_resumes_at_its_end_with_the_same_results(tmp_path):
     from compressions.compressors.train import CompressorTrainConfig
     from compressions.config import load_config

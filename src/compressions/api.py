@@ -36,8 +36,10 @@ from peft import PeftModel
 from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 
 from compressions.data.prompts import SquadPrompt, SquadPromptConfig, solved_examples
+from compressions.data.records import unencodable
 from compressions.data.squad import SquadExample
 from compressions.errors import ArgumentError, ConfigError, ModelNotFoundError
+from compressions.evaluation.context_window import LONG_CONTEXT, fit_window
 from compressions.evaluation.reading import first_line, read_compressed
 from compressions.methods import METHODS, REQUIRED, build_method, check_method, family_of
 from compressions.methods.base import CompressedContext, ContextCompressor, Target, check_budget_fits, compression_requests
@@ -52,6 +54,7 @@ if TYPE_CHECKING:
     from compressions.gist.compressor import GistCompressor
 
 log = logging.getLogger(__name__)
+ANSWER_TOKENS = 32  # room `compress` leaves for an answer in the window: `answer`'s default max_new_tokens
 Contexts = str | CompressedContext | Sequence[str | CompressedContext]
 
 
@@ -70,6 +73,7 @@ class Compressor:
     reader: str | None = None  # the reader adapter the model reads with
     decoder: str | None = None  # the learned checkpoint whose decoder (reader merged, its adapter on) reads
     ratio: float | None = None  # instead of a budget: context tokens per kept token, M = round(tokens / ratio)
+    long_context: str = "truncate"  # a context past the model's window: cut at its end (and logged), or "refuse"
 
     @property
     def layout(self) -> SquadPrompt:
@@ -86,7 +90,7 @@ class Compressor:
         """What the model reads for each context (the question matters to question-aware methods only); a
         list of contexts (with one question, or a list of as many) gives a list, compressed together."""
         contexts, questions, one = _pairs(context, question, compressed=False)
-        compressed = self._compress_many(contexts, questions)
+        compressed = self._compress_many(self._fit(contexts, questions, ANSWER_TOKENS), questions)
         return compressed[0] if one else compressed
 
     def answer(self, context: Contexts, question: str | Sequence[str], max_new_tokens: int = 32, batch_size: int = 8) -> str | list[str]:
@@ -95,6 +99,7 @@ class Compressor:
         contexts, questions, one = _pairs(context, question, compressed=True)
         if not all(q.strip() for q in questions):
             raise ArgumentError("question", "is empty: there is nothing to answer")
+        contexts = self._fit(contexts, questions, max_new_tokens)
         todo = [i for i, c in enumerate(contexts) if not isinstance(c, CompressedContext)]
         for i, made in zip(todo, self._compress_many([contexts[i] for i in todo], [questions[i] for i in todo])):
             contexts[i] = made
@@ -121,6 +126,20 @@ class Compressor:
             return {"input_ids": ids, "attention_mask": mask}
         in_slot = slot_mask([len(prompt)], [(len(prefix), len(compressed.embeddings))], len(prompt))
         return {"inputs_embeds": embed_with_slots(self.model, ids, in_slot, compressed.embeddings), "attention_mask": mask}
+
+    def _fit(self, contexts: list, questions: list[str], answer_tokens: int) -> list:
+        """The harness's policy for a text context longer than the model's window (with the prompt and
+        `answer_tokens`): cut at its end and counted, or refused with long_context="refuse"; read past its
+        positions, a model answers without a warning (evaluation.context_window)."""
+        texts = [i for i, c in enumerate(contexts) if isinstance(c, str)]
+        examples = [SquadExample(str(i), "", contexts[i], questions[i], [], []) for i in texts]
+        fitted, cut = fit_window(examples, self.layout, self.model.config, answer_tokens, self.long_context)
+        if cut:
+            log.warning("%d context(s) cut at the end to the model's window (long_context=refuse refuses them)", cut)
+        contexts = list(contexts)
+        for i, example in zip(texts, fitted):
+            contexts[i] = example.context
+        return contexts
 
     def _compress_many(self, contexts: list[str], questions: list[str]) -> list[CompressedContext]:
         """One `compress_many` per budget (with `ratio`, each context's budget follows its length); a
@@ -152,9 +171,13 @@ def _pairs(context, question, compressed: bool) -> tuple[list, list[str], bool]:
         raise ArgumentError("context", f"takes {allowed}, or a list of them; got {type(context).__name__}")
     if any(isinstance(c, str) and not c.strip() for c in contexts):
         raise ArgumentError("context", "is empty: nothing to compress")
+    if any(isinstance(c, str) and unencodable(c) for c in contexts):
+        raise ArgumentError("context", "holds a lone surrogate or a NUL, which no tokenizer reads")
     questions = [question] * len(contexts) if isinstance(question, str) else list(question) if isinstance(question, Sequence) else None
     if questions is None or not all(isinstance(q, str) for q in questions):
         raise ArgumentError("question", f"takes a string, or a list of them; got {type(question).__name__}")
+    if any(unencodable(q) for q in questions):
+        raise ArgumentError("question", "holds a lone surrogate or a NUL, which no tokenizer reads")
     if len(questions) != len(contexts):
         raise ArgumentError("question", f"{len(questions)} questions for {len(contexts)} contexts: give one, or one per context")
     return contexts, questions, one
@@ -174,6 +197,7 @@ def load_compressor(
     tokenizer: PreTrainedTokenizerBase | None = None,
     solved_from: Sequence[SquadExample] = (),
     decoder: str | None = None,
+    long_context: str = "truncate",
     **options,
 ) -> Compressor | GistCompressor:
     """Any method by name or saved folder; `options` are the method's own (e.g. `ranker="embedding"`).
@@ -185,8 +209,11 @@ def load_compressor(
     reader's adapter keeps it, `solved_from` (a train split) picks the prompt's solved examples instead of
     the shipped ones, and `decoder` (a learned checkpoint trained with a decoder adapter) makes that
     checkpoint's decoder the reader, so that text rows are read as the learned row beside them. A learned
-    checkpoint or a gist model loads its own model."""
+    checkpoint or a gist model loads its own model. A context longer than the model's window is cut at its
+    end (logged), as the harness does, or refused with `long_context="refuse"`."""
     check_placement(dtype, device)
+    if long_context not in LONG_CONTEXT:
+        raise ArgumentError("long_context", f"is one of {', '.join(LONG_CONTEXT)}, got {long_context!r}")
     if isinstance(model, (PreTrainedModel, PeftModel)):
         llm, model = model, None
     if llm is not None and tokenizer is None:
@@ -207,7 +234,7 @@ def load_compressor(
         if folder is None:
             raise ArgumentError(entry.folder, f"method {name!r} loads a saved {entry.kind}: pass {entry.folder}=DIR")
         loaded = entry.load().from_saved(folder, device, model=given.get("model"), budget=budget, reader=reader)
-        return saved_compressor(loaded) if isinstance(loaded, ContextCompressor) else loaded
+        return dataclasses.replace(saved_compressor(loaded), long_context=long_context) if isinstance(loaded, ContextCompressor) else loaded
     if decoder:
         llm, tokenizer, model, reader, prompt = _learned_decoder(decoder, model, reader, device)
     if llm is None:
@@ -223,7 +250,7 @@ def load_compressor(
     shots = solved_examples(prompt.shots, solved_from)
     check_budget_fits(budget, llm.config)
     method = build_method(name, tokenizer, checked, target_model=llm, **options)
-    return Compressor(method, llm, tokenizer, prompt, budget, shots, name, model, reader, decoder, ratio)
+    return Compressor(method, llm, tokenizer, prompt, budget, shots, name, model, reader, decoder, ratio, long_context)
 
 
 def _registry_name(name_or_path: str, options: dict) -> tuple[str, dict]:

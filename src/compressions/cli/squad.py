@@ -125,6 +125,7 @@ def register(groups: dict) -> None:
 
 
 def run_table(args: argparse.Namespace) -> None:
+    from compressions.errors import ConfigError
     from compressions.experiments.learned_table import COLUMNS, learned_table
     from compressions.store.report import markdown_table
     from compressions.store.run_folder import atomic_write_json
@@ -132,7 +133,10 @@ def run_table(args: argparse.Namespace) -> None:
     rows = learned_table(args.runs, args.against)
     print(markdown_table(rows, COLUMNS), end="")
     if args.out:
-        atomic_write_json(Path(args.out), rows)
+        try:
+            atomic_write_json(Path(args.out), rows)
+        except OSError as err:  # e.g. a parent that is a file
+            raise ConfigError(f"--out {args.out}: cannot write the table there ({type(err).__name__}: {err.strerror or err})") from None
 
 
 def run_compare(args: argparse.Namespace) -> None:

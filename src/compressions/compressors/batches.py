@@ -34,7 +34,6 @@ class SquadFeature:
 def squad_features(
     pipeline: SoftPromptModel, examples: list[SquadExample], shots=(), progress: bool = True
 ) -> list[SquadFeature]:
-    tokenizer = pipeline.tokenizer
     groups: dict[str, int] = {}
     features = []
     for example in tqdm(examples, desc="tokenise", unit="ex", disable=not progress):

@@ -23,14 +23,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
 import torch
 from peft import load_peft_weights, set_peft_model_state_dict
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 
@@ -46,7 +45,7 @@ from compressions.models.generation import position_ids, prefill
 from compressions.models.soft_prompts import embed_with_slots
 from compressions.reader.adapter import reader_prompt, with_reader
 from compressions.store.run_folder import atomic_write_json
-from compressions.store.saved import COMPRESSOR_CONFIG, PIPELINE_CONFIG
+from compressions.store.saved import COMPRESSOR_CONFIG, PIPELINE_CONFIG, read_saved
 from compressions.training.lora import LoraSettings, add_adapter, load_adapter
 
 # what selected_residual can start from: the text methods that keep at most M of the context's tokens
@@ -358,7 +357,7 @@ class SoftPromptModel(nn.Module):
         differ = sorted(k for k, v in dataclasses.asdict(self.config).items() if saved.get(k) != v)
         if differ:
             raise ConfigError(f"checkpoint {folder} has another pipeline ({', '.join(differ)} differ)")
-        self.compressor.load_state_dict(load_file(folder / WEIGHTS_FILE), strict=True)
+        self.compressor.load_state_dict(read_saved(folder / WEIGHTS_FILE, "tensors"), strict=True)
         if self.config.use_lora or self.config.encoder_lora:
             set_peft_model_state_dict(self.llm, load_peft_weights(str(folder / ADAPTER_DIR)))
 
@@ -375,11 +374,11 @@ class SoftPromptModel(nn.Module):
         if not (folder / COMPRESSOR_CONFIG).is_file():
             raise ConfigError(f"not a compressor checkpoint (no {COMPRESSOR_CONFIG}): {folder}")
         config = load_config(PipelineConfig, folder / PIPELINE_CONFIG)
-        meta = json.loads((folder / COMPRESSOR_CONFIG).read_text())
+        meta = read_saved(folder / COMPRESSOR_CONFIG)
         meta["config"].setdefault("normalize_output", True)  # saved before the scale was free: it was clamped
         arch = compressor_class(meta["arch"])
         compressor = arch(arch.config_class(**meta["config"]))
-        compressor.load_state_dict(load_file(folder / WEIGHTS_FILE), strict=True)  # every key and shape must match
+        compressor.load_state_dict(read_saved(folder / WEIGHTS_FILE, "tensors"), strict=True)  # every key and shape must match
         if llm is None or tokenizer is None:
             llm, tokenizer = load_model(config.model, device=device)
         llm = with_reader(llm, config.reader)

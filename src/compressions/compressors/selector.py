@@ -20,7 +20,6 @@ Saved folder (`train selector`): `selector.safetensors` (the probe: mean, std, w
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import asdict, dataclass, field
@@ -28,7 +27,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from compressions.config import check_choice
@@ -43,6 +42,7 @@ from compressions.models.generation import copy_cache
 from compressions.models.loading import check_placement
 from compressions.progress import tqdm
 from compressions.store.run_folder import RunFolder
+from compressions.store.saved import read_saved
 
 log = logging.getLogger(__name__)
 WEIGHTS, CONFIG = "selector.safetensors", "selector_config.json"
@@ -141,9 +141,9 @@ class AnswerSelector(KVCompressor):
         folder = Path(checkpoint)
         if not (folder / WEIGHTS).is_file() or not (folder / CONFIG).is_file():
             raise CompressionsError(f"selector checkpoint {checkpoint}: no {WEIGHTS} and {CONFIG} there (made by `compressions train selector`)")
-        self.settings = json.loads((folder / CONFIG).read_text(encoding="utf-8"))
+        self.settings = read_saved(folder / CONFIG)
         self.layers = self.settings["config"]["layers"]
-        weights = load_file(str(folder / WEIGHTS))
+        weights = read_saved(folder / WEIGHTS, "tensors")
         self.probe = Probe(weights["mean"], weights["std"], weights["weight"], weights["bias"]).eval()
 
     def select(self, keys: torch.Tensor, attention: torch.Tensor | None, hidden: tuple[torch.Tensor, ...] | None) -> torch.Tensor:

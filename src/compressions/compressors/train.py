@@ -25,6 +25,7 @@ from compressions.data.documents import pack_documents
 from compressions.data.prompts import pick_shots
 from compressions.data.squad import SquadExample
 from compressions.errors import ConfigError
+from compressions.methods.base import check_budget_fits
 from compressions.models import load_model
 from compressions.store.run_folder import RunFolder, is_main_process
 from compressions.training.config import TrainConfig
@@ -112,6 +113,7 @@ def fit_compressor(
     config.validate()
     if llm is None or tokenizer is None:
         llm, tokenizer = load_model(config.pipeline.model)
+    check_budget_fits(config.pipeline.budget, llm.config)  # before M slots are built: a huge M grows until killed
     torch.manual_seed(config.train.seed)  # the compressor's initial weights
     pipeline = SoftPromptModel.create(config.pipeline, llm, tokenizer)
     if config.init_from:

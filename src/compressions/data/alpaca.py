@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from compressions.data import paths
-from compressions.data.records import RecordIssues, load_hub_rows, read_json
+from compressions.data.records import RecordIssues, load_hub_rows, read_json, unencodable
 from compressions.errors import DataError
 
 FIELDS = ("instruction", "input", "output")
@@ -32,6 +32,8 @@ def parse_alpaca(rows, source: str, on_error: str = "skip") -> list[AlpacaExampl
             issues.report(i, f"missing or non-string field(s) {', '.join(missing)}")
         elif not row["instruction"].strip():
             issues.report(i, "empty instruction")
+        elif any(unencodable(row[k]) for k in FIELDS):
+            issues.report(i, "a field holds a lone surrogate or a NUL")
         else:
             examples.append(AlpacaExample(row["instruction"], row["input"], row["output"], row.get("source") or ""))
     return issues.finish(examples)

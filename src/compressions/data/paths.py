@@ -38,6 +38,9 @@ def resolve(source: str, explicit_data_dir: str | Path | None = None) -> Path | 
     for path in tried:
         if path.is_file():
             return path
+    folders = [str(path) for path in tried if path.is_dir()]
+    if folders:  # a hub id is never a folder here: say so, not "could not load hub dataset"
+        raise DataError(f"data {source!r} is a folder ({folders[0]}), not a data file: name the file in it, or pass the folder as --data-dir")
     if "/" in source and not source.endswith((".json", ".gz", ".jsonl")):
         return source  # e.g. rajpurkar/squad: loaded with `datasets` when online
     hint = "" if root else f" (no data dir set: pass --data-dir or set {DATA_DIR_ENV})"

@@ -130,5 +130,6 @@ def solved_examples(k: int, train: list[SquadExample] = ()) -> list[SquadExample
     examples the harness picks from the shared SQuAD file (at most 2)."""
     shots = pick_shots(list(train) or list(SOLVED_EXAMPLES), k) if k else []
     if len(shots) < k:
-        raise ConfigError(f"prompt.shots={k}: only {len(shots)} solved examples; pass a train split to choose them from")
+        among = f"among the {len(train)} usable train questions (malformed records were skipped as read, each named in a warning)" if train else "shipped"
+        raise ConfigError(f"prompt.shots={k}: only {len(shots)} solved examples {among}; pass a train split with more, or fewer shots")
     return shots

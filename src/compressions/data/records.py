@@ -25,9 +25,20 @@ def read_json(path: Path) -> Any:
     try:
         with opener(path, "rt", encoding="utf-8") as f:
             return json.load(f)
-    except (ValueError, EOFError, OSError, zlib.error) as err:  # ValueError: JSON or UTF-8; the others: gzip, disk
+    except (ValueError, EOFError, OSError, zlib.error, RecursionError) as err:  # JSON or UTF-8; gzip, disk; nesting
         why = "the file is empty" if path.stat().st_size == 0 else f"{type(err).__name__}: {err}"
         raise DataError(f"{path} cannot be read as JSON: {why}") from None
+
+
+def unencodable(text: str) -> bool:
+    """Whether `text` holds what no tokenizer takes: a lone surrogate (JSON's "\\ud800") or a NUL."""
+    if "\0" in text:
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 @dataclass

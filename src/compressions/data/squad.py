@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from compressions.data import paths
-from compressions.data.records import RecordIssues, load_hub_rows, read_json
+from compressions.data.records import RecordIssues, load_hub_rows, read_json, unencodable
 from compressions.errors import DataError
 
 SPLITS = ("train", "validation", "all")
@@ -54,8 +54,11 @@ def _list(record: Any, key: str, where: str, issues: RecordIssues) -> list:
 
 
 def _parse_qa(qa: Any, context: Any, title: str, article: int, where: str, issues: RecordIssues) -> SquadExample | None:
-    if not isinstance(context, str) or not context.strip():
-        issues.report(where, "empty or missing context")
+    if not isinstance(context, str):
+        issues.report(where, f"context is {type(context).__name__}, not a string" if context is not None else "missing context")
+        return None
+    if not context.strip() or unencodable(context):
+        issues.report(where, "empty context" if not context.strip() else "context holds a lone surrogate or a NUL")
         return None
     if not isinstance(qa, dict):
         issues.report(where, f"not an object but {type(qa).__name__}")
@@ -64,8 +67,8 @@ def _parse_qa(qa: Any, context: Any, title: str, article: int, where: str, issue
     if missing:
         issues.report(where, f"missing field(s) {', '.join(missing)}")
         return None
-    if not isinstance(qa["question"], str) or not qa["question"].strip():  # null must not become the text "None"
-        issues.report(where, f"question {qa['question']!r} is not a non-empty string")
+    if not isinstance(qa["question"], str) or not qa["question"].strip() or unencodable(qa["question"]):  # null must not become "None"
+        issues.report(where, f"question {qa['question']!r} is not a non-empty string of text (no lone surrogate, no NUL)")
         return None
     answers = qa["answers"]
     if not isinstance(answers, list) or not answers:

@@ -202,9 +202,9 @@ def expand(grid: GridConfig, out: Path) -> list[Cell]:
 def _check_cell_name(name: str, group: int, out: Path) -> None:
     """A cell is one folder directly inside the grid folder: a name like `../x` would write elsewhere,
     `a/b` would hide from the report, `.x` would be hidden."""
-    if not name or Path(name).name != name or "\\" in name or name.startswith("."):
+    if not name or Path(name).name != name or "\\" in name or name.startswith(".") or not name.isprintable():
         raise ConfigError(
-            f"groups[{group}] cell name {name!r} is not one folder name inside {out} (no '/', no leading '.'); fix the group's name template"
+            f"groups[{group}] cell name {name!r} is not one folder name inside {out} (no '/', no leading '.', no control character); fix the group's name template"
         )
 
 
@@ -226,6 +226,11 @@ def run_grid(
     """Run the unfinished cells (those named in `only`, if given) one after another in this process;
     returns grid_summary.json's content (written only for a whole grid)."""
     cells = _selected(expand(grid, out), only)
+    with folder_lock(out, shared=True):  # grids share the folder; a run that locked it as its own keeps them out
+        return _run_cells(cells, out, progress, echo, whole=only is None)
+
+
+def _run_cells(cells: list[Cell], out: Path, progress: bool, echo: Callable[[str], None], whole: bool) -> dict:
     summary: dict[str, list[str]] = {"finished": [], "skipped": [], "failed": []}
     for i, cell in enumerate(tqdm(cells, desc="grid", unit="cell", disable=not progress), 1):
         folder = Path(cell.config.out)
@@ -250,7 +255,7 @@ def run_grid(
             (folder / "error.json").unlink(missing_ok=True)
         summary["finished"].append(cell.name)
         echo(f"[{i}/{len(cells)}] {summary_line(cell.name, metrics)}")
-    if only is None:
+    if whole:
         atomic_write_json(out / "grid_summary.json", summary)
     return summary
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import functools
 import importlib
 import inspect
+import types
+import typing
 from dataclasses import dataclass
 
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -118,12 +120,32 @@ def build_method(
         valid = ", ".join(method_options(name)) or "none"
         raise CompressionsError(f"method {name!r} has no option {', '.join(unknown)} (its options: {valid})")
     method = entry.load()
+    check_option_types(name, method, options)
     if "target_model" in inspect.signature(method).parameters:
         options["target_model"] = target_model
     return method(tokenizer, **options)
 
 
+_SIMPLE = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+
+
+def check_option_types(name: str, method: type, options: dict) -> None:
+    """Each option's value against the type its constructor declares (int, float, str, bool, or one of them
+    or None): `seed=abc` is one error naming the option, not a string recorded as a seed."""
+    hints = typing.get_type_hints(method.__init__)
+    for key, value in options.items():
+        declared = hints.get(key)
+        allowed = set(typing.get_args(declared)) if isinstance(declared, types.UnionType) else {declared}
+        if value is None and type(None) in allowed or not allowed <= {*_SIMPLE, type(None)}:
+            continue  # None where it is allowed, or a type this check does not know
+        fits = any(isinstance(value, t) and not (t in (int, float) and isinstance(value, bool)) for t in allowed - {type(None)})
+        fits = fits or (float in allowed and isinstance(value, int) and not isinstance(value, bool))
+        if not fits:
+            wanted = " or ".join(_SIMPLE[t] for t in allowed if t in _SIMPLE)
+            raise ArgumentError(f"method_options.{key}", f"method {name!r} takes {wanted}, got {value!r}")
+
+
 __all__ = [
     "METHODS", "NO_BUDGET", "REQUIRED", "SAVED", "CompressedContext", "ContextCompressor", "Entry", "KVCompressor", "Target",
-    "build_method", "check_method", "family_of", "method_options", "takes_budget",
+    "build_method", "check_method", "check_option_types", "family_of", "method_options", "takes_budget",
 ]  # fmt: skip

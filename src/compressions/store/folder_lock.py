@@ -36,8 +36,10 @@ def _describe(fd: int) -> str:
 
 
 @contextmanager
-def folder_lock(folder: str | Path) -> Iterator[None]:
-    """Hold `folder`'s lock (making the folder) or raise FolderBusyError naming the process that holds it."""
+def folder_lock(folder: str | Path, shared: bool = False) -> Iterator[None]:
+    """Hold `folder`'s lock (making the folder) or raise FolderBusyError naming the process that holds it.
+    `shared`: grids writing cells into one folder hold it together, and a run's own (exclusive) lock on
+    that folder keeps them all out, as they keep it out."""
     key = Path(folder).resolve()
     if key in _held:
         fd, count = _held[key]
@@ -50,12 +52,12 @@ def folder_lock(folder: str | Path) -> Iterator[None]:
     key.mkdir(parents=True, exist_ok=True)
     fd = os.open(key / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
     except BlockingIOError:
         holder = _describe(fd)
         os.close(fd)
         raise FolderBusyError(f"{folder} is in use by another run ({holder}); wait for it to end or choose another folder") from None
-    os.ftruncate(fd, 0)
+    os.ftruncate(fd, 0)  # the holder a busy error names (of sharers, the last to come)
     os.pwrite(fd, json.dumps({"pid": os.getpid(), "command": " ".join(sys.argv)}).encode("utf-8"), 0)
     _held[key] = (fd, 1)
     try:

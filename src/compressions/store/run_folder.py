@@ -156,13 +156,26 @@ class RunFolder:
             self.path.mkdir(parents=True, exist_ok=True)
             if is_main_process():
                 self._held.enter_context(folder_lock(self.path))  # FolderBusyError: another run owns it
+                self._refuse_files_of_another_kind()
             self._handler = logging.FileHandler(self.path / log_name, encoding="utf-8")
         except OSError as err:
             self._held.close()
             raise ConfigError(f"cannot use {self.path} as a run folder: {err.strerror} ({err.filename})") from None
+        except ConfigError:
+            self._held.close()
+            raise
         self._handler.setFormatter(logging.Formatter(LOG_FORMAT))
         logging.getLogger("compressions").addHandler(self._handler)
         logging.getLogger("compressions").setLevel(logging.INFO)
+
+    def _refuse_files_of_another_kind(self) -> None:
+        """A folder holding files a run writes (metrics.json ...) but no status.json was not written by a run:
+        they are someone's own, and a run would overwrite them."""
+        if (self.path / STATUS_FILE).exists():
+            return
+        theirs = [name for name in (*RESULT_FILES, "config.json", "environment.json") if (self.path / name).exists()]
+        if theirs:
+            raise ConfigError(f"{self.path} holds {', '.join(theirs)} that no run wrote (no {STATUS_FILE}); choose another folder, or move them away")
 
     def write_json(self, name: str, obj) -> Path:
         if is_main_process():
@@ -222,7 +235,10 @@ class RunFolder:
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, _traceback) -> None:
         try:
-            if self._started is not None and is_main_process():  # only a run that began says how it ended
+            if self._started is None and error is not None and not isinstance(error, KeyboardInterrupt) and is_main_process():
+                if not (self.path / "status.json").exists():  # a new folder says why it holds no result; a used one keeps its state
+                    self.write_status("failed", f"{kind.__name__}: {error}")
+            elif self._started is not None and is_main_process():  # a run that began says how it ended
                 if error is None:
                     self.write_status("finished")
                 elif isinstance(error, KeyboardInterrupt):

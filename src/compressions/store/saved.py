@@ -11,7 +11,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from compressions.errors import ArgumentError
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+
+from compressions.errors import ArgumentError, ConfigError
 
 # a learned compressor checkpoint (compressors.pipeline): its pipeline config and the compressor's own
 PIPELINE_CONFIG, COMPRESSOR_CONFIG = "pipeline_config.json", "compressor_config.json"
@@ -23,6 +26,15 @@ GIST_MODEL = "gist model"
 READER = "reader adapter"
 
 
+def read_saved(path: Path, kind: str = "json"):
+    """A saved JSON file's content, or a safetensors file's tensors (kind="tensors"); a cut-off, empty or
+    garbage file is one ConfigError naming it, not a parser's traceback."""
+    try:
+        return load_file(str(path)) if kind == "tensors" else json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, OSError, SafetensorError) as err:  # ValueError: JSON or UTF-8
+        raise ConfigError(f"{path} cannot be read ({type(err).__name__}: {err}): the saved folder is damaged; save it again") from None
+
+
 def model_dir(path: str) -> str:
     """A `gist train` run folder stands for its `model/` directory."""
     return str(Path(path) / "model") if (Path(path) / "model" / GIST_CONFIG).is_file() else path
@@ -31,7 +43,7 @@ def model_dir(path: str) -> str:
 def gist_settings(path: str) -> dict | None:
     """The training config saved beside a gist model, or None for a base model."""
     file = Path(model_dir(path)) / GIST_CONFIG
-    return json.loads(file.read_text()) if file.is_file() else None
+    return read_saved(file) if file.is_file() else None
 
 
 def saved_kind(path: str | Path) -> str | None:
@@ -61,7 +73,7 @@ def saved_settings(path: str | Path, kind: str) -> dict:
     if saved_kind(path) != kind:
         raise ArgumentError("checkpoint", f"{path} is {describe(path)}, not a {kind}")
     if kind == COMPRESSOR:
-        return json.loads((Path(path) / PIPELINE_CONFIG).read_text(encoding="utf-8"))
+        return read_saved(Path(path) / PIPELINE_CONFIG)
     return gist_settings(str(path))
 
 

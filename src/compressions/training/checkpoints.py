@@ -143,6 +143,14 @@ def save_checkpoint(
 def load_checkpoint(accelerator: Accelerator, path: Path, config: TrainConfig, loss: Stateful | None = None) -> tuple[dict, torch.Tensor]:
     """Restore the prepared objects' states (and `loss`'s) from `path`; returns (position, epoch_generator_state)."""
     position = json.loads((path / POSITION_FILE).read_text(encoding="utf-8"))
+    step = position.get("step")
+    # the folder's name, the log rows and max_steps all say how far a step is: a position that disagrees
+    # would "resume" past the end and mark an unfinished run finished
+    if not isinstance(step, int) or path.name != f"step-{step:08d}" or len(position.get("history", ())) != step or step > config.max_steps:
+        raise CheckpointMismatchError(
+            f"checkpoint {path}: its {POSITION_FILE} says step {step!r}, which is not its folder's step, its {len(position.get('history', ()))} "
+            f"logged steps, or within train.max_steps={config.max_steps}; remove the step folder or change the run folder"
+        )
     if position["train_config"] != _comparable(config):
         changed = sorted(k for k, v in _comparable(config).items() if position["train_config"].get(k) != v)
         raise CheckpointMismatchError(
