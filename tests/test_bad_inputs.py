@@ -92,6 +92,7 @@ FILES = {
     "nul.json": json.dumps(_one_record(question="What\u0000?")),
     "int_context.json": _one_record(context=5),
     "mostly_malformed.json": _mostly_malformed(),
+    "grid_ok.yaml": "out: gridout\ngroups:\n  - kind: squad\n    base: {model: tiny-random-llama}\n    axes: {method: [none]}\n",
     "grid_nul.yaml": 'out: gridout\ngroups:\n  - kind: squad\n    name: "a\\0{method}"\n    base: {model: tiny-random-llama}\n    axes: {method: [none]}\n',
 }
 
@@ -125,6 +126,12 @@ def inputs(tmp_path_factory):
     (root / "users").mkdir()
     (root / "users" / "metrics.json").write_text('{"mine": 1}')
     assert main([_fill(w, {"squad.json": str(root / "squad.json"), "out": str(root / "base")}) for w in squad("--method", "none")]) == 0
+    shutil.copytree(root / "base", root / "cut_scores")
+    (root / "cut_scores" / "scores.json").write_text((root / "base" / "scores.json").read_text()[:40])
+    for cell, file, text in [("ok", None, None), ("none", "metrics.json", '{"f1": 1'), ("prefix-M4", "status.json", "garbage")]:
+        shutil.copytree(root / "base", root / "grid_bad" / cell)  # a grid with a cut-off metrics.json and a garbage status.json
+        if file:
+            (root / "grid_bad" / cell / file).write_text(text)
     return root
 
 
@@ -212,6 +219,9 @@ CASES = {
     "a checkpoint whose config is cut off": (squad("--method", "learned", "--checkpoint", "{ck_cut_config}"), "compressor_config.json cannot be read (JSONDecodeError"),
     "a --model folder with no tokenizer": (squad("--model", "{model_notok}"), "holds no tokenizer"),
     "a grid cell name holding a NUL": (["grid", "{grid_nul.yaml}"], "is not one folder name inside gridout (no '/', no leading '.', no control character)"),
+    "grid out=<a file>": (["grid", "{grid_ok.yaml}", "out={a_file}"], "out: cannot use {a_file} as the grid's folder: {a_file} is a file"),
+    "eval compare on a cut-off scores.json": (["eval", "compare", "{cut_scores}", "{base}"], "cut_scores/scores.json cannot be read as JSON"),
+    "report on a grid with unreadable cells": (["report", "{grid_bad}"], "2 cell(s) of {grid_bad} left out: none (metrics.json unreadable), prefix-M4 (status.json unreadable)"),
     "eval table --out under a file": (["eval", "table", "{base}", "--out", "{a_file}/x.json"], "--out {a_file}/x.json: cannot write the table there"),
     # 3. unchecked budgets and options
     "train compressor --budget 100000": (
@@ -251,7 +261,7 @@ def _fill(text: str, names: dict[str, str]) -> str:
 @pytest.mark.parametrize("case", CASES)
 def test_bad_input_is_one_error_line_and_exit_2(case, inputs, tmp_path, capsys, monkeypatch):
     argv, words = CASES[case]
-    folders = ["gist", "ck", "reader", "ck_cut_weights", "ck_empty_weights", "ck_cut_config", "model_notok", "datadir", "users", "base"]
+    folders = ["gist", "ck", "reader", "ck_cut_weights", "ck_empty_weights", "ck_cut_config", "model_notok", "datadir", "users", "base", "cut_scores", "grid_bad"]
     names = {name: str(inputs / name) for name in [*FILES, *folders]} | {"out": str(tmp_path / "out")}
     monkeypatch.chdir(tmp_path)
     assert main([_fill(word, names) for word in argv]) == 2
