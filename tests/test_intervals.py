@@ -52,7 +52,7 @@ def test_runs_write_scores_and_compare_question_by_question(tmp_path, capsys):
         assert low <= runs[method]["f1"] <= high
     full = json.loads((tmp_path / "full" / "scores.json").read_text())
     prefix = json.loads((tmp_path / "prefix" / "scores.json").read_text())
-    assert [s["id"] for s in full] == [e.id for e in examples]
+    assert [s["id"] for s in full] == [s["id"] for s in prefix] == [e.id for e in examples]
     out = compare_runs(tmp_path / "full", tmp_path / "prefix")
     assert out["n"] == 6 and out["f1"]["mean"] == pytest.approx(runs["full"]["f1"] - runs["prefix"]["f1"])
     assert main(["eval", "compare", str(tmp_path / "full"), str(tmp_path / "prefix")]) == 0

@@ -105,7 +105,7 @@ def _tokenizer(source: str) -> PreTrainedTokenizerBase:
         tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)
     except OSError:
         tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=not hub_reachable())
-    except ValueError as err:  # a folder with weights but no tokenizer files: transformers asks for sentencepiece
+    except ValueError:  # a folder with weights but no tokenizer files: transformers asks for sentencepiece
         if Path(source).is_dir():
             raise ModelNotFoundError(f"{source} holds no tokenizer (tokenizer.json or tokenizer_config.json); copy the model's tokenizer files there") from None
         raise
