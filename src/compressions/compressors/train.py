@@ -127,7 +127,7 @@ def fit_compressor(
     else:  # unlabelled text: each distinct training paragraph once
         paragraphs = list(dict.fromkeys(e.context for e in examples))
         features = pretraining_features(pipeline, paragraphs, config.task, config.train.seed)
-    per_context = config.pipeline.questions_per_context
+    n_features, per_context = len(features), config.pipeline.questions_per_context
     if per_context > 1:  # each unit: one context, up to `per_context` of its questions
         features = question_groups(features, per_context)
     collate_fn = functools.partial(
@@ -154,7 +154,7 @@ def fit_compressor(
             "compressor_parameters": n_params,
             "trainable_parameters": sum(p.numel() for g in groups for p in g["params"]),
             "task": config.task,
-            "train_questions" if config.task == "squad" else "train_texts": sum(len(f) for f in features) if per_context > 1 else len(features),
+            "train_questions" if config.task == "squad" else "train_texts": n_features,
             "steps": len(history),
             "train_seconds": train_seconds,
             "last_steps_mean": {k: statistics.fmean(r[k] for r in last) for k in last[0] if k != "step"} if last else {},

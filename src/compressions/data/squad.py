@@ -57,8 +57,11 @@ def _parse_qa(qa: Any, context: Any, title: str, article: int, where: str, issue
     if not isinstance(context, str):
         issues.report(where, f"context is {type(context).__name__}, not a string" if context is not None else "missing context")
         return None
-    if not context.strip() or unencodable(context):
-        issues.report(where, "empty context" if not context.strip() else "context holds a lone surrogate or a NUL")
+    if not context.strip():
+        issues.report(where, "empty context")
+        return None
+    if unencodable(context):
+        issues.report(where, "context holds a lone surrogate or a NUL")
         return None
     if not isinstance(qa, dict):
         issues.report(where, f"not an object but {type(qa).__name__}")
