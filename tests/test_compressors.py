@@ -389,8 +389,12 @@ def test_documents_train_several_questions_per_context_diagnose_and_evaluate_on_
         load_config(CompressorTrainConfig, overrides=["documents=100000"]).validate()
 
 
-@pytest.mark.parametrize("arch, options", [("gist_kv", {"encoder_lora": True}), ("gist_compressor", {"compressor": {"hidden_size": 16}})])
+@pytest.mark.parametrize(
+    "arch, options",
+    [("gist_kv", {"encoder_lora": True}), ("restore", {"encoder_lora": True, "compressor": {"slots": 1}}), ("gist_compressor", {"compressor": {"hidden_size": 16}})],
+)
 def test_a_multi_question_batch_gives_the_loss_and_gradients_of_one_question_at_a_time(arch, options):
+    """The distillation term included: the multi-question batch's teacher reads each context once."""
     pipeline = _pipeline(arch, fresh=True, **options)
     examples = [dataclasses.replace(e, question=f"{e.question} ({k})") for e in synthetic_squad(2, seed=1) for k in range(3)]
     features = squad_features(pipeline, examples, progress=False)
@@ -406,7 +410,11 @@ def test_a_multi_question_batch_gives_the_loss_and_gradients_of_one_question_at_
         loss.backward()
         results.append((loss.detach(), [p.grad.clone() for p in trained]))
     (many, many_grads), (one, one_grads) = results
-    assert collate_questions(groups, *args)["context_ids"].shape[0] == 4
+    batch = collate_questions(groups, *args)
+    assert batch["context_ids"].shape[0] == 4
+    with torch.no_grad():
+        shared, full = pipeline.context_teacher_logits(batch), pipeline.teacher_logits(batch["teacher_ids"], batch["teacher_mask"], batch["labels"].shape[1])
+    torch.testing.assert_close(shared, full, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(many, one, atol=1e-5, rtol=1e-5)
     for a, b in zip(many_grads, one_grads):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)

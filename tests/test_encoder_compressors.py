@@ -202,13 +202,13 @@ def test_reader_is_the_decoder_and_is_merged_again_on_loading(tmp_path):
         _pipeline("selected_residual", reader=str(tmp_path / "reader"), prompt=SquadPromptConfig(shots=1))
 
 
-@pytest.mark.parametrize("arch", [a for a in ENCODER_ARCHS if a != "gist_kv"])  # gist_kv: test_gist_kv.py
+@pytest.mark.parametrize("arch", [a for a in ENCODER_ARCHS if a not in ("gist_kv", "restore")])  # their own files test them
 def test_overfits_eight_examples_to_exact_answers(tmp_path, arch):
     """One question for the 8 contexts: exact answers that change when the soft tokens are swapped mean the
     answers went context -> encoder -> soft tokens -> decoder. The tiny random decoder reads them with a LoRA
     adapter (with only the encoder's adapter its answer CE stayed at 10.8 for 300 steps); soft tokens that
     are last hidden states get the embedding norm, since the steerable model's final-norm gain puts them
-    hundreds of times above its embeddings. gist_kv's own test (test_gist_kv.py) needs no decoder adapter."""
+    hundreds of times above its embeddings. gist_kv's and restore's own tests need no decoder adapter."""
     examples = synthetic_job_questions()
     scale = [] if arch == "selected_residual" else ["pipeline.compressor.normalize_output=true"]
     config = load_config(

@@ -2,7 +2,7 @@
 
 One architecture per module; this dict joins them (name -> compressor class; its config class is
 `cls.config_class`). Classes with `reads_llm` run the LLM as their encoder (encoder.py); the others read
-the context's N vectors. Those with `makes_cache` (gist_kv.py) give per-layer keys and values
+the context's N vectors. Those with `makes_cache` (gist_kv.py, restore.py) give per-layer keys and values
 the decoder holds in its cache instead of soft tokens in its input.
 """
 
@@ -20,6 +20,7 @@ from compressions.compressors.encoder import (
 from compressions.compressors.gist_compressor import GistSoftCompressor
 from compressions.compressors.gist_kv import GistKVCompressor
 from compressions.compressors.pooling import PoolingCompressor
+from compressions.compressors.restore import RestoreCompressor
 from compressions.errors import ConfigError
 
 ARCHITECTURES: dict[str, type[SoftCompressor | EncoderCompressor]] = {
@@ -31,6 +32,7 @@ ARCHITECTURES: dict[str, type[SoftCompressor | EncoderCompressor]] = {
     "pooled_encoder": PooledEncoderCompressor,
     "selected_residual": SelectedResidualCompressor,
     "gist_kv": GistKVCompressor,
+    "restore": RestoreCompressor,
 }
 
 

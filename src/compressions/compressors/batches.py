@@ -96,4 +96,5 @@ def collate_questions(groups: list[list[SquadFeature]], pad_id: int, slot_ids: l
     batch = collate([f for group in groups for f in group], pad_id, slot_ids, budget)
     batch["context_ids"], batch["context_mask"] = right_pad([group[0].compressor_ids for group in groups], pad_id)
     batch["context_index"] = torch.tensor([row for row, group in enumerate(groups) for _ in group])
+    batch["teacher_context_ids"], batch["teacher_context_mask"] = right_pad([group[0].context_ids for group in groups], pad_id)
     return batch

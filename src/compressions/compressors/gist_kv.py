@@ -53,7 +53,7 @@ class CacheReader(Protocol):
 
     def prefix_ids(self) -> list[int]: ...
 
-    def encode_cache(self, embeds: torch.Tensor, mask: torch.Tensor) -> tuple[DynamicCache, torch.Tensor]: ...
+    def encode_cache(self, embeds: torch.Tensor, mask: torch.Tensor, all_layers: bool = False) -> tuple[DynamicCache, torch.Tensor]: ...
 
 
 @dataclass
@@ -61,12 +61,24 @@ class GistEntries:
     keys: list[torch.Tensor]  # per layer (B, n_kv, M, head_dim)
     values: list[torch.Tensor]
     positions: torch.Tensor  # (B, M): the position each gist was read at
-    hidden: torch.Tensor  # (B, M, d): the gists' last hidden states (for the collapse diagnostics)
+    hidden: torch.Tensor | None  # (B, M, d): the gists' last hidden states (for the collapse diagnostics)
+    mask: torch.Tensor | None = None  # (B, M) False on an entry the decoder must not read (a short context's padding)
+    after: torch.Tensor | None = None  # (B,) where the text after them continues; by default after the last entry
 
     @property
     def next_positions(self) -> torch.Tensor:
         """(B,) where the text after the gists continues."""
-        return self.positions[:, -1] + 1
+        return self.positions[:, -1] + 1 if self.after is None else self.after
+
+    def rows(self, index: torch.Tensor) -> GistEntries:
+        """The entries of rows `index` (B',), e.g. one context's entries for each of its questions."""
+
+        def pick(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t.index_select(0, index.to(t.device))
+
+        return GistEntries(
+            [pick(k) for k in self.keys], [pick(v) for v in self.values], pick(self.positions), pick(self.hidden), pick(self.mask), pick(self.after)
+        )
 
 
 class GistKVCompressor(EncoderCompressor):

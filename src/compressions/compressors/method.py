@@ -72,6 +72,7 @@ class LearnedContext(ContextCompressor):
 
     def _kept_cache(self, gist: GistEntries) -> KeptCache:
         """One context's gist entries after the decoder's prompt-prefix cache, as the harness reads KV methods."""
-        keys, values = torch.stack([k[0] for k in gist.keys]), torch.stack([v[0] for v in gist.values])  # (L, n_kv, M, hd)
-        positions = gist.positions[0].expand(*keys.shape[:3])
+        read = slice(None) if gist.mask is None else gist.mask[0]  # the entries of a short context's padding are dropped
+        keys, values = torch.stack([k[0][:, read] for k in gist.keys]), torch.stack([v[0][:, read] for v in gist.values])  # (L, n_kv, M, hd)
+        positions = gist.positions[0][read].expand(*keys.shape[:3])
         return KeptCache(self.pipeline.decoder_prefix(), keys, values, positions, int(gist.next_positions[0]))

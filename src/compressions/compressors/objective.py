@@ -48,7 +48,10 @@ class CompressorObjective:
         if c.first_token_ce:
             terms["first_token_ce"] = losses.first_token_ce(logits, labels)
         if c.distillation:
-            teacher = pipeline.teacher_logits(batch["teacher_ids"], batch["teacher_mask"], labels.shape[1])
+            if "context_index" in batch and not pipeline.config.use_lora:  # each context read once for its questions
+                teacher = pipeline.context_teacher_logits(batch)
+            else:
+                teacher = pipeline.teacher_logits(batch["teacher_ids"], batch["teacher_mask"], labels.shape[1])
             terms["distillation"] = losses.distillation_kl(logits, teacher, labels, c.distillation_temperature)
         if c.contrastive:
             keys = out["context_summary"].detach()

@@ -220,16 +220,25 @@ class SoftPromptModel(nn.Module):
         """(B, T, d) last (normed) hidden states of the LLM as encoder: with the encoder adapter, if any."""
         return self._encode(embeds, mask, use_cache=False).last_hidden_state
 
-    def encode_cache(self, embeds: torch.Tensor, mask: torch.Tensor) -> tuple[DynamicCache, torch.Tensor]:
-        """The encoder's KV cache of the inputs and its last hidden states (B, T, d)."""
-        out = self._encode(embeds, mask, use_cache=True)
-        return out.cache, out.last_hidden_state
+    def encode_cache(self, embeds: torch.Tensor, mask: torch.Tensor, all_layers: bool = False) -> tuple[DynamicCache, torch.Tensor | tuple[torch.Tensor, ...]]:
+        """The encoder's KV cache of the inputs and its last hidden states (B, T, d); with `all_layers`, every
+        layer's hidden states instead (the embeddings first, as `output_hidden_states` gives them)."""
+        out = self._encode(embeds, mask, use_cache=True, output_hidden_states=all_layers)
+        return out.cache, out.hidden_states if all_layers else out.last_hidden_state
 
-    def _encode(self, embeds: torch.Tensor, mask: torch.Tensor, use_cache: bool):
+    @torch.no_grad()
+    def frozen_states(self, embeds: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Every layer's hidden states of the frozen LLM (no adapter) over the inputs: what a fixed scorer reads."""
+        if not self.config.encoder_lora:  # the encoder is the frozen LLM: its own forward serves
+            return ()
+        with self.base_llm():
+            return self.llm.get_decoder()(inputs_embeds=embeds, attention_mask=mask.long(), position_ids=position_ids(mask), output_hidden_states=True).hidden_states
+
+    def _encode(self, embeds: torch.Tensor, mask: torch.Tensor, use_cache: bool, **options):
         context = contextlib.nullcontext() if self.config.encoder_lora else self.base_llm()
         with context:
             decoder = self.llm.get_decoder()
-            return decoder(inputs_embeds=embeds, attention_mask=mask.long(), position_ids=position_ids(mask), use_cache=use_cache)
+            return decoder(inputs_embeds=embeds, attention_mask=mask.long(), position_ids=position_ids(mask), use_cache=use_cache, **options)
 
     def decoder_prefix(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """The decoder's own cache of the prompt prefix, per layer [1, n_kv, P, head_dim]. Made once when the
@@ -283,7 +292,8 @@ class SoftPromptModel(nn.Module):
                 torch.cat([values.expand(b, -1, -1, -1), gist.values[layer]], dim=2),
                 layer,
             )
-        mask = torch.cat([after.new_ones(b, cache.get_seq_length()), after], dim=1)
+        kept = after.new_ones(b, gist.positions.shape[1]) if gist.mask is None else gist.mask.to(after)
+        mask = torch.cat([after.new_ones(b, cache.get_seq_length() - kept.shape[1]), kept, after], dim=1)
         positions = (position_ids(after) + gist.next_positions[:, None]) * after
         with self.decoding():
             out = self.llm(
@@ -296,6 +306,30 @@ class SoftPromptModel(nn.Module):
         """The frozen LLM reading the full text context: (B, A, V) at the same answer positions."""
         with self.base_llm():
             return self._last_logits(answer_width, input_ids=input_ids, attention_mask=attention_mask)
+
+    @torch.no_grad()
+    def context_teacher_logits(self, batch: dict) -> torch.Tensor:
+        """`teacher_logits` of a multi-question batch (batches.collate_questions) with each context read once:
+        the frozen LLM's cache of the prompt prefix and the whole context, then every question's text after it,
+        at the positions the full prompt gives it. Only for a frozen decoder (whose prefix cache is the LLM's)."""
+        if self.config.use_lora:
+            raise ConfigError("context_teacher_logits: the decoder wears an adapter, so its prefix cache is not the teacher's")
+        ids, mask = batch["teacher_context_ids"].to(self.device), batch["teacher_context_mask"].to(self.device)
+        (g, n), prefix = ids.shape, self.decoder_prefix()
+        p = prefix[0][0].shape[2]
+        cache = DynamicCache(config=self.llm.config)
+        for layer, (keys, values) in enumerate(prefix):
+            cache.update(keys.expand(g, -1, -1, -1), values.expand(g, -1, -1, -1), layer)
+        positions = torch.arange(p, p + n, device=ids.device).expand(g, -1)
+        with self.base_llm():
+            self.llm(input_ids=ids, attention_mask=torch.cat([mask.new_ones(g, p), mask], 1).long(), position_ids=positions, cache=cache, logits_to_keep=1)
+        context = GistEntries(
+            [layer.keys[:, :, p:] for layer in cache.layers], [layer.values[:, :, p:] for layer in cache.layers], positions, None, mask, p + mask.sum(1)
+        )  # fmt: skip
+        with self.base_llm():
+            return self.cache_answer_logits(
+                context.rows(batch["context_index"]), batch["input_ids"], batch["attention_mask"], batch["slot_mask"], batch["labels"].shape[1]
+            )  # fmt: skip
 
     def _last_logits(self, answer_width: int, attention_mask: torch.Tensor, **inputs) -> torch.Tensor:
         positions = position_ids(attention_mask)
@@ -313,7 +347,7 @@ class SoftPromptModel(nn.Module):
         context_mask = spread(batch["context_mask"])
         if self.compressor.makes_cache:
             gist = self.compressor(self, batch["context_ids"], batch["context_mask"].bool())
-            gist = GistEntries([spread(k) for k in gist.keys], [spread(v) for v in gist.values], spread(gist.positions), spread(gist.hidden))
+            gist = gist if row is None else gist.rows(row)
             soft, features = gist.hidden, spread(self.embed(batch["context_ids"]).detach())
             logits = self.cache_answer_logits(gist, *inputs)
         else:
@@ -326,7 +360,7 @@ class SoftPromptModel(nn.Module):
 
     # --- checkpoints ---
     def trainable_groups(self, compressor_lr: float, lora_lr: float) -> list[dict]:
-        groups = [{"params": list(self.compressor.parameters()), "lr": compressor_lr}]
+        groups = [{"params": [p for p in self.compressor.parameters() if p.requires_grad], "lr": compressor_lr}]  # not a frozen scorer
         lora = [p for p in self.llm.parameters() if p.requires_grad]
         return groups + ([{"params": lora, "lr": lora_lr}] if lora else [])
 
