@@ -389,6 +389,21 @@ def test_documents_train_several_questions_per_context_diagnose_and_evaluate_on_
         load_config(CompressorTrainConfig, overrides=["documents=100000"]).validate()
 
 
+def test_a_config_sizes_its_own_preset(tmp_path):
+    data = tmp_path / "squad.json"
+    paragraphs = [{"context": e.context, "qas": [{"id": e.id, "question": e.question, "answers": [{"text": e.answers[0], "answer_start": e.answer_starts[0]}]}]} for e in synthetic_squad(6)]
+    data.write_text(json.dumps({"data": [{"title": "A", "paragraphs": paragraphs[:4]}, {"title": "B", "paragraphs": paragraphs[4:]}]}))
+    own = ["train.max_steps=1", "train.batch_size=2", "train.micro_batch_size=2", "eval_limit=0"]
+    config = tmp_path / "c.yaml"
+    config.write_text(json.dumps({"pipeline": {"arch": "pooling", "budget": 3}, "presets": {"test": own}}))
+    argv = ["train", "compressor", "--config", str(config), "--preset", "test", "--model", "tiny-random-llama", "--data", str(data), "train_articles=1"]
+    assert main([*argv, "--out", str(tmp_path / "run")]) == 0
+    summary = json.loads((tmp_path / "run" / "training_summary.json").read_text())
+    assert summary["steps"] == 1 and "eval" not in summary  # PRESETS["test"] would take 2 steps and score 4 questions
+    with pytest.raises(ConfigError, match="presets: names must be among"):
+        load_config(CompressorTrainConfig, overrides=["presets={huge: [train.max_steps=9]}"])
+
+
 @pytest.mark.parametrize(
     "arch, options",
     [("gist_kv", {"encoder_lora": True}), ("restore", {"encoder_lora": True, "compressor": {"slots": 1}}), ("gist_compressor", {"compressor": {"hidden_size": 16}})],

@@ -198,3 +198,54 @@ def test_unknown_layout_is_a_config_error():
 
     with pytest.raises(ConfigError, match="compressor.layout must be one of"):
         build_compressor("gist_kv", num_tokens=M, input_size=8, layout="diagonal")
+
+
+def test_separate_adapters_compress_and_answer_apart_and_are_both_saved_and_restored(tmp_path):
+    """`separate_adapters`: the compressing adapter alone changes the gists, the answering one alone changes how
+    they are read; one step's gradients reach both; a checkpoint brings both back."""
+    lora = LoraSettings(r=2, target_modules=["q_proj", "v_proj"])
+    pipeline = _pipeline(use_lora=True, encoder_lora=True, separate_adapters=True, lora=lora).train()
+    features = squad_features(pipeline, synthetic_squad(2, seed=4), progress=False)
+    batch = collate(features, pipeline.tokenizer.pad_token_id, pipeline.slot_ids(), M)
+    pipeline(batch)["logits"].logsumexp(-1).mean().backward()
+    # every layer's v_proj of both adapters (the last layer's encoder q_proj feeds nothing the decoder reads)
+    grads = {name: p.grad for name, p in pipeline.llm.named_parameters() if "v_proj.lora_B" in name}
+    assert {n.rsplit(".", 2)[-2] for n in grads} == {"default", "encoder"} and all(g is not None and g.abs().sum() > 0 for g in grads.values())
+    pipeline.eval()
+
+    def perturb(adapter):
+        g = torch.Generator().manual_seed(len(adapter))
+        with torch.no_grad():
+            for name, p in pipeline.llm.named_parameters():
+                if f"lora_B.{adapter}." in name:
+                    p.copy_(torch.randn(p.shape, generator=g) * 0.05)
+
+    def outputs(p):
+        with torch.no_grad():
+            gist = p.compressor(p, batch["context_ids"], batch["context_mask"].bool())
+            return gist.keys[-1], p(batch)["logits"]
+
+    keys, logits = outputs(pipeline)
+    perturb("default")  # answering
+    keys_1, logits_1 = outputs(pipeline)
+    torch.testing.assert_close(keys_1, keys)
+    assert not torch.allclose(logits_1, logits, atol=1e-4)
+    perturb("encoder")  # compressing
+    keys_2, logits_2 = outputs(pipeline)
+    assert not torch.allclose(keys_2, keys, atol=1e-4)
+    pipeline.save_pretrained(tmp_path / "ckpt")
+    assert (tmp_path / "ckpt" / "adapter" / "encoder" / "adapter_model.safetensors").is_file()
+    loaded = SoftPromptModel.from_pretrained(tmp_path / "ckpt")
+    keys_3, logits_3 = outputs(loaded)
+    torch.testing.assert_close(keys_3, keys_2)
+    torch.testing.assert_close(logits_3, logits_2)
+    fresh = _pipeline(use_lora=True, encoder_lora=True, separate_adapters=True, lora=lora).eval()
+    fresh.load_weights(tmp_path / "ckpt")  # training on from a checkpoint restores both too
+    torch.testing.assert_close(outputs(fresh)[1], logits_2)
+
+
+def test_separate_adapters_need_both_adapters():
+    from compressions.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="separate_adapters: needs both use_lora"):
+        PipelineConfig(arch="gist_kv", encoder_lora=True, separate_adapters=True).validate()

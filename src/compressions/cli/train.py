@@ -16,7 +16,9 @@ def run_train_compressor(args: argparse.Namespace) -> None:
     from compressions.config import load_config
     from compressions.experiments.compressor_run import train_compressor
 
-    preset = PRESETS[args.preset] if args.preset else []
+    preset = []
+    if args.preset:  # the config file may size a preset its own way
+        preset = load_config(CompressorTrainConfig, args.config, config_overrides(args)).presets.get(args.preset, PRESETS[args.preset])
     config = load_config(CompressorTrainConfig, args.config, [*preset, *config_overrides(args)])
     summary = train_compressor(config)
     print(json.dumps({k: v for k, v in summary.items() if k != "eval"}, indent=2))

@@ -4,8 +4,9 @@ The decoder is the LLM itself, or the SQuAD reader (`reader`: its LoRA adapter m
 so learned methods are read by the same decoder as the text rows beside them). One LoRA adapter can be
 added: the decoder's (`use_lora`: the LLM reads soft tokens with it), the encoder's (`encoder_lora`:
 on only while a `reads_llm` compressor runs the LLM over the context), or both at once: one adapter that
-encodes and decodes, as the Gist paper trains one model for both. The teacher is always the decoder
-without that adapter, reading the full text.
+encodes and decodes, as the Gist paper trains one model for both; or, with `separate_adapters`, two: one
+compresses and one answers (GistPool's and CCM's separate parameters). The teacher is always the decoder
+without an adapter, reading the full text.
 
 The LLM sees exactly the SQuAD harness's prompt (data/prompts.py) with the context slot holding
 `M soft tokens [+ separator]` instead of the context's tokens:
@@ -16,7 +17,7 @@ then the gists' K/V entries, and reads `suffix ids [+ answer ids + EOS]` after t
 
 Checkpoint folder (`save_pretrained`): `compressor.safetensors`, `pipeline_config.json` (this config),
 `compressor_config.json` (arch, its full config, parameter count, package version) and `adapter/`
-(peft) when LoRA is on. The reader is recorded by path and merged again on loading.
+(peft) when LoRA is on, the compressing adapter of `separate_adapters` in `adapter/encoder/`. The reader is recorded by path and merged again on loading.
 """
 
 from __future__ import annotations
@@ -46,11 +47,12 @@ from compressions.models.soft_prompts import embed_with_slots
 from compressions.reader.adapter import reader_prompt, with_reader
 from compressions.store.run_folder import atomic_write_json
 from compressions.store.saved import COMPRESSOR_CONFIG, PIPELINE_CONFIG, read_saved
-from compressions.training.lora import LoraSettings, add_adapter, load_adapter
+from compressions.training.lora import LoraSettings, add_adapter, load_adapter, quiet_peft
 
 # what selected_residual can start from: the text methods that keep at most M of the context's tokens
 SELECTIONS = sorted(n for n in METHODS if takes_budget(n) and getattr(getattr(METHODS[n].load(), "func", METHODS[n].load()), "output") == "text")
 WEIGHTS_FILE, ADAPTER_DIR = "compressor.safetensors", "adapter"
+ENCODER_ADAPTER = "encoder"  # with separate_adapters; the decoder's is peft's "default" (saved in adapter/encoder/)
 
 
 @dataclass
@@ -74,6 +76,10 @@ class PipelineConfig:
         default="prefix",
         metadata={"help": "selected_residual's start: the M tokens this text method keeps (prefix, extractive, ...)"},
     )
+    separate_adapters: bool = field(
+        default=False,
+        metadata={"help": "with use_lora and encoder_lora: two adapters, one compresses and one answers (GistPool, CCM), not one for both"},
+    )
     questions_per_context: int = field(
         default=1,
         metadata={"help": "training: each context in a batch is compressed once for up to this many of its questions (question-agnostic pipelines)"},
@@ -92,6 +98,8 @@ class PipelineConfig:
             raise ConfigError("input_layer must be >= 0, max_context_tokens >= 1")
         if compressor_class(self.arch).makes_cache and self.separator:
             raise ConfigError(f"arch {self.arch!r} hands the decoder a cache: the slot has no separator (got {self.separator!r})")
+        if self.separate_adapters and not (self.use_lora and self.encoder_lora):
+            raise ConfigError("separate_adapters: needs both use_lora (the answering adapter) and encoder_lora (the compressing one)")
         if self.encoder_lora and not compressor_class(self.arch).reads_llm:
             raise ConfigError(f"encoder_lora: arch {self.arch!r} does not run the LLM as its encoder")
         if self.selection != "prefix" and not compressor_class(self.arch).reads_selection:
@@ -138,6 +146,12 @@ class SoftPromptModel(nn.Module):
         llm.requires_grad_(False)
         if config.use_lora or config.encoder_lora:
             llm = add_adapter(llm, config.lora.peft_config())
+            if config.separate_adapters:
+                with quiet_peft():
+                    llm.add_adapter(ENCODER_ADAPTER, config.lora.peft_config())
+                llm.requires_grad_(False)
+                for name, p in llm.named_parameters():
+                    p.requires_grad_("lora_" in name)
         embedding = llm.get_input_embeddings().weight
         compressor = build_compressor(
             config.arch,
@@ -234,8 +248,25 @@ class SoftPromptModel(nn.Module):
         with self.base_llm():
             return self.llm.get_decoder()(inputs_embeds=embeds, attention_mask=mask.long(), position_ids=position_ids(mask), output_hidden_states=True).hidden_states
 
+    @contextlib.contextmanager
+    def _encoder_adapter(self):
+        """The compressing adapter active (with separate_adapters), the answering one again after."""
+        if not self.config.separate_adapters:
+            yield
+            return
+        trainable = [p for p in self.llm.parameters() if p.requires_grad]
+        try:
+            self.llm.set_adapter(ENCODER_ADAPTER)
+            for p in trainable:  # peft freezes the inactive adapter, and a frozen weight's gradient is dropped
+                p.requires_grad_(True)
+            yield
+        finally:
+            self.llm.set_adapter("default")
+            for p in trainable:
+                p.requires_grad_(True)
+
     def _encode(self, embeds: torch.Tensor, mask: torch.Tensor, use_cache: bool, **options):
-        context = contextlib.nullcontext() if self.config.encoder_lora else self.base_llm()
+        context = self._encoder_adapter() if self.config.encoder_lora else self.base_llm()
         with context:
             decoder = self.llm.get_decoder()
             return decoder(inputs_embeds=embeds, attention_mask=mask.long(), position_ids=position_ids(mask), use_cache=use_cache, **options)
@@ -394,6 +425,8 @@ class SoftPromptModel(nn.Module):
         self.compressor.load_state_dict(read_saved(folder / WEIGHTS_FILE, "tensors"), strict=True)
         if self.config.use_lora or self.config.encoder_lora:
             set_peft_model_state_dict(self.llm, load_peft_weights(str(folder / ADAPTER_DIR)))
+        if self.config.separate_adapters:
+            set_peft_model_state_dict(self.llm, load_peft_weights(str(folder / ADAPTER_DIR / ENCODER_ADAPTER)), adapter_name=ENCODER_ADAPTER)
 
     @classmethod
     def from_pretrained(
@@ -419,4 +452,7 @@ class SoftPromptModel(nn.Module):
         llm.requires_grad_(False)
         if config.use_lora or config.encoder_lora:
             llm = load_adapter(llm, folder / ADAPTER_DIR)
+        if config.separate_adapters:
+            with quiet_peft():
+                llm.load_adapter(str(folder / ADAPTER_DIR / ENCODER_ADAPTER), adapter_name=ENCODER_ADAPTER)
         return cls(config, llm, tokenizer, compressor.to(device)).eval()

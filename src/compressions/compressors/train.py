@@ -76,6 +76,9 @@ class CompressorTrainConfig:
     untrained: bool = field(
         default=False, metadata={"help": "save the starting pipeline as the checkpoint, no step taken (a run's step-0 row)"}
     )
+    presets: dict[str, list[str]] = field(
+        default_factory=dict, metadata={"help": "sizes of this config's own for --preset NAME (replacing PRESETS[NAME]), e.g. for a step that is slow"}
+    )
 
     def validate(self) -> None:
         self.pipeline.validate()
@@ -89,6 +92,8 @@ class CompressorTrainConfig:
             raise ConfigError(f"task must be squad or one of {TASKS}, got {self.task!r}")
         if self.documents is not None and not 1 <= self.documents <= self.pipeline.max_context_tokens:
             raise ConfigError(f"documents must be between 1 and pipeline.max_context_tokens ({self.pipeline.max_context_tokens}), got {self.documents}")
+        if not set(self.presets) <= set(PRESETS):
+            raise ConfigError(f"presets: names must be among {', '.join(PRESETS)}, got {', '.join(sorted(self.presets))}")
         if self.eval_limit < 0 or self.diagnostic_contexts < 0:
             raise ConfigError("eval_limit and diagnostic_contexts must be >= 0")
 
