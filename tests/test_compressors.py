@@ -248,7 +248,7 @@ def test_checkpoint_round_trips_bit_exactly(tiny, tmp_path, lora_rank):
     pipeline.eval()
     before = pipeline(batch)
     pipeline.save_pretrained(tmp_path / "ck")
-    expected = {"compressor.safetensors", "compressor_config.json", "pipeline_config.json"} | ({"adapter"} if lora_rank else set())
+    expected = {"compressor.safetensors", "compressor_config.json", "pipeline_config.json", "shots.json"} | ({"adapter"} if lora_rank else set())
     assert {p.name for p in (tmp_path / "ck").iterdir()} == expected
     loaded = SoftPromptModel.from_pretrained(tmp_path / "ck")
     assert loaded.config == pipeline.config

@@ -63,9 +63,12 @@ def test_only_rank_zero_writes_run_files(tmp_path, monkeypatch):
     assert (tmp_path / "run" / "metrics.json").is_file() and (tmp_path / "run" / "run.log").is_file()
 
 
-@pytest.mark.parametrize("name", ["best.yaml", "gist_kv-reader.yaml", "selector.yaml"])
+@pytest.mark.parametrize("name", ["best.yaml", "gist_kv-512.yaml", "gist_kv-reader.yaml", "selector.yaml"])
 def test_shipped_compressor_configs_load(name):
     schema = SelectorConfig if name == "selector.yaml" else CompressorTrainConfig
-    config = load_config(schema, Path(__file__).parents[1] / "configs" / "compressors" / name)
+    root = Path(__file__).parents[1]
+    config = load_config(schema, root / "configs" / "compressors" / name)
     if name == "best.yaml":  # runs on a fresh clone: no earlier run to read through, on the seeds' documents
         assert config.pipeline.reader is None and config.documents == 512
+        assert (root / config.pipeline.compressor["scorer"] / "selector.safetensors").is_file()  # the committed probe
+        assert set(config.presets) == {"quick"}

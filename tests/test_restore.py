@@ -2,18 +2,21 @@
 cache, in the harness and in training (padding and short contexts included); a checkpoint carries its
 probe; the adapter changes the kept entries, not which; and 8 synthetic examples overfit through the cache."""
 
+import dataclasses
 import shutil
 
 import pytest
 import torch
 from conftest import learned_answers, saved_probe, steerable_tiny
 
+from compressions.api import saved_compressor
 from compressions.compressors import build_compressor
 from compressions.compressors.batches import collate, squad_features
 from compressions.compressors.method import LearnedContext
 from compressions.compressors.pipeline import PipelineConfig, SoftPromptModel
 from compressions.compressors.train import CompressorTrainConfig
 from compressions.config import load_config
+from compressions.data.prompts import SquadPromptConfig
 from compressions.data.synthetic import synthetic_job_questions, synthetic_squad
 from compressions.errors import ConfigError
 from compressions.experiments.compressor_run import train_compressor
@@ -26,13 +29,14 @@ M = 5
 LORA = LoraSettings(r=2, target_modules=["k_proj", "v_proj"])
 
 
-def _pipeline(tiny, folder, slots=0, **options):
+def _pipeline(tiny, folder, slots=0, shots=(), **options):
     """An adapter wraps the LLM it is given in place: those pipelines get their own tiny LLM, not the shared one."""
     llm, tokenizer = load_model("tiny-random-llama") if options.get("encoder_lora") else tiny
     weight = torch.randn(2 * llm.config.hidden_size, generator=torch.Generator().manual_seed(0))
     compressor = {"slots": slots, "scorer": saved_probe(folder, weight, [0, 2])}
+    options.setdefault("prompt", SquadPromptConfig(shots=0))
     config = PipelineConfig(model="tiny-random-llama", arch="restore", budget=M, compressor=compressor, **options)
-    return SoftPromptModel.create(config, llm, tokenizer).eval()
+    return SoftPromptModel.create(config, llm, tokenizer, shots).eval()
 
 
 def _selection(pipeline, folder, context, budget=M):
@@ -48,8 +52,13 @@ def _perturb_adapter(pipeline):
                 p.copy_(torch.randn(p.shape, generator=g) * 0.05)
 
 
-def test_step_0_hands_the_harness_the_selectors_kept_cache(tiny, tmp_path):
-    pipeline = _pipeline(tiny, tmp_path, encoder_lora=True, lora=LORA)  # the adapter starts at zero
+@pytest.mark.parametrize("shots", [0, 2])
+def test_step_0_hands_the_harness_the_selectors_kept_cache(tiny, tmp_path, shots):
+    """With solved examples in the prompt, the encoder and the decoder's prefix cache hold them as the harness's
+    prompt does (the selection reads the hidden states after them)."""
+    pipeline = _pipeline(tiny, tmp_path, encoder_lora=True, lora=LORA, prompt=SquadPromptConfig(shots=shots))  # the adapter starts at zero
+    assert pipeline.prefix_ids() == saved_compressor(LearnedContext(pipeline)).layout.ids("?")[0]
+    assert len(pipeline.shots) == shots and all(s.question in pipeline.tokenizer.decode(pipeline.prefix_ids()) for s in pipeline.shots)
     context = synthetic_squad(1, seed=3)[0].context
     kept, selected = LearnedContext(pipeline).compress(context, "Who?").kv, _selection(pipeline, tmp_path, context)
     assert torch.equal(kept.positions, selected.positions) and kept.next_position == selected.next_position
@@ -96,13 +105,16 @@ def test_slots_come_after_the_context_and_the_selection_keeps_m_minus_r(tiny, tm
 
 def test_a_checkpoint_carries_its_probe(tiny, tmp_path):
     (tmp_path / "probe").mkdir()
-    pipeline = _pipeline(tiny, tmp_path / "probe", encoder_lora=True, lora=LORA)
+    shots = [dataclasses.replace(e, context=e.context[:40]) for e in synthetic_squad(2, seed=9)]  # a train split's, not the shipped ones
+    pipeline = _pipeline(tiny, tmp_path / "probe", encoder_lora=True, lora=LORA, prompt=SquadPromptConfig(shots=2), shots=shots)
     _perturb_adapter(pipeline)
     context = synthetic_squad(1, seed=3)[0].context
     before = LearnedContext(pipeline).compress(context, "Who?").kv
     pipeline.save_pretrained(tmp_path / "ckpt")
     shutil.rmtree(tmp_path / "probe")  # the selector folder is gone: the checkpoint alone decides the selection
-    loaded = LearnedContext(SoftPromptModel.from_pretrained(tmp_path / "ckpt")).compress(context, "Who?").kv
+    restored = SoftPromptModel.from_pretrained(tmp_path / "ckpt")
+    assert restored.shots == tuple(shots) and restored.prefix_ids() == pipeline.prefix_ids()
+    loaded = LearnedContext(restored).compress(context, "Who?").kv
     assert torch.equal(loaded.positions, before.positions)
     torch.testing.assert_close(loaded.keys, before.keys)
     with pytest.raises(ConfigError, match="train selector --out"):  # a new compressor needs the folder

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Issue 35's one-GPU recipe: the recommended trained compressor (configs/compressors/best.yaml: gist_kv, M
-# gists over 512-token SQuAD documents, read by the base model with the harness's 2-shot prompt) trained at a
+# Issue 35's one-GPU recipe: the recommended trained compressor (configs/compressors/best.yaml: restore, the
+# learned selection's M kept entries adapted by an encoder LoRA over 512-token SQuAD documents, read by the
+# base model with the harness's 2-shot prompt) trained at a
 # scale this 2-core CPU cannot reach (the `full` preset: 2,000 steps, each of 32 documents compressed once for
 # up to 4 of their questions, over every training question of articles 1-20, bf16), then every validation
 # question scored, beside prefix truncation at the same M read by the same
@@ -16,7 +17,8 @@ budget=${BUDGET:-32}
 runs=${RUNS:-runs/gpu-learned}/M$budget
 results=${RESULTS:-results/gpu-learned}/M$budget
 if [ -n "${SMOKE:-}" ]; then
-    train=(--preset test pipeline.model=tiny-random-llama train.mixed_precision=no pipeline.questions_per_context=4)
+    # the committed probe reads SmolLM2's hidden states: the tiny model selects its first tokens instead
+    train=(--preset test pipeline.model=tiny-random-llama pipeline.compressor.scorer=null train.mixed_precision=no pipeline.questions_per_context=4)
     read=(--limit 4 --max-new-tokens 3 --device cpu)
     results=$runs/results
 else

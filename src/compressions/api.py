@@ -270,7 +270,7 @@ def _registry_name(name_or_path: str, options: dict) -> tuple[str, dict]:
 def saved_compressor(method: ContextCompressor) -> Compressor:
     """A method that brought its own reader (a learned checkpoint, or a pipeline just trained), with it."""
     fixed = method.saved_reader
-    return Compressor(method, fixed.model, fixed.tokenizer, fixed.prompt, fixed.budget, [], method.name, fixed.model_name, fixed.reader)
+    return Compressor(method, fixed.model, fixed.tokenizer, fixed.prompt, fixed.budget, list(fixed.shots), method.name, fixed.model_name, fixed.reader)
 
 
 def _own_name(llm: PreTrainedModel) -> str:

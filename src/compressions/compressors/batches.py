@@ -32,8 +32,9 @@ class SquadFeature:
 
 
 def squad_features(
-    pipeline: SoftPromptModel, examples: list[SquadExample], shots=(), progress: bool = True
+    pipeline: SoftPromptModel, examples: list[SquadExample], shots=None, progress: bool = True
 ) -> list[SquadFeature]:
+    """Each example's token features, its prompt holding the pipeline's own solved examples unless `shots` are given."""
     groups: dict[str, int] = {}
     features = []
     for example in tqdm(examples, desc="tokenise", unit="ex", disable=not progress):

@@ -47,9 +47,9 @@ class LearnedContext(ContextCompressor):
 
     @property
     def saved_reader(self) -> SavedReader:
-        """Its LLM (with the reader merged in), M and the prompt it was trained with."""
+        """Its LLM (with the reader merged in), M and the prompt it was trained with, solved examples included."""
         trained = self.pipeline.config
-        return SavedReader(self.pipeline.llm, self.pipeline.tokenizer, trained.prompt, trained.budget, trained.model, trained.reader)
+        return SavedReader(self.pipeline.llm, self.pipeline.tokenizer, trained.prompt, trained.budget, trained.model, trained.reader, self.pipeline.shots)
 
     def reading(self):
         return self.pipeline.decoding()

@@ -16,7 +16,8 @@ A compressor that makes a cache (`gist_kv`) fills no slot: the decoder holds its
 then the gists' K/V entries, and reads `suffix ids [+ answer ids + EOS]` after them.
 
 Checkpoint folder (`save_pretrained`): `compressor.safetensors`, `pipeline_config.json` (this config),
-`compressor_config.json` (arch, its full config, parameter count, package version) and `adapter/`
+`compressor_config.json` (arch, its full config, parameter count, package version), `shots.json` (the
+prompt's solved examples) and `adapter/`
 (peft) when LoRA is on, the compressing adapter of `separate_adapters` in `adapter/encoder/`. The reader is recorded by path and merged again on loading.
 """
 
@@ -38,7 +39,8 @@ from compressions.compressors import SoftCompressor, build_compressor, compresso
 from compressions.compressors.encoder import prefix_positions
 from compressions.compressors.gist_kv import GistEntries
 from compressions.config import load_config
-from compressions.data.prompts import SquadPrompt, SquadPromptConfig
+from compressions.data.prompts import SquadPrompt, SquadPromptConfig, solved_examples
+from compressions.data.squad import SquadExample
 from compressions.errors import ConfigError
 from compressions.methods import METHODS, build_method, takes_budget
 from compressions.models import DEFAULT_MODEL, load_model
@@ -51,7 +53,7 @@ from compressions.training.lora import LoraSettings, add_adapter, load_adapter, 
 
 # what selected_residual can start from: the text methods that keep at most M of the context's tokens
 SELECTIONS = sorted(n for n in METHODS if takes_budget(n) and getattr(getattr(METHODS[n].load(), "func", METHODS[n].load()), "output") == "text")
-WEIGHTS_FILE, ADAPTER_DIR = "compressor.safetensors", "adapter"
+WEIGHTS_FILE, ADAPTER_DIR, SHOTS_FILE = "compressor.safetensors", "adapter", "shots.json"
 ENCODER_ADAPTER = "encoder"  # with separate_adapters; the decoder's is peft's "default" (saved in adapter/encoder/)
 
 
@@ -118,10 +120,15 @@ class SoftPromptModel(nn.Module):
     """Holds the compressor and the LLM; `create` builds a fresh one, `from_pretrained` a saved one."""
 
     def __init__(
-        self, config: PipelineConfig, llm: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, compressor: SoftCompressor
+        self, config: PipelineConfig, llm: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, compressor: SoftCompressor, shots=()
     ):
         super().__init__()
         config.validate()
+        # the prompt's solved examples (the train split's, as the harness picks them; else the shipped ones):
+        # every prompt this pipeline builds holds them, its decoder's prefix cache and its encoder's input included
+        self.shots: tuple[SquadExample, ...] = tuple(shots) or tuple(solved_examples(config.prompt.shots))
+        if len(self.shots) != config.prompt.shots:
+            raise ConfigError(f"prompt.shots={config.prompt.shots}, but {len(self.shots)} solved examples were given")
         if config.input_layer > llm.config.num_hidden_layers:
             raise ConfigError(f"input_layer {config.input_layer} > the LLM's {llm.config.num_hidden_layers} layers")
         if compressor.config.num_tokens != config.budget:
@@ -135,7 +142,7 @@ class SoftPromptModel(nn.Module):
                 raise ConfigError(f"selection {config.selection!r} reads the question: set pipeline.question_aware=true")
 
     @classmethod
-    def create(cls, config: PipelineConfig, llm: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> SoftPromptModel:
+    def create(cls, config: PipelineConfig, llm: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, shots=()) -> SoftPromptModel:
         """A new compressor for `llm`, which is frozen (the reader merged in, then wrapped in a new LoRA
         adapter if configured)."""
         config.validate()
@@ -160,7 +167,7 @@ class SoftPromptModel(nn.Module):
             output_norm=embedding.detach().float().norm(dim=-1).mean().item(),
             **config.compressor,
         ).to(device=embedding.device)
-        return cls(config, llm, tokenizer, compressor)
+        return cls(config, llm, tokenizer, compressor, shots)
 
     # --- the prompt layout, shared by training and evaluation ---
     def slot_ids(self) -> list[int]:
@@ -174,11 +181,12 @@ class SoftPromptModel(nn.Module):
             tail = self.tokenizer(separator, add_special_tokens=False).input_ids if separator else []
         return [self.tokenizer.pad_token_id] * self.config.budget + tail
 
-    def squad_prompt(self, shots=()) -> SquadPrompt:
-        """The prompt layout this pipeline trains and is evaluated with (the harness's, data/prompts.py)."""
-        return SquadPrompt(self.tokenizer, self.config.prompt, tuple(shots))
+    def squad_prompt(self, shots=None) -> SquadPrompt:
+        """The prompt layout this pipeline trains and is evaluated with (the harness's, data/prompts.py), with
+        its own solved examples unless others are given."""
+        return SquadPrompt(self.tokenizer, self.config.prompt, tuple(self.shots if shots is None else shots))
 
-    def prompt_ids(self, question: str, shots=()) -> tuple[list[int], list[int]]:
+    def prompt_ids(self, question: str, shots=None) -> tuple[list[int], list[int]]:
         """(prefix ids, suffix ids) around the slot, tokenised exactly as the harness does."""
         return self.squad_prompt(shots).ids(question)
 
@@ -408,6 +416,7 @@ class SoftPromptModel(nn.Module):
             "compressions_version": metadata.version("compressions"),
         }
         atomic_write_json(folder / COMPRESSOR_CONFIG, meta)
+        atomic_write_json(folder / SHOTS_FILE, [dataclasses.asdict(e) for e in self.shots])
         if self.config.use_lora or self.config.encoder_lora:
             self.llm.save_pretrained(folder / ADAPTER_DIR)
         return folder
@@ -455,4 +464,6 @@ class SoftPromptModel(nn.Module):
         if config.separate_adapters:
             with quiet_peft():
                 llm.load_adapter(str(folder / ADAPTER_DIR / ENCODER_ADAPTER), adapter_name=ENCODER_ADAPTER)
-        return cls(config, llm, tokenizer, compressor.to(device)).eval()
+        # a checkpoint saved before its solved examples were (shots.json) reads with the shipped ones
+        shots = [SquadExample(**e) for e in read_saved(folder / SHOTS_FILE)] if (folder / SHOTS_FILE).is_file() else ()
+        return cls(config, llm, tokenizer, compressor.to(device), shots).eval()

@@ -22,7 +22,7 @@ from compressions.compressors.objective import CompressorObjective, soft_token_d
 from compressions.compressors.pipeline import PipelineConfig, SoftPromptModel
 from compressions.compressors.pretraining import TASKS, pretraining_features
 from compressions.data.documents import pack_documents
-from compressions.data.prompts import pick_shots
+from compressions.data.prompts import solved_examples
 from compressions.data.squad import SquadExample
 from compressions.errors import ConfigError
 from compressions.methods.base import check_budget_fits
@@ -120,15 +120,15 @@ def fit_compressor(
         llm, tokenizer = load_model(config.pipeline.model)
     check_budget_fits(config.pipeline.budget, llm.config)  # before M slots are built: a huge M grows until killed
     torch.manual_seed(config.train.seed)  # the compressor's initial weights
-    pipeline = SoftPromptModel.create(config.pipeline, llm, tokenizer)
+    shots = solved_examples(config.pipeline.prompt.shots, train_examples)  # as the harness picks them
+    pipeline = SoftPromptModel.create(config.pipeline, llm, tokenizer, shots)
     if config.init_from:
         pipeline.load_weights(config.init_from)
-    shots = pick_shots(train_examples, config.pipeline.prompt.shots) if config.pipeline.prompt.shots else []
     if config.documents:  # the solved examples stay paragraphs, as the harness shows them
         train_examples, eval_examples = (pack_documents(e, tokenizer, config.documents)[0] for e in (train_examples, eval_examples))
     examples = train_examples[: config.train_limit] if config.train_limit else train_examples
     if config.task == "squad":
-        features = squad_features(pipeline, examples, shots, progress)
+        features = squad_features(pipeline, examples, progress=progress)
     else:  # unlabelled text: each distinct training paragraph once
         paragraphs = list(dict.fromkeys(e.context for e in examples))
         features = pretraining_features(pipeline, paragraphs, config.task, config.train.seed)

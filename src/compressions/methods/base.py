@@ -72,6 +72,7 @@ class SavedReader:
     budget: int
     model_name: str
     reader: str | None
+    shots: tuple = ()  # the prompt's solved examples it was trained with (SquadExample)
 
 
 class ContextCompressor:
