@@ -158,15 +158,17 @@ def test_harness_reads_the_cache_as_the_gist_masked_forward(tiny, layout):
     torch.testing.assert_close(last, reference, atol=1e-5, rtol=1e-5)
 
 
-def test_gist_kv_overfits_eight_examples_through_the_cache(tmp_path):
+@pytest.mark.parametrize("arch, options", [("gist_kv", []), ("restore", ["pipeline.compressor={slots: 2}"])])
+def test_overfits_eight_examples_through_the_cache(tmp_path, arch, options):
     """The decoder is frozen and its prompt is the same for the 8 questions but for the question, so exact
-    answers that change when the caches are swapped mean the answers travelled through the gists' K/V."""
+    answers that change when the caches are swapped mean the answers travelled through the K/V entries (the
+    gists'; restore's kept entries and slots)."""
     examples = synthetic_job_questions()  # one question: only the context, through the gists, tells the answers apart
     # 500 steps: 300 ended at answer CE 0.63 with one answer wrong on some CPUs' float kernels (500: 0.44)
     config = load_config(
         CompressorTrainConfig,
         overrides=[
-            "pipeline.model=tiny-random-llama", "pipeline.arch=gist_kv", "pipeline.budget=4", "pipeline.encoder_lora=true",
+            "pipeline.model=tiny-random-llama", f"pipeline.arch={arch}", "pipeline.budget=4", "pipeline.encoder_lora=true", *options,
             "pipeline.lora.r=16", "pipeline.lora.target_modules=[q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj]",
             "train.max_steps=500", "train.batch_size=8", "train.micro_batch_size=8", "train.learning_rate=3e-3",
             "lora_learning_rate=3e-3", "loss.distillation=0", "loss.scheduled_sampling=0", "loss.contrastive=0",

@@ -109,15 +109,17 @@ class GistKVCompressor(EncoderCompressor):
         columns = columns + p  # (B, M) where each gist sits in `inputs`
         cache, hidden = reader.encode_cache(inputs, full_mask)
 
-        def at_gists(entries: torch.Tensor) -> torch.Tensor:  # (B, n_kv, T, head_dim) -> (B, n_kv, M, head_dim)
-            return entries.gather(2, columns[:, None, :, None].expand(-1, entries.shape[1], -1, entries.shape[3]))
-
         return GistEntries(
-            keys=[at_gists(layer.keys) for layer in cache.layers],
-            values=[at_gists(layer.values) for layer in cache.layers],
+            keys=[entries_at(layer.keys, columns) for layer in cache.layers],
+            values=[entries_at(layer.values, columns) for layer in cache.layers],
             positions=position_ids(full_mask).gather(1, columns),
             hidden=hidden.gather(1, columns[..., None].expand(-1, -1, hidden.shape[-1])),
         )
+
+
+def entries_at(entries: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
+    """(B, n_kv, T, head_dim) cache entries -> (B, n_kv, M, head_dim): each row's entries at its columns (B, M)."""
+    return entries.gather(2, columns[:, None, :, None].expand(-1, entries.shape[1], -1, entries.shape[3]))
 
 
 def spread(embeds: torch.Tensor, lengths: torch.Tensor, offset: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

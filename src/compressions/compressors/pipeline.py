@@ -365,10 +365,10 @@ class SoftPromptModel(nn.Module):
         context = GistEntries(
             [layer.keys[:, :, p:] for layer in cache.layers], [layer.values[:, :, p:] for layer in cache.layers], positions, None, mask, p + mask.sum(1)
         )  # fmt: skip
-        with self.base_llm():
-            return self.cache_answer_logits(
-                context.rows(batch["context_index"]), batch["input_ids"], batch["attention_mask"], batch["slot_mask"], batch["labels"].shape[1]
-            )  # fmt: skip
+        # read through `decoding()`: with no decoder adapter, the frozen LLM
+        return self.cache_answer_logits(
+            context.rows(batch["context_index"]), batch["input_ids"], batch["attention_mask"], batch["slot_mask"], batch["labels"].shape[1]
+        )  # fmt: skip
 
     def _last_logits(self, answer_width: int, attention_mask: torch.Tensor, **inputs) -> torch.Tensor:
         positions = position_ids(attention_mask)

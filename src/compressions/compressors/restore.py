@@ -31,7 +31,7 @@ from torch import nn
 
 from compressions.compressors.base import CompressorConfig
 from compressions.compressors.encoder import EncoderCompressor, after_context, check_context_batch, prefix_positions
-from compressions.compressors.gist_kv import CacheReader, GistEntries
+from compressions.compressors.gist_kv import CacheReader, GistEntries, entries_at
 from compressions.compressors.selector import CONFIG, WEIGHTS, Probe
 from compressions.errors import ConfigError
 from compressions.models.generation import position_ids
@@ -119,9 +119,8 @@ class RestoreCompressor(EncoderCompressor):
         entry_mask = torch.cat([real.gather(1, kept) & (torch.arange(k, device=ids.device) < n), mask.new_ones(b, r)], dim=1)
         columns = torch.cat([context_columns.gather(1, kept), torch.arange(p + n, p + n + r, device=ids.device).expand(b, -1)], dim=1)
 
-        def at_kept(entries: torch.Tensor) -> torch.Tensor:  # (B, n_kv, T, head_dim) -> (B, n_kv, M, head_dim)
-            picked = entries.gather(2, columns[:, None, :, None].expand(-1, entries.shape[1], -1, entries.shape[3]))
-            return picked * entry_mask[:, None, :, None]  # unread entries are zeros, whatever the batch
+        def at_kept(entries: torch.Tensor) -> torch.Tensor:  # unread entries are zeros, whatever the batch
+            return entries_at(entries, columns) * entry_mask[:, None, :, None]
 
         positions = position_ids(full_mask)
         return GistEntries(
