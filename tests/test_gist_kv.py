@@ -10,6 +10,7 @@ import torch
 from conftest import learned_answers, steerable_tiny
 
 from compressions.compressors.batches import collate, right_pad, squad_features
+from compressions.compressors.gist_kv import window_ends
 from compressions.compressors.method import LearnedContext
 from compressions.compressors.pipeline import PipelineConfig, SoftPromptModel
 from compressions.compressors.pretraining import pretraining_features
@@ -251,3 +252,110 @@ def test_separate_adapters_need_both_adapters():
 
     with pytest.raises(ConfigError, match="separate_adapters: needs both use_lora"):
         PipelineConfig(arch="gist_kv", encoder_lora=True, separate_adapters=True).validate()
+
+
+def _perturbed_encoder(**options):
+    """gist_kv whose encoder adapter changes the keys and values (so a test sees whether it is applied)."""
+    pipeline = _pipeline(encoder_lora=True, lora=LoraSettings(r=2, target_modules=["k_proj", "v_proj"]), **options)
+    with torch.no_grad():
+        for name, p in pipeline.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.05, generator=torch.Generator().manual_seed(len(name)))
+    return pipeline
+
+
+def test_layer_entries_are_the_llms_own_keys_and_values(tiny):
+    """`layer_entries` (what the shift computes) on a layer's input hidden states gives that layer's cache."""
+    from compressions.models.generation import position_ids
+
+    pipeline = _perturbed_encoder()
+    ids, mask = right_pad([list(range(10, 19)), list(range(30, 35))], tiny[1].pad_token_id)
+    with torch.no_grad():
+        cache, states = pipeline.encode_cache(pipeline.embed(ids), mask.bool(), all_layers=True)
+        for layer in range(len(cache.layers)):
+            keys, values = pipeline.layer_entries(layer, states[layer], position_ids(mask))
+            real = mask.bool()[:, None, :, None]  # padding's entries are never read
+            torch.testing.assert_close(keys * real, cache.layers[layer].keys * real, atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(values * real, cache.layers[layer].values * real, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("layout", ["after", "spread"])
+def test_shift_hands_layer_l_the_entries_of_the_hidden_states_after_it(tiny, layout, monkeypatch):
+    shifted, plain = (_perturbed_encoder(compressor={"layout": layout, "shift": s}) for s in (True, False))
+    seen = {}
+    encode = shifted.encode_cache
+
+    def spy(embeds, mask, all_layers=False):
+        cache, states = encode(embeds, mask, all_layers)
+        seen.update(states=states)
+        return cache, states
+
+    monkeypatch.setattr(shifted, "encode_cache", spy)
+    ids, mask = right_pad([list(range(10, 19)), list(range(30, 35))], tiny[1].pad_token_id)
+    with torch.no_grad():
+        got, want = shifted.compressor(shifted, ids, mask), plain.compressor(plain, ids, mask)
+        states = seen["states"]
+        if layout == "after":  # the gists' columns in the encoder's input: the prompt prefix, the context, the gists
+            columns = torch.arange(M).expand(len(ids), -1) + ids.shape[1]
+        else:
+            columns = window_ends(mask.sum(1), M) + torch.arange(M)
+        columns = columns + len(shifted.prefix_ids())
+        assert len(states) == len(got.keys) + 1  # the embeddings, each layer's input, the normed output
+        for layer in range(len(got.keys) - 1):
+            hidden = states[layer + 1].gather(1, columns[..., None].expand(-1, -1, states[0].shape[-1]))
+            keys, values = shifted.layer_entries(layer, hidden, got.positions)
+            torch.testing.assert_close(got.keys[layer], keys)
+            torch.testing.assert_close(got.values[layer], values)
+            assert not torch.allclose(got.keys[layer], want.keys[layer], atol=1e-4)
+    torch.testing.assert_close(got.keys[-1], want.keys[-1])  # the top layer keeps its own
+    torch.testing.assert_close(got.hidden, want.hidden)
+    torch.testing.assert_close(got.positions, want.positions)
+
+
+def test_reconstruction_is_each_window_read_alone_after_its_gists(tiny):
+    """`reconstruction_ce` over a padded batch of drawn windows equals, row by row, the decoder holding the
+    prompt prefix and gists 1..i of that context alone, reading the cue then window i's tokens."""
+    import torch.nn.functional as F
+    from transformers import DynamicCache
+
+    from compressions.compressors.pipeline import RECONSTRUCTION_CUE
+
+    pipeline = _perturbed_encoder(compressor={"layout": "spread"})
+    contexts = [list(range(10, 21)), list(range(30, 37))]
+    ids, mask = right_pad(contexts, tiny[1].pad_token_id)
+    with torch.no_grad():
+        entries = pipeline.compressor(pipeline, ids, mask)
+        loss = pipeline.reconstruction_ce(entries, ids, mask, 3, torch.Generator().manual_seed(7))
+        ends = window_ends(mask.sum(1), M)
+        draws = torch.multinomial(torch.ones(2, M), 3, replacement=True, generator=torch.Generator().manual_seed(7))
+        cue = tiny[1](RECONSTRUCTION_CUE, add_special_tokens=False).input_ids
+        total, count = 0.0, 0
+        for c, context in enumerate(contexts):
+            alone = pipeline.compressor(pipeline, torch.tensor([context]), torch.ones(1, len(context), dtype=torch.long))
+            for i in draws[c].tolist():
+                tokens = context[(ends[c, i - 1] if i else 0) : ends[c, i]]
+                cache = DynamicCache(config=tiny[0].config)
+                for layer, (k, v) in enumerate(pipeline.decoder_prefix()):
+                    cache.update(torch.cat([k, alone.keys[layer][:, :, : i + 1]], 2), torch.cat([v, alone.values[layer][:, :, : i + 1]], 2), layer)
+                start = int(alone.positions[0, i]) + 1
+                read = torch.tensor([cue + tokens])
+                logits = tiny[0](input_ids=read, cache=cache, position_ids=torch.arange(start, start + read.shape[1])[None]).logits[0]
+                total += F.cross_entropy(logits[len(cue) - 1 : -1], torch.tensor(tokens), reduction="sum").item()
+                count += len(tokens)
+    assert loss.item() == pytest.approx(total / count, rel=1e-5)
+
+
+def test_reconstruction_trains_the_gists_and_needs_spread_gist_kv():
+    from compressions.compressors.objective import CompressorObjective
+    from compressions.errors import ConfigError
+
+    pipeline = _pipeline(compressor={"layout": "spread"}).train()
+    features = squad_features(pipeline, synthetic_squad(2, seed=4), progress=False)
+    batch = collate(features, pipeline.tokenizer.pad_token_id, pipeline.slot_ids(), M)
+    config = CompressorTrainConfig().loss
+    config.reconstruction, config.distillation, config.contrastive, config.anti_collapse, config.scheduled_sampling = 1.0, 0, 0, 0, 0
+    loss, logs = CompressorObjective(config, max_steps=1)(pipeline, batch)
+    loss.backward()
+    assert logs["reconstruction"] > 0 and pipeline.compressor.offset.grad.abs().sum() > 0
+    with pytest.raises(ConfigError, match="loss.reconstruction: needs pipeline.arch=gist_kv with compressor.layout=spread"):
+        load_config(CompressorTrainConfig, None, ["pipeline.arch=gist_kv", "loss.reconstruction=0.5"]).validate()

@@ -5,20 +5,24 @@
 # scale this 2-core CPU cannot reach (the `full` preset: 2,000 steps, each of 32 documents compressed once for
 # up to 4 of their questions, over every training question of articles 1-20, bf16), then every validation
 # question scored, beside prefix truncation at the same M read by the same
-# decoder on the same card. Per-question scores land in results/gpu-learned/M<budget>/ to commit, so later runs
+# decoder on the same card. Per-question scores land in results/gpu-learned/<config>-M<budget>/ to commit, so later runs
 # on any machine pair against them (`compressions eval compare`).
 #   bash scripts/gpu/learned.sh                 # a GPU machine with the project's packages (BUDGET=64 ...)
+#   CONFIG=configs/compressors/gist_pool.yaml bash scripts/gpu/learned.sh   # another design (gist_kv + GistPool's fixes)
 #   SMOKE=1 bash scripts/gpu/learned.sh         # the same steps on CPU with the tiny model, in about a minute
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 export PYTHONPATH="src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 cli() { python -m compressions.cli.main "$@"; }
 budget=${BUDGET:-32}
-runs=${RUNS:-runs/gpu-learned}/M$budget
-results=${RESULTS:-results/gpu-learned}/M$budget
+config=${CONFIG:-configs/compressors/best.yaml}
+design=$(basename "$config" .yaml)
+runs=${RUNS:-runs/gpu-learned}/$design-M$budget
+results=${RESULTS:-results/gpu-learned}/$design-M$budget
 if [ -n "${SMOKE:-}" ]; then
     # the committed probe reads SmolLM2's hidden states: the tiny model selects its first tokens instead
-    train=(--preset test pipeline.model=tiny-random-llama pipeline.compressor.scorer=null train.mixed_precision=no pipeline.questions_per_context=4)
+    train=(--preset test pipeline.model=tiny-random-llama train.mixed_precision=no pipeline.questions_per_context=4)
+    if [ "$design" = best ]; then train+=(pipeline.compressor.scorer=null); fi
     read=(--limit 4 --max-new-tokens 3 --device cpu)
     results=$runs/results
 else
@@ -26,7 +30,7 @@ else
     read=(--device cuda)
 fi
 start=$SECONDS
-cli train compressor --config configs/compressors/best.yaml --documents 512 --budget "$budget" --out "$runs/train" "${train[@]}" eval_limit=0
+cli train compressor --config "$config" --documents 512 --budget "$budget" --out "$runs/train" "${train[@]}" eval_limit=0
 trained=$SECONDS
 cli eval squad --method learned --checkpoint "$runs/train/checkpoint" --documents 512 "${read[@]}" --out "$runs/learned"
 model=$(python -c "import json; print(json.load(open('$runs/learned/config.json'))['model'])")

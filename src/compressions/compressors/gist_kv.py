@@ -19,6 +19,13 @@ Two layouts (`compressor.layout`):
   of near-equal length, gist i read right after window i (so it sees windows 1..i, its own nearest). Its
   input is a copy of its window's last token plus the learned vector: at step 0 the gists re-read M evenly
   spaced tokens. The question still continues after the whole context and all gists.
+
+`compressor.shift` (inspired by GistPool's fix of the information-flow delay): a gist's K/V at layer l are
+made from its hidden state before layer l, so what it gathers from the context at layer l reaches the
+answer only through layer l+1's entries, a layer later than a token of the full context would. With the
+shift, decoder layer l reads the entries layer l makes of the gist's hidden state after layer l (the input
+of layer l+1); the top layer keeps its own. GistPool shifts the gists' activations inside one forward; here
+the shifted entries are computed from the encoder's hidden states, so the decoder stays an unchanged LLM.
 """
 
 from __future__ import annotations
@@ -41,6 +48,7 @@ LAYOUTS = ("after", "spread")
 @dataclass
 class GistKVConfig(CompressorConfig):
     layout: str = field(default="after", metadata={"help": "after: gists after the context | spread: gist i after window i"})
+    shift: bool = field(default=False, metadata={"help": "decoder layer l reads the gists' entries made of their hidden states after layer l"})
 
     def validate(self) -> None:
         super().validate()
@@ -54,6 +62,8 @@ class CacheReader(Protocol):
     def prefix_ids(self) -> list[int]: ...
 
     def encode_cache(self, embeds: torch.Tensor, mask: torch.Tensor, all_layers: bool = False) -> tuple[DynamicCache, torch.Tensor]: ...
+
+    def layer_entries(self, layer: int, hidden: torch.Tensor, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]: ...
 
 
 @dataclass
@@ -107,19 +117,27 @@ class GistKVCompressor(EncoderCompressor):
         inputs = torch.cat([reader.embed(head)[None].expand(b, -1, -1), body], dim=1)  # the prompt prefix first
         full_mask = torch.cat([mask.new_ones(b, p), body_mask], dim=1)
         columns = columns + p  # (B, M) where each gist sits in `inputs`
-        cache, hidden = reader.encode_cache(inputs, full_mask)
-
-        return GistEntries(
-            keys=[entries_at(layer.keys, columns) for layer in cache.layers],
-            values=[entries_at(layer.values, columns) for layer in cache.layers],
-            positions=position_ids(full_mask).gather(1, columns),
-            hidden=hidden.gather(1, columns[..., None].expand(-1, -1, hidden.shape[-1])),
-        )
+        cache, states = reader.encode_cache(inputs, full_mask, all_layers=self.config.shift)
+        keys = [entries_at(layer.keys, columns) for layer in cache.layers]
+        values = [entries_at(layer.values, columns) for layer in cache.layers]
+        positions = position_ids(full_mask).gather(1, columns)
+        at = columns[..., None].expand(-1, -1, embeds.shape[-1])
+        if self.config.shift:  # states[l + 1]: the input of layer l + 1, i.e. what layer l wrote
+            for layer in range(len(keys) - 1):
+                keys[layer], values[layer] = reader.layer_entries(layer, states[layer + 1].gather(1, at), positions)
+        hidden = states[-1] if self.config.shift else states
+        return GistEntries(keys, values, positions, hidden.gather(1, at))
 
 
 def entries_at(entries: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
     """(B, n_kv, T, head_dim) cache entries -> (B, n_kv, M, head_dim): each row's entries at its columns (B, M)."""
     return entries.gather(2, columns[:, None, :, None].expand(-1, entries.shape[1], -1, entries.shape[3]))
+
+
+def window_ends(lengths: torch.Tensor, m: int) -> torch.Tensor:
+    """(B, M): window i of a row of `lengths` tokens ends before token ends[i] (M near-equal windows)."""
+    i = torch.arange(m, device=lengths.device)
+    return ((i[None, :] + 1) * lengths[:, None]) // m
 
 
 def spread(embeds: torch.Tensor, lengths: torch.Tensor, offset: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -129,7 +147,7 @@ def spread(embeds: torch.Tensor, lengths: torch.Tensor, offset: torch.Tensor) ->
     b, n, d = embeds.shape
     m = offset.shape[0]
     i = torch.arange(m, device=embeds.device)
-    ends = ((i[None, :] + 1) * lengths[:, None]) // m  # (B, M): window i ends before token ends[i]
+    ends = window_ends(lengths, m)
     gist_columns = ends + i  # after ends[i] tokens and i gists
     j = torch.arange(n, device=embeds.device)
     token_columns = j[None, :] + (ends[:, None, :] <= j[None, :, None]).sum(-1)  # (B, N): padding lands after it all

@@ -28,13 +28,19 @@ class LossConfig:
     scheduled_sampling: float = field(
         default=0.25, metadata={"help": "final share of answer inputs replaced by greedy predictions (linear ramp)"}
     )
+    reconstruction: float = field(
+        default=0.0, metadata={"help": "weight: per-window reconstruction of the context's tokens from the gists (gist_kv, layout spread)"}
+    )
+    reconstruction_windows: int = field(default=4, metadata={"help": "windows of each context reconstructed per step, drawn at random"})
 
     def validate(self) -> None:
-        for name in ("answer_ce", "first_token_ce", "distillation", "contrastive", "anti_collapse"):
+        for name in ("answer_ce", "first_token_ce", "distillation", "contrastive", "anti_collapse", "reconstruction"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"loss.{name} must be >= 0, got {getattr(self, name)}")
         if self.distillation_temperature <= 0 or self.contrastive_temperature <= 0:
             raise ConfigError("loss.distillation_temperature and loss.contrastive_temperature must be > 0")
+        if self.reconstruction_windows < 1:
+            raise ConfigError(f"loss.reconstruction_windows must be >= 1, got {self.reconstruction_windows}")
         if not 0 <= self.scheduled_sampling <= 1:
             raise ConfigError(f"loss.scheduled_sampling must be in [0, 1], got {self.scheduled_sampling}")
 

@@ -58,6 +58,10 @@ class CompressorObjective:
             terms["contrastive"] = losses.info_nce(soft.mean(1), keys, batch["same_context"], c.contrastive_temperature)
         if c.anti_collapse:
             terms["anti_collapse"] = losses.anti_collapse(soft)
+        if c.reconstruction:
+            terms["reconstruction"] = pipeline.reconstruction_ce(
+                out["entries"], batch["context_ids"], batch["context_mask"], c.reconstruction_windows, self.generator
+            )
         loss = sum(getattr(c, name) * value for name, value in terms.items())
         logs = {name: value.item() for name, value in terms.items()}
         logs.update(soft_token_diagnostics(soft.detach()))

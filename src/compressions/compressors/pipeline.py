@@ -34,10 +34,11 @@ from peft import load_peft_weights, set_peft_model_state_dict
 from safetensors.torch import save_file
 from torch import nn
 from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
+from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
 
-from compressions.compressors import SoftCompressor, build_compressor, compressor_class
+from compressions.compressors import SoftCompressor, build_compressor, compressor_class, losses
 from compressions.compressors.encoder import prefix_positions
-from compressions.compressors.gist_kv import GistEntries
+from compressions.compressors.gist_kv import GistEntries, window_ends
 from compressions.config import load_config
 from compressions.data.prompts import SquadPrompt, SquadPromptConfig, solved_examples
 from compressions.data.squad import SquadExample
@@ -54,6 +55,7 @@ from compressions.training.lora import LoraSettings, add_adapter, load_adapter, 
 # what selected_residual can start from: the text methods that keep at most M of the context's tokens
 SELECTIONS = sorted(n for n in METHODS if takes_budget(n) and getattr(getattr(METHODS[n].load(), "func", METHODS[n].load()), "output") == "text")
 WEIGHTS_FILE, ADAPTER_DIR, SHOTS_FILE = "compressor.safetensors", "adapter", "shots.json"
+RECONSTRUCTION_CUE = "\nRepeat the last part of the text:\n"  # reconstruction_ce's request before a window's tokens
 ENCODER_ADAPTER = "encoder"  # with separate_adapters; the decoder's is peft's "default" (saved in adapter/encoder/)
 
 
@@ -248,6 +250,24 @@ class SoftPromptModel(nn.Module):
         out = self._encode(embeds, mask, use_cache=True, output_hidden_states=all_layers)
         return out.cache, out.hidden_states if all_layers else out.last_hidden_state
 
+    def layer_entries(self, layer: int, hidden: torch.Tensor, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The keys and values (B, n_kv, M, head_dim) the encoder's decoder layer `layer` makes of hidden
+        states (B, M, d) read at `positions` (B, M): its input norm, key and value projections (with the
+        encoder adapter, if any) and rotary embedding, as its own forward computes them (Llama-style attention)."""
+        decoder = self.llm.get_decoder()
+        block = decoder.layers[layer]
+        attention = block.self_attn
+        if hasattr(attention, "k_norm") or not hasattr(decoder, "rotary_emb"):
+            raise ConfigError(f"compressor.shift: {type(attention).__name__} is not Llama-style attention (a key norm, or no rotary embedding)")
+        context = self._encoder_adapter() if self.config.encoder_lora else self.base_llm()
+        with context:
+            x = block.input_layernorm(hidden)
+            shape = (*hidden.shape[:2], -1, attention.head_dim)
+            keys = attention.k_proj(x).view(shape).transpose(1, 2)
+            values = attention.v_proj(x).view(shape).transpose(1, 2)
+        cos, sin = decoder.rotary_emb(values, positions)
+        return apply_rotary_pos_emb(keys, keys, cos, sin)[0], values
+
     @torch.no_grad()
     def frozen_states(self, embeds: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Every layer's hidden states of the frozen LLM (no adapter) over the inputs: what a fixed scorer reads."""
@@ -385,8 +405,8 @@ class SoftPromptModel(nn.Module):
         spread = (lambda t: t) if row is None else (lambda t: t.index_select(0, row.to(t.device)))
         context_mask = spread(batch["context_mask"])
         if self.compressor.makes_cache:
-            gist = self.compressor(self, batch["context_ids"], batch["context_mask"].bool())
-            gist = gist if row is None else gist.rows(row)
+            entries = self.compressor(self, batch["context_ids"], batch["context_mask"].bool())
+            gist = entries if row is None else entries.rows(row)
             soft, features = gist.hidden, spread(self.embed(batch["context_ids"]).detach())
             logits = self.cache_answer_logits(gist, *inputs)
         else:
@@ -395,7 +415,41 @@ class SoftPromptModel(nn.Module):
             logits = self.answer_logits(soft, *inputs)
         mask = context_mask[..., None].to(features.dtype)
         summary = (features * mask).sum(1) / mask.sum(1)  # (B, d): mean context vector
-        return {"soft": soft, "logits": logits, "context_summary": summary}
+        out = {"soft": soft, "logits": logits, "context_summary": summary}
+        return out | {"entries": entries} if self.compressor.makes_cache else out
+
+    def reconstruction_ce(self, entries: GistEntries, ids: torch.Tensor, mask: torch.Tensor, windows: int, generator: torch.Generator) -> torch.Tensor:
+        """Per-window reconstruction (inspired by Deng et al., ACL 2025, fine-grained autoencoding): for
+        `windows` non-empty windows of each context (of the spread layout's M windows), drawn at random,
+        the decoder holds the prompt prefix and gists 1..i only, reads RECONSTRUCTION_CUE after gist i and
+        then window i's tokens, teacher-forced; the mean cross-entropy over those tokens. Gist i alone has
+        read window i (the gists before it were read before it), so each gist must keep its own window."""
+        mask = mask.to(self.device).bool()
+        b, m = entries.positions.shape
+        ends = window_ends(mask.sum(1), m)  # (B, M)
+        starts = torch.cat([ends.new_zeros(b, 1), ends[:, :-1]], dim=1)
+        weights = (ends > starts).float().cpu()  # a row shorter than M tokens leaves some windows empty
+        picked = torch.multinomial(weights, windows, replacement=True, generator=generator).to(ends.device)  # (B, k)
+        context = torch.arange(b, device=ends.device).repeat_interleave(windows)  # (B k,)
+        window = picked.flatten()
+        cue, pad = self.tokenizer(RECONSTRUCTION_CUE, add_special_tokens=False).input_ids, self.tokenizer.pad_token_id
+        rows, targets = [], []
+        for c, i in zip(context.tolist(), window.tolist()):
+            tokens = ids[c, starts[c, i] : ends[c, i]].tolist()
+            rows.append([pad] + cue + tokens)  # the first column stands for the slot the cache fills
+            targets.append(tokens)
+        width, answer = max(map(len, rows)), max(map(len, targets))
+        input_ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows], device=ids.device)  # left-padded
+        attention = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], device=ids.device)
+        slot = torch.zeros_like(attention, dtype=torch.bool)
+        slot[torch.arange(len(rows)), width - torch.tensor([len(r) for r in rows])] = True
+        labels = torch.tensor([[losses.IGNORE] * (answer - len(t)) + t for t in targets], device=ids.device)  # right-aligned
+        held = entries.rows(context)
+        visible = torch.arange(m, device=ends.device)[None, :] <= window[:, None]  # gists 1..i
+        held.mask = visible if held.mask is None else held.mask & visible
+        held.after = held.positions.gather(1, window[:, None])[:, 0] + 1  # the cue continues after gist i
+        logits = self.cache_answer_logits(held, input_ids, attention, slot, answer)
+        return losses.answer_ce(logits, labels)
 
     # --- checkpoints ---
     def trainable_groups(self, compressor_lr: float, lora_lr: float) -> list[dict]:

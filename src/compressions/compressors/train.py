@@ -94,6 +94,8 @@ class CompressorTrainConfig:
             raise ConfigError(f"documents must be between 1 and pipeline.max_context_tokens ({self.pipeline.max_context_tokens}), got {self.documents}")
         if not set(self.presets) <= set(PRESETS):
             raise ConfigError(f"presets: names must be among {', '.join(PRESETS)}, got {', '.join(sorted(self.presets))}")
+        if self.loss.reconstruction and (self.pipeline.arch != "gist_kv" or self.pipeline.compressor.get("layout") != "spread"):
+            raise ConfigError("loss.reconstruction: needs pipeline.arch=gist_kv with compressor.layout=spread (one gist per window)")
         if self.eval_limit < 0 or self.diagnostic_contexts < 0:
             raise ConfigError("eval_limit and diagnostic_contexts must be >= 0")
 
