@@ -26,9 +26,8 @@ for key, kept in ours.items():
 lines = ["| setting | method | e2e mean Jaccard | e2e identical (layer,head) | ctx mean Jaccard | ctx identical (layer,head) |",
          "|---|---|---|---|---|---|"]
 for (setting, method), r in stats.items():
-    e, c = r["e2e"], r["ctx"]
-    lines.append(f"| {setting} | {method} | {sum(e) / len(e):.4f} | {sum(j == 1 for j in e)}/{len(e)} "
-                 f"| {sum(c) / len(c):.4f} | {sum(j == 1 for j in c)}/{len(c)} |")
+    cells = [f"{sum(j) / len(j):.4f} | {sum(x == 1 for x in j)}/{len(j)}" if j else "- | -" for j in (r["e2e"], r["ctx"])]
+    lines.append(f"| {setting} | {method} | {cells[0]} | {cells[1]} |")
 lines.append("")
 for (setting, method), r in stats.items():
     if "ctx_edge" in r:

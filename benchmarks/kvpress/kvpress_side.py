@@ -1,4 +1,4 @@
-"""kvpress side: kept positions of StreamingLLMPress, KnormPress, SnapKVPress, TOVAPress on the same token ids.
+"""kvpress side: kept positions of StreamingLLMPress, KnormPress, SnapKVPress, TOVAPress, KVzipPress on the same token ids.
 
 Run with the side venv (kvpress 0.5.5, transformers 5.2.0, torch 2.13.0+cpu):
   OMP_NUM_THREADS=1 venv/bin/python kvpress_side.py
@@ -18,6 +18,12 @@ Two readings of kvpress's choice are recorded per (layer, KV head):
   ctx_edge (snapkv only): as ctx, but kvpress's SnapKV run with the window's votes for the prefix entries
         zeroed before its average pooling, as our pooling zero-pads at the context's start (one change, to test
         that the pooling edge is the only difference)
+  kvzip     : ctx only. KVzipPress scores every entry by its largest attention from the reconstruction's queries,
+        then (by design) spends the budget unevenly across layers and heads and masks, not drops, the rest; its
+        scores (`score_val`, recorded before that step) are read as ctx. Its prefix length is set to P (it
+        takes the chat template's user header otherwise), one chunk; it softmaxes over its first 4 entries, the
+        chunk and the reconstruction only, so with a longer prefix (`project`) its scores differ from ours,
+        which softmax over the whole cache; with `bos` (P = 1) the two read the same keys.
 """
 
 import json
@@ -27,7 +33,7 @@ import kvpress
 import kvpress.presses.snapkv_press as snapkv_module
 import torch
 from common import HERE, M, load_model
-from kvpress import KnormPress, SnapKVPress, StreamingLLMPress, TOVAPress
+from kvpress import KnormPress, KVzipPress, SnapKVPress, StreamingLLMPress, TOVAPress
 from kvpress.utils import compute_n_kept
 from transformers import DynamicCache
 
@@ -78,6 +84,26 @@ def run(model, press, ids):
     return full_keys, kept_keys, [scores[i] for i in range(len(kept_keys))]
 
 
+@torch.no_grad()
+def kvzip_scores(model, ids, p, repeat_ids):
+    """KVzipPress's scores (L, n_kv, T) of one prefill whose first p ids are the prefix."""
+    press = KVzipPress(compression_ratio=0.5)  # any ratio > 0 runs the scoring
+    seen = {}
+    press.compress_post = lambda _model: seen.update(scores=press.score_val[:, 0].clone())  # before any masking
+    prepare = press.prepare
+
+    def checked(*args, **kwargs):
+        pairs = prepare(*args, **kwargs)
+        assert len(pairs) == 1 and pairs[0][1][0].tolist() == repeat_ids + ids[p:], "kvpress reconstructs other ids"
+        return pairs
+
+    press.prepare = checked
+    with press(model):
+        press.prefix_length = p
+        model(input_ids=torch.tensor([ids]), past_key_values=DynamicCache(config=model.config), use_cache=True)
+    return seen["scores"]
+
+
 class ZeroPrefixPooling:
     """Stands in for torch.nn.functional inside kvpress's snapkv_press: avg_pool1d sees zero votes for the first
     `p` entries (the prompt prefix), so the context's first entries are pooled as ours are (zero padding)."""
@@ -102,6 +128,8 @@ def main():
     for row in rows:
         pre, ctx, suf = row["prefix_ids"], row["context_ids"], row["suffix_ids"]
         p, c, w = len(pre), len(ctx), len(suf)
+        s = kvzip_scores(model, pre + ctx, p, row["kvzip_repeat_ids"])
+        kept[f"{row['setting']}/{row['example']}/kvzip"] = {"ctx": s[:, :, p : p + c].topk(M, dim=-1).indices.sort(dim=-1).values.tolist()}
         for name in ["streaming", "knorm", "snapkv", "tova"]:
             press, k_len, n_kept = press_for(name, p, c, w)
             ids = pre + ctx + (suf if name == "snapkv" else [])

@@ -1,4 +1,4 @@
-"""Our side: kept context positions of the project's KV methods (streaming, knorm, snapkv, tova) at M=32.
+"""Our side: kept context positions of the project's KV methods (streaming, knorm, snapkv, tova, kvzip) at M=32.
 
 Run with the project's venv:
   OMP_NUM_THREADS=1 .venv/bin/python benchmarks/kvpress/ours.py   (from the repo root)
@@ -8,6 +8,8 @@ Two prompt settings:
             suffix = "\\nQuestion: {q}\\nAnswer:"
   project - the project's default zero-shot completion prompt (instruction + "Context:\\n" before,
             "\\nQuestion: {q}\\nAnswer:" after)
+kvzip reads, before the context it reconstructs, the ids kvpress's KVzipPress puts there (its request, then
+the chat template's generation suffix) instead of our own REPEAT_PROMPT, so both sides score the same queries.
 """
 
 import gzip
@@ -23,7 +25,20 @@ from compressions.data.prompts import PromptParts, SquadPrompt, SquadPromptConfi
 from compressions.methods import Target, build_method
 
 N_EXAMPLES = 5
-METHODS = ["streaming", "knorm", "snapkv", "tova"]
+METHODS = ["streaming", "knorm", "snapkv", "tova", "kvzip"]
+KVPRESS_REQUEST = "\n\nRepeat the previous context exactly."  # KVzipPress.prepare's, for a single chunk
+
+
+def kvpress_repeat_ids(tokenizer):
+    """What KVzipPress reads before the context's tokens: its request, then what the chat template puts after
+    a user message (found as KVzipPress finds it, around a dummy message)."""
+    dummy = "dummy context"
+    separator = "\n" + "#" * len(dummy)
+    text = tokenizer.apply_chat_template(
+        [{"role": "user", "content": dummy + separator}], add_generation_prompt=True, tokenize=False, enable_thinking=False
+    )
+    suffix = text.split(separator)[1]
+    return tokenizer.encode(KVPRESS_REQUEST, add_special_tokens=False) + tokenizer.encode(suffix, add_special_tokens=False)
 
 
 def examples():
@@ -53,12 +68,14 @@ def main():
     rows, kept = [], {}
     for setting, slot_prompt in prompts(tokenizer).items():
         methods = {name: build_method(name, tokenizer, M) for name in METHODS}
+        methods["kvzip"].repeat_ids = kvpress_repeat_ids(tokenizer)
         target = Target(model, slot_prompt)
         for i, ex in enumerate(examples()):
             prefix_ids, suffix_ids = slot_prompt.ids(ex["question"])
             ctx_ids = tokenizer(ex["context"], add_special_tokens=False).input_ids
             rows.append({"setting": setting, "example": i, "title": ex["title"], "question": ex["question"],
-                         "prefix_ids": prefix_ids, "context_ids": ctx_ids, "suffix_ids": suffix_ids})
+                         "prefix_ids": prefix_ids, "context_ids": ctx_ids, "suffix_ids": suffix_ids,
+                         "kvzip_repeat_ids": methods["kvzip"].repeat_ids})
             p = len(prefix_ids)
             for name, method in methods.items():
                 kv = method.compress(ex["context"], ex["question"], M, target).kv
