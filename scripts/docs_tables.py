@@ -65,6 +65,61 @@ def _write_grid_report(folder: str) -> Callable[[Path], None]:
     return write
 
 
+class Headline(NamedTuple):
+    label: str
+    question_aware: bool
+    cell: str  # a committed run folder (metrics.json, scores.json)
+    command: str
+    against: str | None = None  # a cell to pair with (prefix truncation at the same M)
+
+
+EVAL_512 = "compressions eval squad --documents 512 --limit 783"
+HEADLINE = (
+    Headline("full document", False, "results/documents-512-all/full-doc512", f"{EVAL_512} --method full"),
+    Headline("no context", False, "results/documents-512-all/none-doc512", f"{EVAL_512} --method none"),
+    Headline("`prefix` truncation", False, "results/documents-512-all/prefix-M32-doc512", f"{EVAL_512} --method prefix --budget 32"),
+    Headline("`extractive` (TF-IDF sentences)", True, "results/documents-512-all/extractive-M32-doc512", f"{EVAL_512} --method extractive --budget 32",
+             "results/documents-512-all/prefix-M32-doc512"),
+    Headline("`snapkv` (KV press)", True, "results/documents-512-all/snapkv-M32-doc512", f"{EVAL_512} --method snapkv --budget 32",
+             "results/documents-512-all/prefix-M32-doc512"),
+    Headline("`streaming` (best question-agnostic press)", False, "results/documents-512-all/streaming-M32-doc512",
+             f"{EVAL_512} --method streaming --budget 32", "results/documents-512-all/prefix-M32-doc512"),
+    Headline("**`restore`** (best learned, `best.yaml`)", False, "results/learned-512/restore-M32",
+             "`compressions train compressor --config configs/compressors/best.yaml eval_limit=783`", "results/documents-512-all/prefix-M32-doc512"),
+    Headline("`prefix` truncation", False, "results/documents-512-all/prefix-M64-doc512", f"{EVAL_512} --method prefix --budget 64"),
+    Headline("**`restore`** (best learned)", False, "results/learned-512/restore-M64",
+             "`compressions train compressor --config configs/compressors/best.yaml pipeline.budget=64 eval_limit=783`", "results/documents-512-all/prefix-M64-doc512"),
+)  # fmt: skip
+
+
+def _headline_table(root: Path) -> str:
+    """The README's headline rows, each from its committed run folder; the paired column from both scores.json."""
+    import json
+
+    from compressions.evaluation.intervals import compare_runs
+
+    lines = [
+        "| method | reads the question | M (ratio) | F1 [95% CI] | EM | minus prefix at the same M, paired F1 [95% CI] | command |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in HEADLINE:
+        m = json.loads((root / row.cell / "metrics.json").read_text(encoding="utf-8"))
+        budget = f"{m['budget']} ({m['compression_ratio']:.1f}x)" if m.get("budget") else ("0" if m["method"] == "none" else "all")
+        low, high = m["f1_ci95"]
+        paired = ""
+        if row.against:
+            d = compare_runs(root / row.cell, root / row.against)["f1"]
+            paired = f"{d['mean']:+.1f} [{d['low']:+.1f}, {d['high']:+.1f}]"
+        command = row.command if row.command.startswith("`") else f"`{row.command}`"
+        aware = "yes" if row.question_aware else "no"
+        lines.append(f"| {row.label} | {aware} | {budget} | {m['f1']:.1f} [{low:.1f}, {high:.1f}] | {m['exact_match']:.1f} | {paired} | {command} |")
+    return "\n".join(lines) + "\n"
+
+
+def _write_headline(root: Path) -> None:
+    (root / "results/headline.md").write_text(_headline_table(root), encoding="utf-8")
+
+
 class Generated(NamedTuple):
     command: str  # the command that writes the file from committed results
     compute: Callable[[Path], str]  # root -> the file's text, computed in memory
@@ -73,6 +128,7 @@ class Generated(NamedTuple):
 
 GENERATED = {
     "results/gist-dose/dose/dose.md": Generated("compressions gist dose results/gist-dose", _dose_table, _write_dose),
+    "results/headline.md": Generated("python scripts/docs_tables.py", _headline_table, _write_headline),
     **{
         f"{folder}/results.md": Generated(f"compressions report {folder}", _grid_table(folder), _write_grid_report(folder))
         for folder in ("results/documents-512", "results/documents-512-all", "results/long-inputs")
