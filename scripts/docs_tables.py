@@ -67,7 +67,7 @@ def _write_grid_report(folder: str) -> Callable[[Path], None]:
 
 class Headline(NamedTuple):
     label: str
-    question_aware: bool
+    question_aware: bool | None  # None: nothing is compressed
     cell: str  # a committed run folder (metrics.json, scores.json)
     command: str
     against: str | None = None  # a cell to pair with (prefix truncation at the same M)
@@ -75,8 +75,8 @@ class Headline(NamedTuple):
 
 EVAL_512 = "compressions eval squad --documents 512 --limit 783"
 HEADLINE = (
-    Headline("full document", False, "results/documents-512-all/full-doc512", f"{EVAL_512} --method full"),
-    Headline("no context", False, "results/documents-512-all/none-doc512", f"{EVAL_512} --method none"),
+    Headline("full document", None, "results/documents-512-all/full-doc512", f"{EVAL_512} --method full"),
+    Headline("no context", None, "results/documents-512-all/none-doc512", f"{EVAL_512} --method none"),
     Headline("`prefix` truncation", False, "results/documents-512-all/prefix-M32-doc512", f"{EVAL_512} --method prefix --budget 32"),
     Headline("`extractive` (TF-IDF sentences)", True, "results/documents-512-all/extractive-M32-doc512", f"{EVAL_512} --method extractive --budget 32",
              "results/documents-512-all/prefix-M32-doc512"),
@@ -111,7 +111,7 @@ def _headline_table(root: Path) -> str:
             d = compare_runs(root / row.cell, root / row.against)["f1"]
             paired = f"{d['mean']:+.1f} [{d['low']:+.1f}, {d['high']:+.1f}]"
         command = row.command if row.command.startswith("`") else f"`{row.command}`"
-        aware = "yes" if row.question_aware else "no"
+        aware = "-" if row.question_aware is None else "yes" if row.question_aware else "no"
         lines.append(f"| {row.label} | {aware} | {budget} | {m['f1']:.1f} [{low:.1f}, {high:.1f}] | {m['exact_match']:.1f} | {paired} | {command} |")
     return "\n".join(lines) + "\n"
 
