@@ -45,8 +45,8 @@ from compressions.data.squad import SquadExample
 from compressions.errors import ConfigError
 from compressions.methods import METHODS, build_method, takes_budget
 from compressions.models import DEFAULT_MODEL, load_model
-from compressions.models.generation import position_ids, prefill
-from compressions.models.soft_prompts import embed_with_slots
+from compressions.models.generation import left_pad, position_ids, prefill
+from compressions.models.soft_prompts import embed_with_slots, slot_mask
 from compressions.reader.adapter import reader_prompt, with_reader
 from compressions.store.run_folder import atomic_write_json
 from compressions.store.saved import COMPRESSOR_CONFIG, PIPELINE_CONFIG, read_saved
@@ -438,18 +438,15 @@ class SoftPromptModel(nn.Module):
             tokens = ids[c, starts[c, i] : ends[c, i]].tolist()
             rows.append([pad] + cue + tokens)  # the first column stands for the slot the cache fills
             targets.append(tokens)
-        width, answer = max(map(len, rows)), max(map(len, targets))
-        input_ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows], device=ids.device)  # left-padded
-        attention = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], device=ids.device)
-        slot = torch.zeros_like(attention, dtype=torch.bool)
-        slot[torch.arange(len(rows)), width - torch.tensor([len(r) for r in rows])] = True
-        labels = torch.tensor([[losses.IGNORE] * (answer - len(t)) + t for t in targets], device=ids.device)  # right-aligned
+        input_ids, attention = left_pad(rows, pad)
+        slot = slot_mask([len(r) for r in rows], [(0, 1)] * len(rows), input_ids.shape[1])
+        labels = left_pad(targets, losses.IGNORE)[0]  # right-aligned, as answers are
         held = entries.rows(context)
         visible = torch.arange(m, device=ends.device)[None, :] <= window[:, None]  # gists 1..i
         held.mask = visible if held.mask is None else held.mask & visible
         held.after = held.positions.gather(1, window[:, None])[:, 0] + 1  # the cue continues after gist i
-        logits = self.cache_answer_logits(held, input_ids, attention, slot, answer)
-        return losses.answer_ce(logits, labels)
+        logits = self.cache_answer_logits(held, *(t.to(ids.device) for t in (input_ids, attention, slot)), labels.shape[1])
+        return losses.answer_ce(logits, labels.to(ids.device))
 
     # --- checkpoints ---
     def trainable_groups(self, compressor_lr: float, lora_lr: float) -> list[dict]:
