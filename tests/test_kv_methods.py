@@ -159,6 +159,7 @@ def test_kv_methods_compress_with_the_reader_adapter_on(tiny):
         ({"name": "snapkv", "kernel": 4}, "kernel must be odd"),
         ({"name": "streaming", "sinks": -1}, "sinks must be >= 0"),
         ({"name": "tova", "window": 3}, "has no option window"),
+        ({"name": "kvzip", "segment": 0}, "segment must be >= 1"),
     ],
 )
 def test_bad_options_are_clear_errors(tiny, options, message):
@@ -216,3 +217,28 @@ def test_kvzip_reads_its_reconstruction_in_chunks_and_never_the_question(tiny):
     assert torch.equal(one_pass.kv.positions, chunked.kv.positions) and torch.equal(chunked.kv.positions, other.kv.positions)
     torch.testing.assert_close(chunked.kv.keys, other.kv.keys)
     assert METHODS["kvzip"].target.question_aware is False
+
+
+def test_kvzip_rebuilds_a_long_context_segment_by_segment(tiny):
+    """Past `segment` tokens each segment is read after its own cue on the context's cache alone, at the
+    positions right after the context, and scores only its own entries: the hand computation reads each
+    (prefix + context + cue + segment) in one plain forward."""
+    model, tokenizer = tiny
+    example, budget, segment, overlap = synthetic_squad(1, seed=3)[0], 10, 7, 2
+    method = build_method("kvzip", tokenizer, budget, segment=segment, overlap=overlap, chunk=4)
+    kept = method.compress(example.context, example.question, budget, _target(model, tokenizer))
+    prefix, ids, _ = _ids(tokenizer, example)
+    p, c = len(prefix), len(ids)
+    assert c > 2 * segment  # three segments at least
+    tops = []
+    for begin in range(0, c, segment):
+        part = ids[begin : begin + segment]
+        cue = method.repeat_ids if begin == 0 else method.continue_ids + ids[begin - overlap : begin]
+        _, attention = _full_forward(model, prefix + ids + cue + part, attentions=True)
+        tops.append(attention[:, :, p + c :, p + begin : p + begin + len(part)].amax(dim=2))  # (L, heads, segment)
+    top = torch.cat(tops, dim=-1)
+    layers, n_kv = kept.kv.positions.shape[:2]
+    positions = top.reshape(layers, n_kv, -1, c).amax(dim=2).argsort(dim=-1, descending=True)[..., :budget]
+    assert torch.equal(kept.kv.positions - p, positions.sort(dim=-1).values)
+    whole = build_method("kvzip", tokenizer, budget).compress(example.context, example.question, budget, _target(model, tokenizer))
+    assert not torch.equal(whole.kv.positions, kept.kv.positions)  # segments change what is kept
