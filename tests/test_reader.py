@@ -1,9 +1,11 @@
+import dataclasses
 import json
 
 import pytest
 import torch
 
 from compressions.cli.main import main
+from compressions.data.documents import pack_documents
 from compressions.data.prompts import SquadPrompt, SquadPromptConfig
 from compressions.data.synthetic import synthetic_squad
 from compressions.errors import ConfigError, ModelNotFoundError
@@ -63,6 +65,19 @@ def test_reader_training_moves_every_lora_parameter_and_lowers_the_loss(tmp_path
     ids = torch.tensor([reader_example(tokenizer, examples[0], PROMPT)["input_ids"]])
     with torch.no_grad():
         torch.testing.assert_close(reloaded(input_ids=ids).logits, model(input_ids=ids).logits)
+
+
+def test_reader_trains_on_documents_when_asked(tmp_path):
+    """`documents=N`: the questions read the packed documents of their article, and the run says what was packed."""
+    model, tokenizer = load_model("tiny-random-llama")
+    examples = [dataclasses.replace(e, article="A") for e in synthetic_squad(6)]
+    config = dataclasses.replace(_config(tmp_path, steps=1), documents=10_000)
+    train_reader(config, examples, model, tokenizer, progress=False)
+    metrics = json.loads((tmp_path / "reader" / "metrics.json").read_text())
+    assert metrics["documents"] == pack_documents(examples, tokenizer, 10_000)[1].as_dict() | {"max_tokens": 10_000}
+    assert metrics["documents"]["documents"] == 1 and metrics["documents"]["paragraphs"] == 6
+    with pytest.raises(ConfigError, match="documents must be >= 1"):
+        ReaderConfig(documents=0).validate()
 
 
 def _seeded_lora(config):

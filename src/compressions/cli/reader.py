@@ -23,6 +23,6 @@ def register(groups: dict) -> None:
 
     reader = groups["train"].add_parser("reader", help="fine-tune a LoRA SQuAD reader (full contexts, answer-only loss)")
     reader.add_argument("--config", help="YAML config file (configs/reader/...)")
-    add_config_flags(reader, ReaderConfig, ["model", "data", "data_dir", "limit", Flag("train.max_steps", help="optimizer steps"), "out"])
+    add_config_flags(reader, ReaderConfig, ["model", "data", "data_dir", "limit", "documents", Flag("train.max_steps", help="optimizer steps"), "out"])
     reader.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. lora.r=16 train.batch_size=16")
     reader.set_defaults(func=run_train_reader)

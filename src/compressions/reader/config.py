@@ -30,6 +30,10 @@ class ReaderConfig:
     data_dir: str | None = field(default=None, metadata={"help": "default: $COMPRESSIONS_DATA_DIR"})
     train_articles: int = field(default=20, metadata={"help": "local files: the first N articles are train"})
     limit: int | None = field(default=None, metadata={"help": "first N train questions (default: all)"})
+    documents: int | None = field(
+        default=None,
+        metadata={"help": "train on consecutive paragraphs packed into documents of at most N tokens (512: the seeds' lengths)"},
+    )
     on_error: str = field(default="skip", metadata={"help": "malformed records: skip | raise"})
     prompt: SquadPromptConfig = field(
         default_factory=lambda: SquadPromptConfig(shots=0),
@@ -50,5 +54,7 @@ class ReaderConfig:
             raise ConfigError("prompt.shots must be 0 for reader training (the reader learns the format itself)")
         if self.limit is not None and self.limit < 1:
             raise ConfigError(f"limit must be >= 1, got {self.limit}")
+        if self.documents is not None and self.documents < 1:
+            raise ConfigError(f"documents must be >= 1, got {self.documents}")
         self.lora.validate()
         self.train.validate()

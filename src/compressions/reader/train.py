@@ -12,6 +12,7 @@ import time
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from compressions.data.documents import pack_documents
 from compressions.data.prompts import SquadPrompt, SquadPromptConfig
 from compressions.data.squad import SquadExample, load_squad
 from compressions.models import load_model
@@ -64,13 +65,17 @@ def train_reader(
 ) -> list[dict]:
     """Fit the adapter and save it with its config in `config.out`; returns the training history.
 
-    `examples` default to the train split of `config.data`; a passed model is wrapped in place.
+    `examples` default to the train split of `config.data` (packed into documents with `config.documents`); a
+    passed model is wrapped in place.
     """
     if examples is None:
         examples = load_squad(config.data, "train", config.data_dir, config.on_error, config.train_articles)
-    examples = examples[: config.limit] if config.limit else examples
     if model is None or tokenizer is None:
         model, tokenizer = load_model(config.model, config.dtype, config.device)
+    packing = None
+    if config.documents:  # every question of a paragraph now reads the document that holds it
+        examples, packing = pack_documents(examples, tokenizer, config.documents)
+    examples = examples[: config.limit] if config.limit else examples
     torch.manual_seed(config.train.seed)  # the adapter's random init is part of the run
     reader = add_adapter(model, config.lora.peft_config(task_type="CAUSAL_LM"))
     dataset = [reader_example(tokenizer, e, config.prompt) for e in examples]
@@ -94,6 +99,9 @@ def train_reader(
         seconds = time.perf_counter() - start
         if is_main_process():
             reader.save_pretrained(run.path)
-        run.write_metrics({"steps": len(history), "first_loss": history[0]["loss"], "last_loss": history[-1]["loss"], "seconds": seconds})
+        metrics = {"steps": len(history), "first_loss": history[0]["loss"], "last_loss": history[-1]["loss"], "seconds": seconds}
+        if packing is not None:
+            metrics["documents"] = packing.as_dict() | {"max_tokens": config.documents}
+        run.write_metrics(metrics)
     reader.eval()
     return history
