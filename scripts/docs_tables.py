@@ -82,7 +82,7 @@ HEADLINE = (
              "results/documents-512-all/prefix-M32-doc512"),
     Headline("`snapkv` (KV press)", True, "results/documents-512-all/snapkv-M32-doc512", f"{EVAL_512} --method snapkv --budget 32",
              "results/documents-512-all/prefix-M32-doc512"),
-    Headline("`streaming` (best question-agnostic press)", False, "results/documents-512-all/streaming-M32-doc512",
+    Headline("`streaming` (best question-agnostic press, tied with `expected_attention`)", False, "results/documents-512-all/streaming-M32-doc512",
              f"{EVAL_512} --method streaming --budget 32", "results/documents-512-all/prefix-M32-doc512"),
     Headline("**`restore`** (best learned, `best.yaml`)", False, "results/learned-512/restore-M32",
              "`compressions train compressor --config configs/compressors/best.yaml eval_limit=783`", "results/documents-512-all/prefix-M32-doc512"),
@@ -120,6 +120,58 @@ def _write_headline(root: Path) -> None:
     (root / "results/headline.md").write_text(_headline_table(root), encoding="utf-8")
 
 
+# the 512 table's rows, question-agnostic methods first (names as the grid's cells, less "-M{M}-doc512")
+TABLE_512 = "results/documents-512-all"
+TABLE_512_ORDER = (
+    "full", "none", "prefix", "suffix", "random", "perplexity", "llmlingua", "streaming", "knorm", "tova", "kvzip",
+    "expected_attention", "gist_kv-step0", "selector", "selector-pool5", "extractive", "snapkv",
+)  # fmt: skip
+TABLE_512_BUDGETS = (32, 64, 128)
+
+
+def _table_512(root: Path) -> str:
+    """Every cell of the 512 grid folder, a row per method and reader, a column pair per M: F1 [95% CI] and
+    the paired difference from prefix truncation at that M, read by the same reader."""
+    import json
+    import re
+
+    from compressions.evaluation.intervals import compare_runs
+
+    cells = {}
+    for metrics in sorted((root / TABLE_512).glob("*/metrics.json")):
+        m = json.loads(metrics.read_text(encoding="utf-8"))
+        name = re.sub(r"-M\d+", "", metrics.parent.name).removesuffix("-reader").removesuffix("-doc512")
+        cells[(name, m["reader"] is not None, m.get("budget"))] = (metrics.parent, m)
+    order = {name: i for i, name in enumerate(TABLE_512_ORDER)}
+    rows = sorted({(reader, name) for name, reader, _ in cells}, key=lambda r: (r[0], order.get(r[1], len(order)), r[1]))
+    head = " | ".join(f"M = {b}: F1 [95% CI] | minus prefix" for b in TABLE_512_BUDGETS)
+    lines = [f"| reader | method | reads the question | {head} |", "|---|---|---|" + "---|---|" * len(TABLE_512_BUDGETS)]
+    for reader, name in rows:
+        found = [cells.get((name, reader, b)) for b in (None, *TABLE_512_BUDGETS)]
+        aware = next(m for c in found if c for m in [c[1]])["question_aware"]
+        columns = []
+        for budget in TABLE_512_BUDGETS:
+            cell = cells.get((name, reader, budget)) or found[0]  # a row without M (full, none) fills every column
+            if cell is None:
+                columns += ["not run", ""]
+                continue
+            folder, m = cell
+            low, high = m["f1_ci95"]
+            paired = ""
+            prefix = cells.get(("prefix", reader, budget))
+            if prefix and name != "prefix":
+                d = compare_runs(folder, prefix[0])["f1"]
+                paired = f"{d['mean']:+.1f} [{d['low']:+.1f}, {d['high']:+.1f}]"
+            columns += [f"{m['f1']:.1f} [{low:.1f}, {high:.1f}]", paired]
+        kind = "-" if found[0] else "yes" if aware else "no"
+        lines.append(f"| {'SQuAD reader' if reader else 'base'} | `{name}` | {kind} | {' | '.join(columns)} |")
+    return "\n".join(lines) + "\n"
+
+
+def _write_table_512(root: Path) -> None:
+    (root / TABLE_512 / "table.md").write_text(_table_512(root), encoding="utf-8")
+
+
 class Generated(NamedTuple):
     command: str  # the command that writes the file from committed results
     compute: Callable[[Path], str]  # root -> the file's text, computed in memory
@@ -129,6 +181,7 @@ class Generated(NamedTuple):
 GENERATED = {
     "results/gist-dose/dose/dose.md": Generated("compressions gist dose results/gist-dose", _dose_table, _write_dose),
     "results/headline.md": Generated("python scripts/docs_tables.py", _headline_table, _write_headline),
+    f"{TABLE_512}/table.md": Generated("python scripts/docs_tables.py", _table_512, _write_table_512),
     **{
         f"{folder}/results.md": Generated(f"compressions report {folder}", _grid_table(folder), _write_grid_report(folder))
         for folder in ("results/documents-512", "results/documents-512-all", "results/long-inputs")

@@ -48,7 +48,7 @@ def test_packing_keeps_answers_at_their_offsets_and_never_cuts_a_paragraph(tiny,
         length = len(tokenizer(document, add_special_tokens=False).input_ids)
         assert length <= max_tokens or SEPARATOR not in document  # over the size only as one whole paragraph
     oversized = sum(len(tokenizer(p, add_special_tokens=False).input_ids) > max_tokens for p in parts)
-    assert stats.documents == len(documents) and stats.paragraphs == len(parts) and stats.oversized == oversized
+    assert stats.max_tokens == max_tokens and stats.documents == len(documents) and stats.paragraphs == len(parts) and stats.oversized == oversized
     assert stats.mean_questions == pytest.approx(len(packed) / len(documents))
     if max_tokens == 10_000:
         assert stats.documents == 2  # one per article

@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from peft import LoraConfig
+from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
 
 from compressions.cli.main import main
 from compressions.data.prompts import SquadPrompt, SquadPromptConfig, prompt_part_ids, squad_prompt
@@ -57,7 +58,7 @@ def _logits(model, pad_id, **inputs):
 
 
 def test_every_kv_method_is_registered_and_marked():
-    assert KV_METHODS == ["knorm", "kvzip", "snapkv", "streaming", "tova"]
+    assert KV_METHODS == ["expected_attention", "knorm", "kvzip", "snapkv", "streaming", "tova"]
     assert [name for name in KV_METHODS if METHODS[name].target.question_aware] == ["snapkv"]
 
 
@@ -104,10 +105,41 @@ def _hand_selection(name, model, tokenizer, example, budget):
     elif name == "kvzip":  # the largest attention from any reconstruction query, over each KV head's query heads
         top = attention[:, :, p + c :, p : p + c].amax(dim=2)  # (L, heads, C)
         positions = top.reshape(layers, n_kv, -1, c).amax(dim=2).argsort(dim=-1, descending=True)[..., :budget]
+    elif name == "expected_attention":
+        positions = _expected_attention(model, prefix + ids, out, values, p, c).argsort(dim=-1, descending=True)[..., :budget]
     else:  # tova: the last context token's attention, averaged over the layer's heads
         last = attention[:, :, p + c - 1, p : p + c].mean(dim=1)  # (L, C)
         positions = last.argsort(dim=-1, descending=True)[:, None, :budget].expand(layers, n_kv, budget)
     return positions.sort(dim=-1).values, keys, values, p
+
+
+@torch.no_grad()
+def _expected_attention(model, ids, out, values, p, c, future=512):
+    """(L, n_kv, C): each context entry's expected attention, the long way: the context's queries from the
+    layer's own projections, their mean and covariance (torch.cov), the rotary rotation at every one of the next
+    `future` positions written out as a matrix (transformers' rotation of each basis vector) and averaged."""
+    hidden = model(input_ids=torch.tensor([ids]), output_hidden_states=True).hidden_states
+    decoder = model.get_decoder()
+    rows = []
+    for layer, block in enumerate(decoder.layers):
+        attn = block.self_attn
+        d = attn.head_dim
+        queries = attn.q_proj(block.input_layernorm(hidden[layer][0, p : p + c])).view(c, -1, d)  # (C, H, d)
+        cos, sin = decoder.rotary_emb(queries, torch.arange(p + c, p + c + future)[None])
+        basis = torch.eye(d).expand(future, d, d)[:, :, None]  # (future, d basis vectors, 1, d)
+        turned = apply_rotary_pos_emb(basis, basis, cos[0][:, None], sin[0][:, None])[0][:, :, 0]  # row j: R(t) e_j
+        rotation = turned.transpose(1, 2).mean(0)
+        keys = out.cache.layers[layer].keys[0, :, p : p + c]  # (n_kv, C, d), rotated at their positions
+        group = queries.shape[1] // keys.shape[0]
+        per_head = []
+        for head in range(queries.shape[1]):
+            q, k = queries[:, head], keys[head // group]
+            mean, spread = rotation @ q.mean(0), rotation @ torch.cov(q.T, correction=0) @ rotation.T
+            logits = attn.scaling * k @ mean + attn.scaling**2 / 2 * ((k @ spread) * k).sum(-1)
+            per_head.append(logits.softmax(-1))
+        scores = torch.stack(per_head).view(keys.shape[0], group, c).mean(1)
+        rows.append(scores * values[layer].norm(dim=-1))
+    return torch.stack(rows)
 
 
 @pytest.mark.parametrize("name", KV_METHODS)
@@ -121,7 +153,7 @@ def test_kept_cache_is_the_hand_computed_selection(tiny, name):
     torch.testing.assert_close(kept.kv.keys, keys.gather(2, gather), rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(kept.kv.values, values.gather(2, gather), rtol=1e-4, atol=1e-5)
     assert kept.kv.next_position == p + len(_ids(tokenizer, example)[1])
-    if name in ("knorm", "snapkv", "kvzip"):  # per-head selection: the heads do not all keep the same entries
+    if name in ("knorm", "snapkv", "kvzip", "expected_attention"):  # per-head selection: the heads do not all keep the same entries
         assert len({tuple(row) for row in kept.kv.positions.flatten(0, 1).tolist()}) > 1
 
 
@@ -160,6 +192,7 @@ def test_kv_methods_compress_with_the_reader_adapter_on(tiny):
         ({"name": "streaming", "sinks": -1}, "sinks must be >= 0"),
         ({"name": "tova", "window": 3}, "has no option window"),
         ({"name": "kvzip", "segment": 0}, "segment must be >= 1"),
+        ({"name": "expected_attention", "future": 0}, "future must be >= 1"),
     ],
 )
 def test_bad_options_are_clear_errors(tiny, options, message):

@@ -1,4 +1,5 @@
-"""kvpress side: kept positions of StreamingLLMPress, KnormPress, SnapKVPress, TOVAPress, KVzipPress on the same token ids.
+"""kvpress side: kept positions of StreamingLLMPress, KnormPress, SnapKVPress, TOVAPress, KVzipPress, ExpectedAttentionPress
+on the same token ids.
 
 Run with the side venv (kvpress 0.5.5, transformers 5.2.0, torch 2.13.0+cpu):
   OMP_NUM_THREADS=1 venv/bin/python kvpress_side.py
@@ -11,6 +12,8 @@ Alignment (kvpress compresses the whole prefill, prefix included, with a compres
   n_kept    = P + M (+ W for snapkv), via a compression_ratio r with int(k_len * (1 - r)) == n_kept
   streaming : n_sink = P + 4 (our 4 sinks are the context's first 4 entries; the prefix is kept whole)
   snapkv    : kernel_size = 7 (ours' default), window_size = W
+  expected_attention : n_sink = P, so that its query statistics come from the context's hidden states alone and
+            the prefix is kept whole, as ours
 Two readings of kvpress's choice are recorded per (layer, KV head):
   e2e : what the press actually kept (verified against the compressed cache), restricted to the context
         (so it can hold more or fewer than M context entries when prefix entries lose / win the competition)
@@ -33,7 +36,7 @@ import kvpress
 import kvpress.presses.snapkv_press as snapkv_module
 import torch
 from common import HERE, M, load_model
-from kvpress import KnormPress, KVzipPress, SnapKVPress, StreamingLLMPress, TOVAPress
+from kvpress import ExpectedAttentionPress, KnormPress, KVzipPress, SnapKVPress, StreamingLLMPress, TOVAPress
 from kvpress.utils import compute_n_kept
 from transformers import DynamicCache
 
@@ -59,6 +62,8 @@ def press_for(name: str, p: int, c: int, w: int):
         return KnormPress(compression_ratio=r), k_len, n_kept
     if name == "tova":
         return TOVAPress(compression_ratio=r), k_len, n_kept
+    if name == "expected_attention":
+        return ExpectedAttentionPress(compression_ratio=r, n_sink=p), k_len, n_kept
     raise ValueError(name)
 
 
@@ -130,7 +135,7 @@ def main():
         p, c, w = len(pre), len(ctx), len(suf)
         s = kvzip_scores(model, pre + ctx, p, row["kvzip_repeat_ids"])
         kept[f"{row['setting']}/{row['example']}/kvzip"] = {"ctx": s[:, :, p : p + c].topk(M, dim=-1).indices.sort(dim=-1).values.tolist()}
-        for name in ["streaming", "knorm", "snapkv", "tova"]:
+        for name in ["streaming", "knorm", "snapkv", "tova", "expected_attention"]:
             press, k_len, n_kept = press_for(name, p, c, w)
             ids = pre + ctx + (suf if name == "snapkv" else [])
             assert len(ids) == k_len

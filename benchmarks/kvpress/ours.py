@@ -1,4 +1,4 @@
-"""Our side: kept context positions of the project's KV methods (streaming, knorm, snapkv, tova, kvzip) at M=32.
+"""Our side: kept context positions of the project's KV methods (streaming, knorm, snapkv, tova, kvzip, expected_attention) at M=32.
 
 Run with the project's venv:
   OMP_NUM_THREADS=1 .venv/bin/python benchmarks/kvpress/ours.py   (from the repo root)
@@ -25,7 +25,7 @@ from compressions.data.prompts import PromptParts, SquadPrompt, SquadPromptConfi
 from compressions.methods import Target, build_method
 
 N_EXAMPLES = 5
-METHODS = ["streaming", "knorm", "snapkv", "tova", "kvzip"]
+METHODS = ["streaming", "knorm", "snapkv", "tova", "kvzip", "expected_attention"]
 KVPRESS_REQUEST = "\n\nRepeat the previous context exactly."  # KVzipPress.prepare's, for a single chunk
 
 

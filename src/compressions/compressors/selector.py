@@ -36,7 +36,7 @@ from compressions.data.prompts import SquadPrompt, SquadPromptConfig, solved_exa
 from compressions.data.squad import SquadExample, load_squad
 from compressions.errors import CompressionsError, ConfigError
 from compressions.methods.base import Target
-from compressions.methods.kv_cache import KVCompressor
+from compressions.methods.kv_cache import ContextRead, KVCompressor
 from compressions.models import DEFAULT_MODEL, load_model
 from compressions.models.generation import copy_cache
 from compressions.models.loading import check_placement
@@ -146,8 +146,8 @@ class AnswerSelector(KVCompressor):
         weights = read_saved(folder / WEIGHTS, "tensors")
         self.probe = Probe(weights["mean"], weights["std"], weights["weight"], weights["bias"]).eval()
 
-    def select(self, keys: torch.Tensor, attention: torch.Tensor | None, hidden: tuple[torch.Tensor, ...] | None) -> torch.Tensor:
-        features = stack_layers(hidden, self.layers)
+    def select(self, keys: torch.Tensor, attention: torch.Tensor | None, read: ContextRead) -> torch.Tensor:
+        features = stack_layers(read.hidden, self.layers)
         if features.shape[-1] != self.probe.mean.shape[0]:
             raise CompressionsError(
                 f"selector trained on {self.settings['config']['model']} ({self.probe.mean.shape[0]} features) cannot read this model's hidden states"

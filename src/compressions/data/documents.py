@@ -23,6 +23,7 @@ SEPARATOR = "\n\n"  # between two paragraphs of a document
 
 @dataclass(frozen=True)
 class DocumentStats:
+    max_tokens: int  # the document size asked for
     documents: int
     paragraphs: int
     oversized: int  # paragraphs longer than the document size, kept whole as documents of their own
@@ -72,6 +73,7 @@ def pack_documents(
                 packed.append(dataclasses.replace(example, context=text, answer_starts=starts))
             offset += len(paragraph[0].context) + len(SEPARATOR)
     stats = DocumentStats(
+        max_tokens=max_tokens,
         documents=len(documents),
         paragraphs=sum(len(d) for d in documents),
         oversized=oversized,

@@ -198,7 +198,7 @@ def evaluate_compressor(
     metrics = _metrics(config, examples, predictions, scores, kept, context_lengths, prompts, seconds, compress_seconds)
     metrics["max_new_tokens"] = max_new_tokens
     if documents is not None:  # the whole split's packing, before `limit` took its first questions
-        metrics["documents"] = documents.as_dict() | {"max_tokens": config.documents}
+        metrics["documents"] = documents.as_dict()
     metrics["contexts_truncated"] = truncated  # cut to the model's window (context_window.py)
     # a question-agnostic method compresses each context once for all its questions (and a cache keeps them)
     metrics["compressions_made"] = made

@@ -20,6 +20,7 @@ from compressions.errors import ArgumentError, CompressionsError
 from compressions.methods.abstractive import Abstractive
 from compressions.methods.base import CompressedContext, ContextCompressor, Target, check_budget
 from compressions.methods.bounds import FullContext, NoContext
+from compressions.methods.expected_attention import ExpectedAttention
 from compressions.methods.extractive import Extractive
 from compressions.methods.knorm import KeyNorm
 from compressions.methods.kv_cache import KVCompressor
@@ -68,6 +69,7 @@ METHODS = {
     "snapkv": Entry(SnapKV),
     "tova": Entry(TOVA),
     "kvzip": Entry(KVzip),
+    "expected_attention": Entry(ExpectedAttention),
     # a learned KV selection (option checkpoint: a `train selector` folder), above this layer
     "selector": Entry("compressions.compressors.selector:AnswerSelector"),
     # trained families, each loaded from the folder its trainer saved

@@ -18,6 +18,7 @@ written here against the public forward: a `DynamicCache` filled by a forward, a
 from __future__ import annotations
 
 import time
+from typing import NamedTuple
 
 import torch
 from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
@@ -28,6 +29,15 @@ from compressions.models.generation import copy_cache, prefill
 from compressions.models.kept_cache import KeptCache
 from compressions.models.loading import eager_attention
 from compressions.progress import tqdm
+
+
+class ContextRead(NamedTuple):
+    """What reading the context left, for a method's `select` beyond keys and attention."""
+
+    model: PreTrainedModel
+    values: torch.Tensor  # (L, n_kv, C, head_dim), as the cache holds them
+    hidden: tuple[torch.Tensor, ...] | None  # every layer's input (1, C, d) and the last output (`reads_hidden`), else None
+    end: int  # the position after the context: where a question's first token is read
 
 
 class KVCompressor(ContextCompressor):
@@ -53,9 +63,8 @@ class KVCompressor(ContextCompressor):
         attention weights to the context (L, heads, window, C) when `split` gives a window (else None)."""
         raise NotImplementedError
 
-    def select(self, keys: torch.Tensor, attention: torch.Tensor | None, hidden: tuple[torch.Tensor, ...] | None) -> torch.Tensor:
-        """`scores`, for a method that also reads the context's hidden states (`reads_hidden`: the forward's
-        `hidden_states`, each (1, C, d), else None)."""
+    def select(self, keys: torch.Tensor, attention: torch.Tensor | None, read: ContextRead) -> torch.Tensor:
+        """`scores`, for a method that also reads the model, the values or the context's hidden states."""
         return self.scores(keys, attention)
 
     def compress(self, context: str, question: str, budget: int | None, target: Target | None = None) -> CompressedContext:
@@ -90,8 +99,8 @@ class KVCompressor(ContextCompressor):
         keys = torch.stack([layer.keys[0, :, p : p + c] for layer in cache.layers])  # (L, n_kv, C, hd)
         values = torch.stack([layer.values[0, :, p : p + c] for layer in cache.layers])
         if c > budget:
-            hidden = out.hidden_states if self.reads_hidden else None
-            index = self.select(keys, attention, hidden).topk(budget, dim=-1).indices.sort(dim=-1).values  # (L, n_kv, M)
+            read = ContextRead(model, values, out.hidden_states if self.reads_hidden else None, p + c)
+            index = self.select(keys, attention, read).topk(budget, dim=-1).indices.sort(dim=-1).values  # (L, n_kv, M)
         else:
             index = torch.arange(c, device=keys.device).expand(*keys.shape[:2], c)
         gather = index[..., None].expand(-1, -1, -1, keys.shape[-1])  # (L, n_kv, k, hd)

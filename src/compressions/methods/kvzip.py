@@ -60,7 +60,10 @@ class KVzip(KVCompressor):
         for begin in range(0, len(window), self.segment):
             part = window[begin : begin + self.segment]
             cue = self.continue_ids + window[max(begin - self.overlap, 0) : begin] if begin else self.repeat_ids
-            reading = copy_cache(model, context_kv, 1)  # the context alone: no earlier segment's reconstruction
+            # each segment reads the context alone, without an earlier segment's reconstruction; the last one reads
+            # on the caller's cache itself, whose entries after the context are dropped
+            last = begin + self.segment >= len(window)
+            reading = cache if last else copy_cache(model, context_kv, 1)
             own = slice(context.start + begin, context.start + begin + len(part))
             rows.append(self._largest(model, reading, cue + part, start, own))
         return torch.cat(rows, dim=-1)

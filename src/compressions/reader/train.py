@@ -101,7 +101,7 @@ def train_reader(
             reader.save_pretrained(run.path)
         metrics = {"steps": len(history), "first_loss": history[0]["loss"], "last_loss": history[-1]["loss"], "seconds": seconds}
         if packing is not None:
-            metrics["documents"] = packing.as_dict() | {"max_tokens": config.documents}
+            metrics["documents"] = packing.as_dict()
         run.write_metrics(metrics)
     reader.eval()
     return history
