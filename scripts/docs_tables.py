@@ -148,7 +148,7 @@ def _table_512(root: Path) -> str:
     lines = [f"| reader | method | reads the question | {head} |", "|---|---|---|" + "---|---|" * len(TABLE_512_BUDGETS)]
     for reader, name in rows:
         found = [cells.get((name, reader, b)) for b in (None, *TABLE_512_BUDGETS)]
-        aware = next(m for c in found if c for m in [c[1]])["question_aware"]
+        aware = next(c[1] for c in found if c)["question_aware"]
         columns = []
         for budget in TABLE_512_BUDGETS:
             cell = cells.get((name, reader, budget)) or found[0]  # a row without M (full, none) fills every column

@@ -34,7 +34,7 @@ def _harness_predictions(tmp_path, examples, **config):
     return [s["prediction"] for s in json.loads((tmp_path / "eval" / "sample_predictions.json").read_text())]
 
 
-@pytest.mark.parametrize("name, budget", [("prefix", 6), ("snapkv", 6), ("full", None)])
+@pytest.mark.parametrize("name, budget", [("prefix", 6), ("snapkv", 6), ("kvzip", 6), ("expected_attention", 6), ("full", None)])
 def test_answers_are_the_harness_answers(tmp_path, name, budget):
     examples = synthetic_squad(3, seed=7)
     compressor = load_compressor(name, budget=budget, model=TINY, prompt=SquadPromptConfig(shots=0))
@@ -191,7 +191,7 @@ def test_shipped_solved_examples_are_the_ones_the_harness_picks(shared_data):
     assert pick_shots(load_squad("squad", "train", str(shared_data)), 2) == list(SOLVED_EXAMPLES)
 
 
-@pytest.mark.parametrize("name, budget", [("prefix", 6), ("snapkv", 6), ("full", None)])
+@pytest.mark.parametrize("name, budget", [("prefix", 6), ("snapkv", 6), ("kvzip", 6), ("expected_attention", 6), ("full", None)])
 def test_generate_inputs_feed_model_generate_to_the_same_answer(tiny, name, budget):
     model, tokenizer = tiny
     compressor = load_compressor(name, budget=budget, model=model, tokenizer=tokenizer)

@@ -46,6 +46,7 @@ from compressions.errors import ConfigError
 from compressions.methods import METHODS, build_method, takes_budget
 from compressions.models import DEFAULT_MODEL, load_model
 from compressions.models.generation import left_pad, position_ids, prefill
+from compressions.models.loading import not_llama_style
 from compressions.models.soft_prompts import embed_with_slots, slot_mask
 from compressions.reader.adapter import reader_prompt, with_reader
 from compressions.store.run_folder import atomic_write_json
@@ -257,8 +258,8 @@ class SoftPromptModel(nn.Module):
         decoder = self.llm.get_decoder()
         block = decoder.layers[layer]
         attention = block.self_attn
-        if hasattr(attention, "k_norm") or not hasattr(decoder, "rotary_emb"):
-            raise ConfigError(f"compressor.shift: {type(attention).__name__} is not Llama-style attention (a key norm, or no rotary embedding)")
+        if reason := not_llama_style(decoder):
+            raise ConfigError(f"compressor.shift needs Llama-style attention: {reason}")
         context = self._encoder_adapter() if self.config.encoder_lora else self.base_llm()
         with context:
             x = block.input_layernorm(hidden)

@@ -20,6 +20,7 @@ from transformers import PreTrainedTokenizerBase
 
 from compressions.errors import CompressionsError
 from compressions.methods.kv_cache import ContextRead, KVCompressor
+from compressions.models.loading import not_llama_style
 
 
 class ExpectedAttention(KVCompressor):
@@ -36,16 +37,14 @@ class ExpectedAttention(KVCompressor):
 
     def select(self, keys: torch.Tensor, attention: torch.Tensor | None, read: ContextRead) -> torch.Tensor:
         decoder = read.model.get_decoder()
-        if not hasattr(decoder, "rotary_emb"):
-            raise CompressionsError(f"expected_attention needs rotary positions; {type(decoder).__name__} has no rotary_emb")
+        if reason := not_llama_style(decoder):
+            raise CompressionsError(f"expected_attention needs Llama-style attention: {reason}")
         positions = torch.arange(read.end, read.end + self.future, device=keys.device)[None]
         cos, sin = decoder.rotary_emb(read.values, positions)  # (1, future, head_dim)
         rotation = mean_rotation(cos[0].float().mean(0), sin[0].float().mean(0))
         rows = []
         for layer, block in enumerate(decoder.layers):
             attn = block.self_attn
-            if hasattr(attn, "q_norm") or hasattr(attn, "k_norm"):
-                raise CompressionsError(f"expected_attention: {type(attn).__name__} normalises queries or keys (not Llama-style)")
             x = block.input_layernorm(read.hidden[layer][0])  # (C, d_model): what the layer's attention read
             queries = attn.q_proj(x).view(x.shape[0], -1, keys.shape[-1]).transpose(0, 1).float()  # (H, C, head_dim)
             rows.append(expected_scores(queries, keys[layer].float(), read.values[layer].float(), rotation, attn.scaling, self.covariance, self.value_norm))

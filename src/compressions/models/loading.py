@@ -187,3 +187,14 @@ def eager_attention(model: PreTrainedModel) -> Iterator[None]:
         yield
     finally:
         model.set_attn_implementation(before)
+
+
+def not_llama_style(decoder: torch.nn.Module) -> str | None:
+    """Why a decoder's attention is not Llama-style (rotary positions, no query or key norm), or None: what a
+    method that recomputes a layer's queries or keys from its hidden states, outside the forward, relies on."""
+    if not hasattr(decoder, "rotary_emb"):
+        return f"{type(decoder).__name__} has no rotary embedding"
+    attention = decoder.layers[0].self_attn
+    if hasattr(attention, "q_norm") or hasattr(attention, "k_norm"):
+        return f"{type(attention).__name__} normalises queries or keys"
+    return None
